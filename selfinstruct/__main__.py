@@ -1,0 +1,5 @@
+"""Run the CLI with `python -m selfinstruct`."""
+
+from selfinstruct.cli import app
+
+app()

@@ -1,0 +1,26 @@
+"""The one extension point every teacher implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from selfinstruct.records import Completion, Request
+
+
+class Backend(ABC):
+    """A teacher model: turns requests into completions, in order."""
+
+    @abstractmethod
+    async def complete(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answer every request, retrying transient faults; raise TeacherError when stuck."""
+
+    async def preflight(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Fail fast with a clear error when the teacher cannot be reached at all."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections."""
+
+    def describe(self) -> str:
+        """Say in a few words what answers, for progress lines and status."""
+        return type(self).__name__

@@ -1,0 +1,48 @@
+"""Exceptions raised by selfinstruct.
+
+Every error a user can cause or meet derives from :class:`SelfInstructError`; the CLI turns
+each into a one-line message and a non-zero exit, never a traceback::
+
+    SelfInstructError
+    ├── ConfigError        a setting is invalid, or conflicts with the stored run
+    ├── InputError         a user-supplied file (seeds, prompts, dataset) is malformed
+    │   ├── SeedError      a seed file: names file, line and field
+    │   └── PromptError    a prompt template: names file and variable
+    ├── RunDirError        the run directory is locked, foreign or damaged
+    └── TeacherError       the teacher failed persistently (names the endpoint)
+        └── AuthError      the teacher rejected or lacks credentials
+"""
+
+from __future__ import annotations
+
+
+class SelfInstructError(Exception):
+    """Base class of every error selfinstruct raises on purpose."""
+
+
+class ConfigError(SelfInstructError):
+    """Report an invalid setting or one that conflicts with the stored run."""
+
+
+class InputError(SelfInstructError):
+    """Report a malformed user-supplied file."""
+
+
+class SeedError(InputError):
+    """Report a malformed seed file, naming file, line and field."""
+
+
+class PromptError(InputError):
+    """Report a malformed prompt template, naming file and variable."""
+
+
+class RunDirError(SelfInstructError):
+    """Report a run directory that is locked, foreign or damaged."""
+
+
+class TeacherError(SelfInstructError):
+    """Report a teacher that keeps failing after bounded retries."""
+
+
+class AuthError(TeacherError):
+    """Report missing or rejected teacher credentials."""

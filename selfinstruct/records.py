@@ -1,0 +1,102 @@
+"""Define the records that flow through the pipeline and into the run directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Stage = Literal["instructions", "classify", "instances"]
+FinishReason = str  # "stop", "length", or whatever the server sends; kept verbatim
+
+
+class Instance(BaseModel):
+    """One input/output example of a task; an empty input means the task needs none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: str = Field(description="Material the instruction works on; empty when none.")
+    output: str = Field(description="The expected response.")
+
+
+class Task(BaseModel):
+    """A task in the Self-Instruct seed schema, plus provenance for machine tasks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="Unique id within the pool.")
+    name: str = Field(default="", description="Short snake_case name; may be empty.")
+    instruction: str = Field(description="What the model is asked to do.")
+    instances: list[Instance] = Field(description="Input/output examples, at least one.")
+    is_classification: bool | None = Field(
+        description="Whether outputs come from a small label set; None when not asked."
+    )
+    round: int | None = Field(default=None, description="Round that produced it; None for seeds.")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings of one teacher request."""
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt for the teacher; `key` identifies it in the response log."""
+
+    key: str
+    stage: Stage
+    prompt: str
+    params: SamplingParams
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts reported by the teacher for one or more requests."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The teacher's answer to one request."""
+
+    text: str
+    finish_reason: FinishReason
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A task proposed by the teacher, before filtering."""
+
+    instruction: str
+    input: str = ""
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a candidate was dropped; written to rejected.jsonl and counted by `reason`."""
+
+    reason: str
+    stage: Stage
+    instruction: str
+    detail: str = ""
+    input: str | None = None
+    output: str | None = None

@@ -1,0 +1,100 @@
+"""Load and validate seed task files (JSONL in the Self-Instruct seed schema)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from selfinstruct.errors import SeedError
+from selfinstruct.records import Instance, Task
+
+
+class _SeedLine(BaseModel):
+    """The schema of one seed line; extra keys are tolerated as other seed files carry some."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    id: str | int
+    name: str
+    instruction: str = Field(min_length=1)
+    instances: list[Instance] = Field(min_length=1)
+    is_classification: bool
+
+
+@dataclass(frozen=True)
+class SeedSet:
+    """Validated seed tasks and a digest of the file they came from."""
+
+    path: Path
+    tasks: tuple[Task, ...]
+    digest: str
+
+
+def default_seeds_path() -> Path:
+    """Return the bundled seed file, from a checkout or an installed wheel."""
+    return Path(str(resources.files("selfinstruct") / "data" / "seeds" / "seed_tasks.jsonl"))
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_seeds(path: Path | None = None) -> SeedSet:
+    """Read a seed file, raising SeedError that names file, line and field on any defect."""
+    path = path or default_seeds_path()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SeedError(f"{path}: cannot read seed file: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")  # a BOM is harmless; tolerate editors that add one
+    except UnicodeDecodeError as exc:
+        bad_line = raw[: exc.start].count(b"\n") + 1
+        raise SeedError(f"{path}:{bad_line}: not valid UTF-8 (byte {exc.start})") from None
+    tasks: list[Task] = []
+    first_line_of: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SeedError(
+                f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})"
+            ) from None
+        if not isinstance(obj, dict):
+            raise SeedError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        try:
+            seed = _SeedLine.model_validate(obj)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = _field_path(tuple(err["loc"]))
+            msg = "missing" if err["type"] == "missing" else err["msg"]
+            raise SeedError(f"{path}:{lineno}: field '{field}': {msg}") from None
+        seed_id = str(seed.id)
+        if seed_id in first_line_of:
+            raise SeedError(
+                f"{path}:{lineno}: field 'id': duplicate id {seed_id!r} "
+                f"(first on line {first_line_of[seed_id]})"
+            )
+        first_line_of[seed_id] = lineno
+        tasks.append(
+            Task(
+                id=seed_id,
+                name=seed.name,
+                instruction=seed.instruction.strip(),
+                instances=seed.instances,
+                is_classification=seed.is_classification,
+            )
+        )
+    if not tasks:
+        raise SeedError(f"{path}: no seed tasks (the file is empty)")
+    return SeedSet(path=path, tasks=tuple(tasks), digest=hashlib.sha256(raw).hexdigest())

@@ -1,0 +1,370 @@
+"""The run directory: append-only logs, an atomic commit record, resume and a lock.
+
+Layout of ``outputs/<run>/``::
+
+    config.json      the resolved config and the run's identity (no secrets), written once
+    state.json       the commit record, replaced atomically after each round
+    pool.jsonl       accepted tasks, append-only
+    rejected.jsonl   every rejected candidate with its reason, append-only
+    responses.jsonl  every teacher response, keyed by request; replayed on resume
+    lock             held (flock) by the one process writing the run
+
+A round's pool and rejected lines are appended, flushed and fsynced before state.json
+records their byte offsets; on resume the two logs are cut back to those offsets, so a
+half-written round vanishes and is redone from the logged responses at no cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from selfinstruct.errors import ConfigError, RunDirError
+from selfinstruct.records import Completion, Task, Usage
+
+FORMAT = 1
+POOL = "pool.jsonl"
+REJECTED = "rejected.jsonl"
+RESPONSES = "responses.jsonl"
+STATE = "state.json"
+CONFIG = "config.json"
+LOCK = "lock"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old or the new file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_lines(path: Path, limit: int | None = None) -> Iterator[tuple[int, bytes, int]]:
+    """Yield (line number, line, end offset) of complete non-blank lines up to byte `limit`.
+
+    A torn last line (no newline yet) is skipped.
+    """
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        data = fh.read() if limit is None else fh.read(limit)
+    offset = 0
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines[:-1], start=1):  # the last piece has no newline
+        offset += len(line) + 1
+        if line.strip():
+            yield number, line, offset
+
+
+@dataclass
+class StageUsage:
+    """What one stage cost: requests answered and tokens."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, usage: Usage) -> None:
+        """Count one answered request."""
+        self.requests += 1
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+
+
+@dataclass
+class State:
+    """The commit record: how far the logs are valid and what they hold."""
+
+    rounds_committed: int = 0
+    pool_bytes: int = 0
+    rejected_bytes: int = 0
+    accepted: int = 0
+    rejections: Counter[str] = field(default_factory=Counter)
+    target: int = 0  # the target of the latest bootstrap, for status displays
+    usage: dict[str, StageUsage] = field(default_factory=dict)  # every logged response
+
+    def to_json(self) -> bytes:
+        """Serialise with a timestamp, for state.json."""
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "rounds_committed": self.rounds_committed,
+                "pool_bytes": self.pool_bytes,
+                "rejected_bytes": self.rejected_bytes,
+                "accepted": self.accepted,
+                "rejections": dict(sorted(self.rejections.items())),
+                "target": self.target,
+                "usage": {k: v.__dict__ for k, v in sorted(self.usage.items())},
+                "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+            indent=2,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        """Read state.json's content; raise KeyError/TypeError/ValueError when malformed."""
+        state = cls(
+            rounds_committed=int(data["rounds_committed"]),
+            pool_bytes=int(data["pool_bytes"]),
+            rejected_bytes=int(data["rejected_bytes"]),
+            accepted=int(data["accepted"]),
+            rejections=Counter({str(k): int(v) for k, v in data["rejections"].items()}),
+            target=int(data.get("target", 0)),
+            usage={str(k): StageUsage(**v) for k, v in data.get("usage", {}).items()},
+        )
+        if min(state.rounds_committed, state.pool_bytes, state.rejected_bytes) < 0:
+            raise ValueError("negative count")
+        return state
+
+
+def _parse_task(path: Path, number: int, line: bytes) -> Task:
+    try:
+        return Task.model_validate_json(line)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+        raise RunDirError(f"{path}:{number}: field '{loc}': {err['msg']}") from None
+
+
+def load_pool(run: Path, committed_only: bool = True) -> list[Task]:
+    """Read the accepted tasks of a run, up to the last commit unless told otherwise."""
+    limit = None
+    if committed_only and (run / STATE).exists():
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            limit = State.from_json(json.loads((run / STATE).read_bytes())).pool_bytes
+    return [_parse_task(run / POOL, n, line) for n, line, _ in read_lines(run / POOL, limit)]
+
+
+def read_state(run: Path) -> State | None:
+    """Return the commit record, or None when it is missing or unreadable."""
+    try:
+        return State.from_json(json.loads((run / STATE).read_bytes()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+class RunDir:
+    """Exclusive access to one run directory for the whole of a bootstrap."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_fh: IO[str] | None = None
+        self._pool: IO[bytes] | None = None
+        self._rejected: IO[bytes] | None = None
+        self._responses: IO[bytes] | None = None
+        self.state = State()
+        self.replay: dict[str, Completion] = {}
+
+    # -- opening -------------------------------------------------------------------------
+
+    def open(self, header: dict[str, Any]) -> None:
+        """Lock, check identity against config.json (or write it), and recover the logs."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"{self.path}: cannot create run directory: {exc.strerror}") from None
+        self._lock()
+        config_path = self.path / CONFIG
+        if config_path.exists():
+            self._check_identity(config_path, header)
+        elif (self.path / POOL).exists():
+            raise RunDirError(
+                f"{self.path}: has {POOL} but no {CONFIG}; not a run directory of this tool"
+            )
+        else:
+            atomic_write(config_path, json.dumps(header, indent=2).encode() + b"\n")
+        self._recover()
+        self._pool = open(self.path / POOL, "ab")
+        self._rejected = open(self.path / REJECTED, "ab")
+        self._responses = open(self.path / RESPONSES, "ab")
+
+    def _lock(self) -> None:
+        fh = open(self.path / LOCK, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunDirError(
+                f"{self.path}: in use by {holder}; wait for it or stop it first"
+            ) from None
+        # The kernel drops a flock when its process dies, so a stale file never blocks us.
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        self._lock_fh = fh
+
+    def _check_identity(self, config_path: Path, header: dict[str, Any]) -> None:
+        try:
+            stored = json.loads(config_path.read_bytes())
+            stored_identity: dict[str, Any] = stored["identity"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise RunDirError(
+                f"{config_path}: unreadable; not a run directory of this tool"
+            ) from None
+        if stored.get("format") != FORMAT:
+            raise RunDirError(
+                f"{config_path}: written by a run format {stored.get('format')!r}, "
+                f"this version reads format {FORMAT}"
+            )
+        new_identity: dict[str, Any] = header["identity"]
+        for key in sorted(set(stored_identity) | set(new_identity)):
+            old, new = stored_identity.get(key), new_identity.get(key)
+            if old != new:
+                raise ConfigError(
+                    f"{key}: the run in {self.path} was started with {old!r}, this command "
+                    f"asks for {new!r}; keep the stored setting or choose another --out"
+                )
+
+    def _recover(self) -> None:
+        state = read_state(self.path)
+        pool_path, rejected_path = self.path / POOL, self.path / REJECTED
+        if state is None:
+            state = self._rebuild_state()
+        for path, size in ((pool_path, state.pool_bytes), (rejected_path, state.rejected_bytes)):
+            actual = path.stat().st_size if path.exists() else 0
+            if actual < size:
+                raise RunDirError(
+                    f"{path}: shorter ({actual} bytes) than its commit record ({size} bytes); "
+                    "the file was edited or truncated"
+                )
+            if actual > size:
+                os.truncate(path, size)  # drop a half-written round
+        self.state = state
+        atomic_write(self.path / STATE, state.to_json())
+        self._load_responses()
+
+    def _rebuild_state(self) -> State:
+        """Recover a lost commit record from the logs, dropping the last round seen."""
+        pool_path, rejected_path = self.path / POOL, self.path / REJECTED
+        last_round = -1
+        logs: dict[Path, list[tuple[int, int]]] = {}
+        for path in (pool_path, rejected_path):
+            entries: list[tuple[int, int]] = []
+            for number, line, offset in read_lines(path):
+                try:
+                    round_number = int(json.loads(line)["round"])
+                except (ValueError, KeyError, TypeError):
+                    raise RunDirError(
+                        f"{path}:{number}: field 'round': missing or invalid"
+                    ) from None
+                entries.append((round_number, offset))
+                last_round = max(last_round, round_number)
+            logs[path] = entries
+        # The last round may be incomplete; it is redone from logged responses for free.
+        keep = max(last_round, 0)
+        state = State(rounds_committed=keep)
+        for path, entries in logs.items():
+            kept = [end for r, end in entries if r < keep]
+            size = kept[-1] if kept else 0
+            if path == pool_path:
+                state.pool_bytes, state.accepted = size, len(kept)
+            else:
+                state.rejected_bytes = size
+                for _, line, _ in read_lines(path, size):
+                    state.rejections[str(json.loads(line).get("reason", "unknown"))] += 1
+        return state
+
+    def _load_responses(self) -> None:
+        path = self.path / RESPONSES
+        if not path.exists():
+            return
+        valid = 0
+        usage: dict[str, StageUsage] = {}
+        self.state.usage = usage  # the log is the truth; the record may lag behind it
+        for _, line, end in read_lines(path):
+            valid = end
+            try:
+                entry = json.loads(line)
+                completion = Completion(
+                    text=str(entry["text"]),
+                    finish_reason=str(entry["finish_reason"]),
+                    usage=Usage(int(entry["usage"][0]), int(entry["usage"][1])),
+                )
+                round_number = int(entry["round"])
+                stage = str(entry["stage"])
+                key = str(entry["key"])
+            except (ValueError, KeyError, TypeError, IndexError):
+                continue  # a damaged entry is only a cache miss: that request is made again
+            usage.setdefault(stage, StageUsage()).add(completion.usage)
+            # Committed rounds are never redone, so only later rounds need their responses.
+            if round_number >= self.state.rounds_committed:
+                self.replay[key] = completion
+        if valid < path.stat().st_size:
+            os.truncate(path, valid)  # a torn last line from a crash mid-write
+
+    # -- writing -------------------------------------------------------------------------
+
+    def log_response(self, key: str, round_number: int, stage: str, completion: Completion) -> None:
+        """Append one teacher response; flushed so a killed process keeps it."""
+        assert self._responses is not None
+        entry = {
+            "key": key,
+            "round": round_number,
+            "stage": stage,
+            "text": completion.text,
+            "finish_reason": completion.finish_reason,
+            "usage": [completion.usage.prompt_tokens, completion.usage.completion_tokens],
+        }
+        self._responses.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+        self._responses.flush()
+        self.state.usage.setdefault(stage, StageUsage()).add(completion.usage)
+
+    def commit_round(
+        self, round_number: int, tasks: Iterable[Task], rejections: Iterable[dict[str, Any]]
+    ) -> None:
+        """Append a round's results and record them atomically as committed."""
+        assert self._pool is not None and self._rejected is not None
+        assert self._responses is not None
+        pool_data = b"".join(t.model_dump_json().encode() + b"\n" for t in tasks)
+        reasons: Counter[str] = Counter()
+        rejected_lines = []
+        for rejection in rejections:
+            reasons[str(rejection["reason"])] += 1
+            rejected_lines.append(
+                json.dumps({"round": round_number, **rejection}, ensure_ascii=False).encode()
+            )
+        rejected_data = b"".join(line + b"\n" for line in rejected_lines)
+        for fh, data in ((self._pool, pool_data), (self._rejected, rejected_data)):
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.fsync(self._responses.fileno())
+        self.state.rounds_committed = round_number + 1
+        self.state.pool_bytes += len(pool_data)
+        self.state.rejected_bytes += len(rejected_data)
+        self.state.accepted += pool_data.count(b"\n")
+        self.state.rejections.update(reasons)
+        atomic_write(self.path / STATE, self.state.to_json())
+
+    def close(self) -> None:
+        """Close the logs and release the lock."""
+        for fh in (self._pool, self._rejected, self._responses):
+            if fh is not None:
+                with contextlib.suppress(OSError):
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                fh.close()
+        self._pool = self._rejected = self._responses = None
+        if self._lock_fh is not None:
+            self._lock_fh.close()  # closing the descriptor releases the flock
+            self._lock_fh = None

@@ -1,0 +1,150 @@
+"""A deterministic synthetic teacher that answers selfinstruct's prompts over HTTP.
+
+It reads the prompt it is given, as a real teacher would, and continues the numbered task
+list with invented tasks, so the whole pipeline (parsing, filters, novelty, resume) runs
+against the loopback server without a model. A share of its tasks is made to be rejected:
+near copies of the prompt's examples, blacklisted words, too-short instructions and empty
+outputs. Answers depend only on the request body, so replays and reruns agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass
+
+from selfinstruct.testing.server import RecordedRequest, Reply
+
+_VERBS = (
+    "Explain", "Summarize", "Describe", "Compare", "List", "Suggest", "Outline", "Rewrite",
+    "Classify", "Translate", "Evaluate", "Critique", "Design", "Propose", "Estimate",
+    "Identify", "Rank", "Convert", "Draft", "Compose", "Plan", "Predict", "Argue", "Defend",
+    "Simplify", "Analyze", "Recommend", "Justify", "Sketch out", "Brainstorm",
+)  # fmt: skip
+_ADJECTIVES = (
+    "short", "formal", "playful", "detailed", "persuasive", "neutral", "concise", "vivid",
+    "skeptical", "friendly", "technical", "humorous", "balanced", "urgent", "gentle",
+    "step-by-step", "beginner-level", "expert-level", "polite", "critical", "hopeful",
+    "practical", "surprising", "careful", "bold", "calm", "rigorous", "informal",
+)  # fmt: skip
+_NOUNS = (
+    "essay", "haiku", "email", "checklist", "recipe", "riddle", "proof", "timeline",
+    "dialogue", "slogan", "review", "itinerary", "budget", "lesson", "quiz", "limerick",
+    "memo", "apology", "toast", "pitch", "report", "sonnet", "definition", "analogy",
+    "question", "schedule", "manifesto", "tutorial", "headline", "fable", "joke", "tweet",
+)  # fmt: skip
+_TOPICS = (
+    "volcanoes", "compound interest", "sourdough bread", "the French Revolution",
+    "black holes", "recycling plastics", "remote work", "honeybees", "chess openings",
+    "sleep hygiene", "public libraries", "bicycle repair", "tax deductions", "tide pools",
+    "the immune system", "supply chains", "jazz improvisation", "prime numbers",
+    "urban gardening", "glaciers", "cryptography", "job interviews", "marathon training",
+    "medieval castles", "electric cars", "photosynthesis", "mountain weather",
+    "coffee roasting", "language learning", "board games", "ocean currents", "vaccines",
+    "the printing press", "desert ecosystems", "retirement savings", "sorting algorithms",
+    "time zones", "solar panels", "ancient Rome", "kitchen safety", "birdwatching",
+)  # fmt: skip
+_AUDIENCES = (
+    "a ten-year-old", "new employees", "retired teachers", "a skeptical investor",
+    "first-year students", "busy parents", "a museum visitor", "software engineers",
+    "a nervous traveller", "hospital volunteers", "a local newspaper", "farmers",
+    "a book club", "city council members", "night-shift nurses", "amateur astronomers",
+)  # fmt: skip
+_FRAMES = (
+    "{verb} a {adj} {noun} about {topic} for {audience}.",
+    "{verb} {topic} in the style of a {adj} {noun}.",
+    "Given the notes below, {lverb} a {adj} {noun} on {topic}.",
+    "How would you {lverb} {topic} to {audience} in a {adj} way?",
+    "{verb} three facts about {topic} that {audience} would find {adj2}.",
+    "Using {topic} as the theme, {lverb} a {noun} aimed at {audience}.",
+    "{verb} why {topic} matters, keeping the tone {adj} and the length short.",
+)
+_BLACKLISTED = ("image", "graph", "file", "map", "video", "diagram", "music")
+
+_NEXT = re.compile(r"### Task (\d+)\s*\nInstruction:\s*$")
+_EXAMPLE = re.compile(r"^Instruction: (.+)$", re.M)
+
+
+@dataclass(frozen=True)
+class SyntheticTeacher:
+    """Answer one-stage prompts with invented tasks; a handler for OpenAITestServer."""
+
+    near_duplicate_rate: float = 0.10
+    blacklist_rate: float = 0.04
+    short_rate: float = 0.03
+    empty_output_rate: float = 0.03
+    latency: float = 0.0  # seconds per request
+    tokens_per_second: float = 0.0  # decode rate; 0 means instant
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        """Continue the prompt's task list up to the stop header."""
+        text = self.answer(request.prompt, request.body, chat=request.endpoint == "chat")
+        delay = self.latency
+        if self.tokens_per_second > 0:
+            delay += len(text.split()) / self.tokens_per_second
+        return Reply(text=text, delay=delay)
+
+    def answer(self, prompt: str, body: dict[str, object], *, chat: bool = False) -> str:
+        """Return the completion text for a prompt and request body."""
+        digest = hashlib.sha256(
+            (prompt + json.dumps(body.get("seed"))).encode("utf-8", "replace")
+        ).digest()
+        rng = random.Random(digest)
+        match = _NEXT.search(prompt)
+        first = int(match.group(1)) if match else 1
+        last = first + 7
+        stops = body.get("stop") or []
+        for stop in [stops] if isinstance(stops, str) else list(stops):  # type: ignore[call-overload]
+            if m := re.fullmatch(r"### Task (\d+)", str(stop)):
+                last = int(m.group(1)) - 1
+        examples = _EXAMPLE.findall(prompt)
+        parts = []
+        for number in range(first, last + 2):  # one past the end: the stop sequence cuts it
+            instruction, task_input, output = self._task(rng, examples)
+            body_text = f"{instruction}\nInput: {task_input or '(no input)'}\nOutput: {output}\n\n"
+            if number == first and not chat:
+                parts.append(" " + body_text)
+            else:
+                parts.append(f"### Task {number}\nInstruction: {body_text}")
+        prefix = "Sure! Here are more tasks.\n\n" if chat else ""
+        return prefix + "".join(parts)
+
+    def _task(self, rng: random.Random, examples: list[str]) -> tuple[str, str, str]:
+        roll = rng.random()
+        topic = rng.choice(_TOPICS)
+        if roll < self.near_duplicate_rate and examples:
+            words = rng.choice(examples).split()
+            words[rng.randrange(len(words))] = rng.choice(_ADJECTIVES)
+            instruction = " ".join(words)
+        elif roll < self.near_duplicate_rate + self.blacklist_rate:
+            instruction = f"Describe the {rng.choice(_BLACKLISTED)} that best shows {topic}."
+        elif roll < self.near_duplicate_rate + self.blacklist_rate + self.short_rate:
+            instruction = f"{rng.choice(_VERBS)} {topic.split()[0]}."
+        else:
+            verb = rng.choice(_VERBS)
+            instruction = rng.choice(_FRAMES).format(
+                verb=verb,
+                lverb=verb.lower(),
+                adj=rng.choice(_ADJECTIVES),
+                adj2=rng.choice(_ADJECTIVES),
+                noun=rng.choice(_NOUNS),
+                topic=topic,
+                audience=rng.choice(_AUDIENCES),
+            )
+        task_input = ""
+        if rng.random() < 0.4:
+            task_input = f"Notes: {topic}; {rng.choice(_ADJECTIVES)}; {rng.randint(2, 99)} items."
+        output = ""
+        if rng.random() >= self.empty_output_rate:
+            output = (
+                f"A {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} on {topic} "
+                f"({rng.randint(100, 999)} words), ending with a {rng.choice(_ADJECTIVES)} note."
+            )
+        return instruction, task_input, output
+
+
+def synthetic_handler() -> SyntheticTeacher:
+    """Build the default synthetic teacher (for `--handler selfinstruct.testing.teacher:...`)."""
+    return SyntheticTeacher()
