@@ -203,6 +203,9 @@ class Bootstrap:
                     continue
                 match = self.index.first_above(item.instruction)
                 if match is not None:
+                    # Which match an early exit finds depends on the index's internals;
+                    # the nearest one does not, so the log is the same after a resume.
+                    match = self.index.nearest(item.instruction) or match
                     detail = f"ROUGE-L {match.score:.3f} with: {match.text}"
                     reject("near_duplicate", item.instruction, detail, **extra)
                     continue

@@ -36,7 +36,10 @@ class _Endpoint:
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return isinstance(exc, (openai.APIConnectionError, _BadResponse))  # timeouts included
+    # Connection errors include timeouts; a garbled 200 is usually a proxy hiccup.
+    return isinstance(
+        exc, (openai.APIConnectionError, openai.APIResponseValidationError, _BadResponse)
+    )
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
@@ -155,6 +158,12 @@ class OpenAICompatBackend(Backend):
             raise TeacherError(f"{endpoint.url}: no answer ({last!r})")  # pragma: no cover
 
     async def _call(self, endpoint: _Endpoint, request: Request) -> Completion:
+        try:
+            return await self._call_unchecked(endpoint, request)
+        except ValueError as exc:  # the SDK lets a 200 with a non-JSON body escape as this
+            raise _BadResponse(f"the answer was not valid JSON ({exc})") from None
+
+    async def _call_unchecked(self, endpoint: _Endpoint, request: Request) -> Completion:
         p = request.params
         common: dict[str, Any] = {
             "model": self._config.model,

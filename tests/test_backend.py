@@ -1,0 +1,188 @@
+"""The OpenAI-compatible backend over real HTTP, with the real openai client."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from selfinstruct.backends.openai_compat import OpenAICompatBackend
+from selfinstruct.config import TeacherConfig
+from selfinstruct.errors import AuthError, TeacherError
+from selfinstruct.records import Completion, Request, SamplingParams
+from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
+
+PARAMS = SamplingParams(temperature=0.7, top_p=0.5, max_tokens=50, stop=("STOP",), seed=7)
+
+
+def _request(prompt: str = "Say hello.") -> Request:
+    return Request(key="k", stage="instructions", prompt=prompt, params=PARAMS)
+
+
+def _complete(
+    server: OpenAITestServer, requests: list[Request], **teacher: object
+) -> list[Completion]:
+    config = TeacherConfig(base_urls=[server.base_url], model="test-model", **teacher)  # type: ignore[arg-type]
+
+    async def go() -> list[Completion]:
+        backend = OpenAICompatBackend(config, "test-key")
+        try:
+            return await backend.complete(requests)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_both_apis_send_params_and_keep_finish_reason_and_usage(api: str) -> None:
+    def handler(request: RecordedRequest) -> Reply:
+        return Reply(text=f"one two three STOP four ({request.endpoint})")
+
+    with OpenAITestServer(handler) as server:
+        (completion,) = _complete(server, [_request()], api=api)
+        (recorded,) = server.requests
+    assert completion.text == "one two three "
+    assert completion.finish_reason == "stop"
+    assert completion.usage.completion_tokens == 3
+    assert completion.usage.prompt_tokens == 2
+    assert recorded.endpoint == ("chat" if api == "chat" else "completions")
+    body = recorded.body
+    assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.7, 0.5, 50)
+    assert body["stop"] == ["STOP"] and body["seed"] == 7 and body["model"] == "test-model"
+    if api == "chat":
+        assert body["messages"] == [{"role": "user", "content": "Say hello."}]
+    else:
+        assert body["prompt"] == "Say hello."
+    assert recorded.headers["authorization"] == "Bearer test-key"
+
+
+def test_length_finish_reason_is_reported() -> None:
+    with OpenAITestServer(lambda r: Reply(text="word " * 100)) as server:
+        (completion,) = _complete(server, [_request()])
+    assert completion.finish_reason == "length"
+    assert len(completion.text.split()) == 50
+
+
+def test_retry_after_is_honoured_then_succeeds() -> None:
+    with OpenAITestServer(lambda r: Reply(text="fine")) as server:
+        server.push_faults(Reply.rate_limited(0.4), Reply.rate_limited(0.3))
+        start = time.monotonic()
+        (completion,) = _complete(server, [_request()])
+        elapsed = time.monotonic() - start
+        times = [r.time for r in server.requests]
+    assert completion.text == "fine"
+    assert len(times) == 3
+    assert times[1] - times[0] >= 0.38 and times[2] - times[1] >= 0.28
+    assert elapsed < 5
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Reply.server_error(500), Reply.server_error(502), Reply.server_error(503), Reply.dropped()],
+    ids=["500", "502", "503", "dropped"],
+)
+def test_transient_faults_are_retried(fault: Reply) -> None:
+    with OpenAITestServer(lambda r: Reply(text="recovered")) as server:
+        server.push_faults(fault, fault)
+        (completion,) = _complete(server, [_request()])
+        assert len(server.requests) == 3
+    assert completion.text == "recovered"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Reply.malformed(),
+        Reply(
+            raw_body=b'{"id": "x", "object": "text_completion", '
+            b'"created": 1, "model": "m", "choices": []}'
+        ),
+    ],
+    ids=["malformed-json", "no-choices"],
+)
+def test_bad_200_answers_are_retried(fault: Reply) -> None:
+    with OpenAITestServer(lambda r: Reply(text="good")) as server:
+        server.push_faults(fault)
+        (completion,) = _complete(server, [_request()])
+    assert completion.text == "good"
+
+
+def test_timeout_is_retried() -> None:
+    with OpenAITestServer(lambda r: Reply(text="late but here")) as server:
+        server.push_faults(Reply(text="too slow", delay=2.0))
+        (completion,) = _complete(server, [_request()], timeout=0.5)
+    assert completion.text == "late but here"
+
+
+def test_persistent_fault_stops_after_bounded_retries_naming_endpoint() -> None:
+    with OpenAITestServer(lambda r: Reply.server_error(503)) as server:
+        with pytest.raises(TeacherError) as info:
+            _complete(server, [_request()], max_retries=2)
+        assert len(server.requests) == 3
+        assert server.base_url in str(info.value)
+    assert "503" in str(info.value) and "3 attempts" in str(info.value)
+
+
+def test_client_errors_are_not_retried() -> None:
+    with OpenAITestServer(lambda r: Reply(status=404, text="The model does not exist")) as server:
+        with pytest.raises(TeacherError, match="404"):
+            _complete(server, [_request()])
+        assert len(server.requests) == 1
+
+
+def test_rejected_key_is_an_auth_error_without_the_key() -> None:
+    with OpenAITestServer(lambda r: Reply(text="x"), api_key="right-key") as server:
+        with pytest.raises(AuthError) as info:
+            _complete(server, [_request()])
+    assert "test-key" not in str(info.value)
+
+
+def test_concurrency_limit_is_kept() -> None:
+    with OpenAITestServer(lambda r: Reply(text="ok", delay=0.2)) as server:
+        start = time.monotonic()
+        results = _complete(server, [_request(f"p{i}") for i in range(12)], concurrency=4)
+        elapsed = time.monotonic() - start
+        peak = server.stats().peak_in_flight
+    assert [c.text for c in results] == ["ok"] * 12
+    assert peak == 4
+    assert elapsed >= 0.55  # 12 requests, 4 at a time, 0.2 s each
+
+
+def test_several_endpoints_share_the_load() -> None:
+    with (
+        OpenAITestServer(lambda r: Reply(text="a", delay=0.1)) as one,
+        OpenAITestServer(lambda r: Reply(text="b", delay=0.1)) as two,
+    ):
+        config = TeacherConfig(base_urls=[one.base_url, two.base_url], concurrency=8)
+
+        async def go() -> list[Completion]:
+            backend = OpenAICompatBackend(config, None)
+            try:
+                return await backend.complete([_request(f"p{i}") for i in range(8)])
+            finally:
+                await backend.aclose()
+
+        texts = sorted(c.text for c in asyncio.run(go()))
+    assert texts == ["a"] * 4 + ["b"] * 4
+
+
+def test_preflight_fails_fast_on_unreachable_server() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but not listening: connections are refused
+        config = TeacherConfig(base_urls=[f"http://127.0.0.1:{port}/v1"])
+
+        async def go() -> None:
+            backend = OpenAICompatBackend(config, None)
+            try:
+                await backend.preflight()
+            finally:
+                await backend.aclose()
+
+        start = time.monotonic()
+        with pytest.raises(TeacherError, match=f"cannot reach http://127.0.0.1:{port}/v1"):
+            asyncio.run(go())
+    assert time.monotonic() - start < 10

@@ -1,0 +1,153 @@
+"""The CLI as a user runs it: a real subprocess against the loopback teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import run_cli
+
+from selfinstruct.testing.server import OpenAITestServer
+
+SECRET = "sk-test-secret-0123456789"
+
+
+def _bootstrap(server: OpenAITestServer, out: Path, *extra: str) -> list[str]:
+    return [
+        "bootstrap",
+        "--base-url",
+        server.base_url,
+        "--model",
+        "test-model",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_bootstrap_status_export(teacher: OpenAITestServer, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run_cli(*_bootstrap(teacher, out, "--target", "60"), api_key=SECRET)
+    assert done.returncode == 0, done.stderr
+    pool = [json.loads(line) for line in (out / "pool.jsonl").read_text().splitlines()]
+    assert len(pool) >= 60
+    assert len({t["instruction"] for t in pool}) == len(pool)
+    assert [t["id"] for t in pool] == [f"task_{i:06d}" for i in range(1, len(pool) + 1)]
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert rejected and all(r["reason"] for r in rejected)
+    state = json.loads((out / "state.json").read_text())
+    assert state["accepted"] == len(pool)
+    assert sum(state["rejections"].values()) == len(rejected)
+
+    status = run_cli("status", "--out", str(out))
+    assert status.returncode == 0
+    assert f"{len(pool)} / 60" in status.stdout and "near_duplicate" in status.stdout
+    assert "instructions" in status.stdout
+
+    data = tmp_path / "data.json"
+    exported = run_cli("export", "--out", str(out), "-o", str(data))
+    assert exported.returncode == 0, exported.stderr
+    records = json.loads(data.read_text())
+    assert len(records) == len(pool)
+    assert all(set(r) == {"instruction", "input", "output"} for r in records)
+    assert all(r["output"].strip() for r in records)
+
+    # The secret is in no file of the run directory, and not in any output.
+    for path in out.iterdir():
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="replace"), path
+    assert SECRET not in done.stdout + done.stderr
+
+    # A larger target continues the same run; the first 60+ tasks stay as they were.
+    more = run_cli(*_bootstrap(teacher, out, "--target", "90"), api_key=SECRET)
+    assert more.returncode == 0, more.stderr
+    grown = (out / "pool.jsonl").read_text().splitlines()
+    assert len(grown) >= 90
+    assert [json.loads(line) for line in grown[: len(pool)]] == pool
+
+
+def test_missing_key_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    done = run_cli("bootstrap", "--out", str(tmp_path / "run"), "--target", "5")
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "OPENAI_API_KEY" in done.stderr and "--base-url" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreachable_server_is_one_line(tmp_path: Path) -> None:
+    done = run_cli(
+        "bootstrap",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--out",
+        str(tmp_path / "run"),
+        "--max-retries",
+        "0",
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "cannot reach http://127.0.0.1:9/v1" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_seed_file_names_line_and_field(teacher: OpenAITestServer, tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.jsonl"
+    good = {
+        "id": "a",
+        "name": "a",
+        "instruction": "Say something nice about Mondays.",
+        "instances": [{"input": "", "output": "They start the week."}],
+        "is_classification": False,
+    }
+    bad = dict(good, id="b", is_classification="sometimes")
+    seeds.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    done = run_cli(*_bootstrap(teacher, tmp_path / "run", "--seeds", str(seeds)))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"{seeds}:2: field 'is_classification'" in done.stderr
+    assert not (tmp_path / "run").exists()
+    assert teacher.requests == []
+
+
+def test_bad_config_names_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('[teacher]\nmodel = "m"\ntemprature = 0.5\n')
+    done = run_cli("bootstrap", "--config", str(config), "--base-url", "http://127.0.0.1:9/v1")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "teacher.temprature: unknown setting" in done.stderr
+
+    config.write_text("target = -3\n")
+    done = run_cli("bootstrap", "--config", str(config), "--base-url", "http://127.0.0.1:9/v1")
+    assert done.returncode != 0 and "target:" in done.stderr
+
+
+def test_config_file_and_flags(teacher: OpenAITestServer, tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    out = tmp_path / "run"
+    config.write_text(f'target = 10\nout = "{out}"\n[teacher]\nmodel = "from-toml"\ntop_p = 0.5\n')
+    done = run_cli(
+        "bootstrap", "--config", str(config), "--base-url", teacher.base_url, "--top-p", "0.9", "-q"
+    )
+    assert done.returncode == 0, done.stderr
+    body = teacher.requests[0].body
+    assert body["model"] == "from-toml" and body["top_p"] == 0.9
+    assert json.loads((out / "config.json").read_text())["config"]["target"] == 10
+
+
+def test_changed_identity_is_refused_with_field(teacher: OpenAITestServer, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run_cli(*_bootstrap(teacher, out, "--target", "10")).returncode == 0
+    before = (out / "pool.jsonl").read_bytes()
+    done = run_cli(*_bootstrap(teacher, out, "--target", "20", "--temperature", "0.3"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "teacher.temperature" in done.stderr and "1.0" in done.stderr
+    assert (out / "pool.jsonl").read_bytes() == before
+    # Operational settings may change.
+    done = run_cli(*_bootstrap(teacher, out, "--target", "20", "--concurrency", "3"))
+    assert done.returncode == 0, done.stderr
+
+
+def test_export_of_missing_run_is_one_line(tmp_path: Path) -> None:
+    done = run_cli("export", "--out", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.json"))
+    assert done.returncode != 0 and "not a run directory" in done.stderr
+    assert "Traceback" not in done.stderr
