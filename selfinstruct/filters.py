@@ -25,7 +25,8 @@ class InstructionFilters:
         self._english = english
         words = sorted(config.blacklist, key=len, reverse=True)
         self._blacklist = (
-            re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.I)
+            # Lookarounds rather than \b, so entries such as "c++" or ".net" match too.
+            re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.I)
             if words
             else None
         )
@@ -33,6 +34,8 @@ class InstructionFilters:
     def check(self, instruction: str) -> Verdict | None:
         """Return why `instruction` is rejected, or None."""
         text = instruction.strip()
+        if not text:
+            return Verdict("too_short", f"0 words < {max(self._config.min_words, 1)}")
         n_words = len(text.split())
         if n_words < self._config.min_words:
             return Verdict("too_short", f"{n_words} words < {self._config.min_words}")
@@ -55,4 +58,7 @@ def check_output(task_input: str, output: str | None) -> Verdict | None:
         return Verdict("empty_output")
     if output.strip() == task_input.strip():
         return Verdict("output_equals_input")
+    if output.strip().endswith(":"):
+        # Self-Instruct's instance filter: such outputs announce content that never came.
+        return Verdict("output_ends_with_colon")
     return None

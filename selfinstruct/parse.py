@@ -70,9 +70,12 @@ def parse_alpaca(text: str, *, truncated: bool) -> list[Candidate | Unparsed]:
             block = block[headers[i - 1].end() - headers[i - 1].start() :]
         elif not _FIELD.search(block):
             continue  # chatter before the first task
-        if i == 0 and not re.match(r"\s*(?:\*\*)?instruction", block, re.I):
-            # The answer continues our "Instruction:" line.
-            block = "Instruction: " + block.lstrip()
+        if i == 0:
+            first = _FIELD.search(block)
+            if first is not None and first.group(1).lower() == "instruction":
+                block = block[first.start() :]  # drop chatter before the first label
+            else:
+                block = "Instruction:" + block  # the answer continues our "Instruction:" line
         if block.strip():
             blocks.append(block)
     results: list[Candidate | Unparsed] = []

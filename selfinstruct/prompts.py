@@ -109,7 +109,9 @@ def render_alpaca(prompts: PromptSet, examples: Sequence[Example]) -> str:
                 output=example.instance.output.strip(),
             )
         )
-    return prompts.render("alpaca.txt", examples="".join(blocks), next=str(len(examples) + 1))
+    # No trailing newline: the teacher continues on the "Instruction:" line, as examples do.
+    text = prompts.render("alpaca.txt", examples="".join(blocks), next=str(len(examples) + 1))
+    return text.rstrip()
 
 
 def _one_line(text: str) -> str:

@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from selfinstruct.errors import SeedError
 from selfinstruct.records import Instance, Task
@@ -19,11 +20,19 @@ class _SeedLine(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    id: str | int
+    id: Any
     name: str
-    instruction: str = Field(min_length=1)
+    instruction: str = Field(min_length=1, pattern=r"\S")
     instances: list[Instance] = Field(min_length=1)
     is_classification: bool
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_is_str_or_int(cls, value: Any) -> Any:
+        # The original seed file uses strings; some forks use integers. Nothing else.
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError("must be a string or an integer")
+        return value
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,8 @@ def load_seeds(path: Path | None = None) -> SeedSet:
         raise SeedError(f"{path}:{bad_line}: not valid UTF-8 (byte {exc.start})") from None
     tasks: list[Task] = []
     first_line_of: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): U+2028 and friends may sit raw inside a JSON string.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -181,19 +181,23 @@ class RunDir:
         except OSError as exc:
             raise RunDirError(f"{self.path}: cannot create run directory: {exc.strerror}") from None
         self._lock()
-        config_path = self.path / CONFIG
-        if config_path.exists():
-            self._check_identity(config_path, header)
-        elif (self.path / POOL).exists():
-            raise RunDirError(
-                f"{self.path}: has {POOL} but no {CONFIG}; not a run directory of this tool"
-            )
-        else:
-            atomic_write(config_path, json.dumps(header, indent=2).encode() + b"\n")
-        self._recover()
-        self._pool = open(self.path / POOL, "ab")
-        self._rejected = open(self.path / REJECTED, "ab")
-        self._responses = open(self.path / RESPONSES, "ab")
+        try:
+            config_path = self.path / CONFIG
+            if config_path.exists():
+                self._check_identity(config_path, header)
+            elif (self.path / POOL).exists():
+                raise RunDirError(
+                    f"{self.path}: has {POOL} but no {CONFIG}; not a run directory of this tool"
+                )
+            else:
+                atomic_write(config_path, json.dumps(header, indent=2).encode() + b"\n")
+            self._recover()
+            self._pool = open(self.path / POOL, "ab")
+            self._rejected = open(self.path / REJECTED, "ab")
+            self._responses = open(self.path / RESPONSES, "ab")
+        except BaseException:
+            self.close()  # release the lock and whatever was opened
+            raise
 
     def _lock(self) -> None:
         fh = open(self.path / LOCK, "a+")

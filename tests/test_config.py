@@ -1,0 +1,268 @@
+"""Tests for load_config: precedence, errors naming the field, and the run identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from selfinstruct.config import (
+    DEFAULT_BLACKLIST,
+    OPERATIONAL,
+    RunConfig,
+    flatten,
+    identity,
+    load_config,
+)
+from selfinstruct.errors import ConfigError, SelfInstructError
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults() -> None:
+    config = load_config(None, {})
+    assert config == RunConfig()
+    assert config.out == Path("outputs/default")
+    assert config.seed == 42
+    assert (config.num_examples, config.num_machine_examples) == (8, 2)
+    assert config.teacher.model == "gpt-3.5-turbo-instruct"
+    assert config.teacher.base_urls == []
+    assert config.filters.rouge_threshold == 0.7
+    assert (config.filters.min_words, config.filters.max_words) == (4, 150)
+    assert config.filters.blacklist == list(DEFAULT_BLACKLIST)
+
+
+def test_toml_sets_nested_fields(tmp_path: Path) -> None:
+    path = _toml(
+        tmp_path,
+        'seed = 7\nout = "runs/a"\n\n[teacher]\nmodel = "llama-3-8b"\ntemperature = 0.7\n'
+        'base_urls = ["http://a:8000/v1", "http://b:8000/v1"]\n\n'
+        '[filters]\nblacklist = ["recipe"]\n',
+    )
+    config = load_config(path, {})
+    assert config.seed == 7
+    assert config.out == Path("runs/a")
+    assert config.teacher.model == "llama-3-8b"
+    assert config.teacher.temperature == 0.7
+    assert config.teacher.base_urls == ["http://a:8000/v1", "http://b:8000/v1"]
+    assert config.teacher.top_p == 1.0  # untouched sibling keeps its default
+    assert config.filters.blacklist == ["recipe"]
+
+
+def test_overrides_beat_toml_and_keep_siblings(tmp_path: Path) -> None:
+    path = _toml(tmp_path, 'target = 10\n[teacher]\nmodel = "from-toml"\ntemperature = 0.5\n')
+    config = load_config(path, {"target": 20, "teacher": {"model": "from-cli"}})
+    assert config.target == 20
+    assert config.teacher.model == "from-cli"
+    assert config.teacher.temperature == 0.5
+
+
+def test_overrides_without_toml() -> None:
+    config = load_config(None, {"teacher": {"concurrency": 64}, "filters": {"min_words": 3}})
+    assert config.teacher.concurrency == 64
+    assert config.filters.min_words == 3
+
+
+def test_override_can_replace_a_whole_list(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[teacher]\nbase_urls = ["http://a/v1"]\n')
+    config = load_config(path, {"teacher": {"base_urls": ["http://b/v1"]}})
+    assert config.teacher.base_urls == ["http://b/v1"]
+
+
+TOML_ERRORS: list[tuple[str, str, list[str]]] = [
+    # (id, TOML text, parts the message must contain besides the file name)
+    ("unknown_nested_key", '[teacher]\nmodle = "x"\n', ["teacher.modle", "unknown setting"]),
+    ("unknown_top_level_key", "targte = 5\n", ["targte", "unknown setting"]),
+    ("unknown_section", "[teachers]\nmodel = 'x'\n", ["teachers", "unknown setting"]),
+    ("temperature_too_high", "[teacher]\ntemperature = 5\n", ["teacher.temperature"]),
+    ("top_p_zero", "[teacher]\ntop_p = 0\n", ["teacher.top_p"]),
+    ("target_zero", "target = 0\n", ["target"]),
+    (
+        "rouge_threshold_above_one",
+        "[filters]\nrouge_threshold = 1.5\n",
+        ["filters.rouge_threshold"],
+    ),
+    ("concurrency_zero", "[teacher]\nconcurrency = 0\n", ["teacher.concurrency"]),
+    ("wrong_type_int", 'target = "many"\n', ["target", "integer"]),
+    ("wrong_type_str", "[teacher]\nmodel = 5\n", ["teacher.model", "string"]),
+    ("wrong_type_list", '[teacher]\nbase_urls = "http://a/v1"\n', ["teacher.base_urls"]),
+    ("wrong_literal", '[teacher]\napi = "responses"\n', ["teacher.api"]),
+    ("section_is_a_value", 'teacher = "gpt-4o"\n', ["teacher"]),
+    (
+        "machine_examples_exceed_examples",
+        "num_examples = 4\nnum_machine_examples = 5\n",
+        ["num_machine_examples must not exceed num_examples"],
+    ),
+    (
+        "min_words_exceed_max_words",
+        "[filters]\nmin_words = 10\nmax_words = 5\n",
+        ["filters.min_words must not exceed filters.max_words"],
+    ),
+    ("invalid_toml", "target = \n", ["invalid TOML", "line 1"]),
+    ("invalid_toml_duplicate_key", "seed = 1\nseed = 2\n", ["invalid TOML"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"), [c[1:] for c in TOML_ERRORS], ids=[c[0] for c in TOML_ERRORS]
+)
+def test_toml_errors_name_file_and_field(tmp_path: Path, text: str, parts: list[str]) -> None:
+    path = _toml(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    for part in parts:
+        assert part in message
+    assert "\n" not in message
+
+
+def test_several_errors_are_all_named(tmp_path: Path) -> None:
+    path = _toml(tmp_path, "target = 0\n[teacher]\ntemperature = 5\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert "target" in str(info.value)
+    assert "teacher.temperature" in str(info.value)
+
+
+OVERRIDE_ERRORS: list[tuple[str, dict[str, Any], str]] = [
+    ("unknown", {"teacher": {"modle": "x"}}, "teacher.modle: unknown setting"),
+    ("out_of_range", {"teacher": {"temperature": 5.0}}, "teacher.temperature"),
+    ("machine_exceed", {"num_examples": 1}, "num_machine_examples must not exceed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "part"), [c[1:] for c in OVERRIDE_ERRORS], ids=[c[0] for c in OVERRIDE_ERRORS]
+)
+def test_override_errors_name_the_command_line(overrides: dict[str, Any], part: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert str(info.value).startswith("command line: ")
+    assert part in str(info.value)
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_bytes(b'[teacher]\nmodel = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value).startswith(f"{path}: ")
+    assert "UTF-8" in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value).startswith(f"{path}: ")
+    assert "cannot read" in str(info.value)
+
+
+def test_config_error_is_a_selfinstruct_error() -> None:
+    assert issubclass(ConfigError, SelfInstructError)
+
+
+def test_assignment_is_validated() -> None:
+    config = RunConfig()
+    with pytest.raises(ValueError, match="temperature"):
+        config.teacher.temperature = 9.0
+
+
+# ---- identity -----------------------------------------------------------------------------
+
+OPERATIONAL_FIELDS = [
+    "out",
+    "target",
+    "seeds",
+    "prompts",
+    "teacher.base_urls",
+    "teacher.concurrency",
+    "teacher.timeout",
+    "teacher.max_retries",
+]
+IDENTITY_FIELDS = [
+    "seed",
+    "mode",
+    "language",
+    "num_examples",
+    "num_machine_examples",
+    "new_per_prompt",
+    "prompts_per_round",
+    "lookahead",
+    "teacher.model",
+    "teacher.api",
+    "teacher.temperature",
+    "teacher.top_p",
+    "teacher.presence_penalty",
+    "teacher.max_tokens",
+    "filters.min_words",
+    "filters.max_words",
+    "filters.blacklist",
+    "filters.rouge_threshold",
+    "filters.tokenizer",
+]
+
+
+def test_identity_fields_exactly() -> None:
+    ident = identity(RunConfig())
+    assert set(ident) == set(IDENTITY_FIELDS)
+    assert list(ident) == sorted(ident)
+    assert set(OPERATIONAL) == set(OPERATIONAL_FIELDS)
+    # Every setting is either operational or identity, never both, never neither.
+    every = set(flatten(RunConfig().model_dump(mode="json")))
+    assert every == set(OPERATIONAL_FIELDS) | set(IDENTITY_FIELDS)
+
+
+def test_identity_values_are_json_ready() -> None:
+    ident = identity(RunConfig())
+    assert ident["teacher.model"] == "gpt-3.5-turbo-instruct"
+    assert ident["teacher.temperature"] == 1.0
+    assert ident["seed"] == 42
+    assert ident["filters.blacklist"] == list(DEFAULT_BLACKLIST)
+
+
+OPERATIONAL_CHANGES: list[tuple[str, dict[str, Any]]] = [
+    ("out", {"out": "elsewhere"}),
+    ("target", {"target": 52000}),
+    ("seeds", {"seeds": "my_seeds.jsonl"}),
+    ("prompts", {"prompts": "my_prompts"}),
+    ("teacher.base_urls", {"teacher": {"base_urls": ["http://h:8000/v1"]}}),
+    ("teacher.concurrency", {"teacher": {"concurrency": 512}}),
+    ("teacher.timeout", {"teacher": {"timeout": 10.0}}),
+    ("teacher.max_retries", {"teacher": {"max_retries": 0}}),
+]
+
+
+@pytest.mark.parametrize(
+    "overrides", [c[1] for c in OPERATIONAL_CHANGES], ids=[c[0] for c in OPERATIONAL_CHANGES]
+)
+def test_operational_change_keeps_identity(overrides: dict[str, Any]) -> None:
+    changed = load_config(None, overrides)
+    assert changed != RunConfig()
+    assert identity(changed) == identity(RunConfig())
+
+
+IDENTITY_CHANGES: list[tuple[str, dict[str, Any]]] = [
+    ("seed", {"seed": 1}),
+    ("teacher.model", {"teacher": {"model": "llama"}}),
+    ("teacher.temperature", {"teacher": {"temperature": 0.7}}),
+    ("teacher.max_tokens", {"teacher": {"max_tokens": 1024}}),
+    ("filters.blacklist", {"filters": {"blacklist": ["image"]}}),
+    ("filters.rouge_threshold", {"filters": {"rouge_threshold": 0.6}}),
+    ("num_machine_examples", {"num_machine_examples": 0}),
+    ("lookahead", {"lookahead": 0}),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "overrides"), IDENTITY_CHANGES, ids=[c[0] for c in IDENTITY_CHANGES]
+)
+def test_identity_change_is_seen(field: str, overrides: dict[str, Any]) -> None:
+    before, after = identity(RunConfig()), identity(load_config(None, overrides))
+    assert [k for k in before if before[k] != after[k]] == [field]
