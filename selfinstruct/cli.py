@@ -92,6 +92,10 @@ def bootstrap(
     config: Annotated[
         Path | None, typer.Option(help="TOML file of settings; flags override it.")
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="self-instruct (3 stages) or alpaca (1 stage) [default: self-instruct]."),
+    ] = None,
     base_url: Annotated[
         list[str] | None,
         typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
@@ -120,6 +124,7 @@ def bootstrap(
     overrides: dict[str, Any] = {}
     for dotted, value in (
         ("target", target),
+        ("mode", mode),
         ("out", out),
         ("seeds", seeds),
         ("prompts", prompts),
@@ -184,10 +189,20 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
 
 
 @app.command()
-def status(out: OutOption = DEFAULT_OUT) -> None:
-    """Show where a run stands: tasks, rejections by reason, requests and tokens."""
+def status(
+    out: OutOption = DEFAULT_OUT,
+    price_in: Annotated[
+        float | None, typer.Option(help="USD per million prompt tokens [default: known price].")
+    ] = None,
+    price_out: Annotated[
+        float | None,
+        typer.Option(help="USD per million completion tokens [default: known price]."),
+    ] = None,
+) -> None:
+    """Show where a run stands: tasks, rejections by stage and reason, requests, tokens, cost."""
     import json
 
+    from selfinstruct.pricing import price_for
     from selfinstruct.store import CONFIG, read_state
 
     state = read_state(out)
@@ -195,20 +210,40 @@ def status(out: OutOption = DEFAULT_OUT) -> None:
         _fail(f"{out}: no run here (no {CONFIG} or state.json); pass --out RUN_DIR")
     header = json.loads((out / CONFIG).read_text())
     teacher = header["config"]["teacher"]
+    known = price_for(teacher["model"])
+    p_in = price_in if price_in is not None else (known[0] if known else None)
+    p_out = price_out if price_out is not None else (known[1] if known else None)
     typer.echo(f"run        {out}")
+    typer.echo(f"mode       {header['config']['mode']}")
     typer.echo(f"teacher    {teacher['model']} ({teacher['api']} API)")
     typer.echo(f"tasks      {state.accepted} / {state.target or '?'}")
     typer.echo(f"rounds     {state.rounds_committed}")
-    total = sum(state.rejections.values())
-    typer.echo(f"rejected   {total}")
-    for reason, count in Counter(state.rejections).most_common():
-        typer.echo(f"  {reason:<26}{count:>8}")
-    typer.echo("requests   stage            requests  prompt tok  completion tok")
+    typer.echo(f"rejected   {sum(state.rejections.values())}")
+    for key, count in sorted(
+        state.rejections.items(), key=lambda kv: (kv[0].split("/")[0], -kv[1])
+    ):
+        stage, _, reason = key.partition("/")
+        typer.echo(f"  {stage:<14}{reason:<28}{count:>8}")
+    typer.echo(f"{'stage':<16}{'requests':>9}{'prompt tok':>13}{'compl. tok':>13}{'cost USD':>11}")
+    total_cost = 0.0
     for stage, usage in sorted(state.usage.items()):
+        cost = ""
+        if p_in is not None and p_out is not None:
+            value = (usage.prompt_tokens * p_in + usage.completion_tokens * p_out) / 1e6
+            total_cost += value
+            cost = f"{value:.2f}"
         typer.echo(
-            f"           {stage:<15}{usage.requests:>9}{usage.prompt_tokens:>12}"
-            f"{usage.completion_tokens:>16}"
+            f"  {stage:<14}{usage.requests:>9}{usage.prompt_tokens:>13}"
+            f"{usage.completion_tokens:>13}{cost:>11}"
         )
+    if p_in is not None and p_out is not None:
+        per_task = total_cost / state.accepted if state.accepted else 0.0
+        typer.echo(
+            f"cost       {total_cost:.2f} USD at {p_in}/{p_out} USD per million tokens in/out "
+            f"({per_task * 1000:.3f} USD per 1000 tasks)"
+        )
+    else:
+        typer.echo("cost       unknown model price: pass --price-in and --price-out")
 
 
 @app.command()
@@ -216,16 +251,22 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
     out: OutOption = DEFAULT_OUT,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="alpaca: [{instruction, input, output}].")
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="alpaca: JSON [{instruction, input, output}], one per instance; "
+            "tasks: JSONL in the seed schema.",
+        ),
     ] = "alpaca",
 ) -> None:
     """Write the run's accepted tasks for fine-tuning (valid while a run is going, too)."""
-    from selfinstruct.export import export_run
+    from selfinstruct.export import FORMATS, export_run
 
-    if fmt != "alpaca":
-        _fail(f"--format: unknown format {fmt!r} (choose from: alpaca)")
+    if fmt not in FORMATS:
+        _fail(f"--format: unknown format {fmt!r} (choose from: {', '.join(FORMATS)})")
     try:
-        n = export_run(out, output, "alpaca")
+        n = export_run(out, output, fmt)  # type: ignore[arg-type]  # checked just above
     except SelfInstructError as exc:
         _fail(str(exc))
     typer.echo(f"wrote {n} records to {output}")

@@ -42,16 +42,40 @@ class TeacherConfig(_Strict):
         default="completions",
         description="completions for base models and vLLM servers; chat for chat models.",
     )
-    # Stanford Alpaca's generate_instruction.py samples with these for its one-stage prompt.
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="Sampling temperature.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0, description="Presence penalty.")
-    max_tokens: int = Field(default=3072, ge=16, description="Completion token limit per request.")
+    # None means the mode's default (MODE_SAMPLING), resolved when the RunConfig is built.
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="Temperature for new instructions."
+    )
+    top_p: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="Nucleus mass for new instructions."
+    )
+    presence_penalty: float | None = Field(
+        default=None, ge=-2.0, le=2.0, description="Presence penalty for new instructions."
+    )
+    max_tokens: int | None = Field(
+        default=None, ge=16, description="Token limit of an instruction request."
+    )
+    classify_max_tokens: int = Field(
+        default=5, ge=1, description="Token limit of a classification answer (greedy)."
+    )
+    instances_max_tokens: int = Field(
+        default=350, ge=16, description="Token limit of an instance request (Self-Instruct: 300)."
+    )
+    instances_temperature: float = Field(
+        default=0.0, ge=0.0, le=2.0, description="Temperature for instances (0 = greedy)."
+    )
     timeout: float = Field(default=120.0, gt=0, description="Seconds before a request times out.")
     max_retries: int = Field(
         default=8, ge=0, le=100, description="Retries per request on 429, 5xx, timeouts."
     )
     concurrency: int = Field(default=16, ge=1, le=4096, description="Requests in flight at most.")
+
+    def instruction_sampling(self) -> tuple[float, float, float, int]:
+        """Return (temperature, top_p, presence_penalty, max_tokens) once resolved."""
+        t, p, pp, m = self.temperature, self.top_p, self.presence_penalty, self.max_tokens
+        if t is None or p is None or pp is None or m is None:
+            raise ValueError("sampling not resolved; build the config through RunConfig")
+        return t, p, pp, m
 
 
 class FilterConfig(_Strict):
@@ -74,14 +98,23 @@ class FilterConfig(_Strict):
     )
 
 
+# (temperature, top_p, presence_penalty, max_tokens) of the instruction request per mode:
+# Self-Instruct's paper, sec. 2 and appendix A.1; Stanford Alpaca's generate_instruction.py.
+MODE_SAMPLING: dict[str, tuple[float, float, float, int]] = {
+    "self-instruct": (0.7, 0.5, 2.0, 1024),
+    "alpaca": (1.0, 1.0, 0.0, 3072),
+}
+
+
 class RunConfig(_Strict):
     """Everything a bootstrap run needs; identity fields must match on resume."""
 
     out: Path = Field(default=Path("outputs/default"), description="Run directory.")
     target: int = Field(default=1000, ge=1, description="Stop once the pool holds this many.")
-    mode: Literal["alpaca"] = Field(
-        default="alpaca",
-        description="alpaca: one request yields instruction, input and output together.",
+    mode: Literal["self-instruct", "alpaca"] = Field(
+        default="self-instruct",
+        description="self-instruct: instructions, then classification, then instances; "
+        "alpaca: one request yields instruction, input and output together.",
     )
     seeds: Path | None = Field(default=None, description="Seed task JSONL; None = bundled seeds.")
     prompts: Path | None = Field(
@@ -109,8 +142,23 @@ class RunConfig(_Strict):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
 
+    max_instances: int = Field(
+        default=5, ge=1, le=100, description="Keep at most this many instances per task."
+    )
+
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
+        defaults = MODE_SAMPLING[self.mode]
+        t = self.teacher
+        # Resolve here so config.json and the identity hold concrete numbers.
+        if t.temperature is None:
+            t.temperature = defaults[0]
+        if t.top_p is None:
+            t.top_p = defaults[1]
+        if t.presence_penalty is None:
+            t.presence_penalty = defaults[2]
+        if t.max_tokens is None:
+            t.max_tokens = defaults[3]
         if self.num_machine_examples > self.num_examples:
             raise ValueError("num_machine_examples must not exceed num_examples")
         if self.filters.min_words > self.filters.max_words:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
+import itertools
 import json
 import time
 from bisect import bisect_left
@@ -19,10 +21,30 @@ from typing import Any, overload
 
 from selfinstruct.backends.base import Backend
 from selfinstruct.config import RunConfig
-from selfinstruct.filters import InstructionFilters, check_output
-from selfinstruct.parse import Unparsed, parse_alpaca
-from selfinstruct.prompts import PromptSet, render_alpaca
-from selfinstruct.records import Completion, Instance, Request, SamplingParams, Task
+from selfinstruct.filters import InstructionFilters, check_instances, check_output
+from selfinstruct.parse import (
+    Unparsed,
+    parse_alpaca,
+    parse_instances,
+    parse_instruction_list,
+    parse_yes_no,
+)
+from selfinstruct.prompts import (
+    PromptSet,
+    render_alpaca,
+    render_classify,
+    render_instances,
+    render_instruction_list,
+)
+from selfinstruct.records import (
+    Candidate,
+    Completion,
+    Instance,
+    Request,
+    SamplingParams,
+    Stage,
+    Task,
+)
 from selfinstruct.sampling import choose_examples, rng_for
 from selfinstruct.seeds import SeedSet
 from selfinstruct.similarity import NoveltyIndex
@@ -95,6 +117,64 @@ def header_for(config: RunConfig, seeds: SeedSet, prompts: PromptSet) -> dict[st
     }
 
 
+class _PriorityGate:
+    """Grant at most `slots` holders at once, lowest key first.
+
+    The oldest round's classify and instance requests then overtake later rounds'
+    instruction requests, so rounds commit steadily instead of all at the end.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._counter = itertools.count()
+
+    async def acquire(self, key: int) -> None:
+        """Wait for a slot; lower keys are served first, ties in arrival order."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (key, next(self._counter), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted just as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        """Hand the slot to the most urgent live waiter, or free it."""
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._free += 1
+
+
+@dataclass
+class _Admitted:
+    """An instruction that passed the filters and novelty, with what came with it."""
+
+    seq: int
+    instruction: str
+    input: str = ""
+    output: str | None = None  # set in alpaca mode, where one request yields the whole task
+
+
+@dataclass
+class _RoundResult:
+    tasks: list[tuple[int, str, bool | None, list[Instance]]] = field(default_factory=list)
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _rejection(
+    stage: Stage, reason: str, instruction: str, detail: str = "", **extra: Any
+) -> dict[str, Any]:
+    return {"stage": stage, "reason": reason, "instruction": instruction, "detail": detail, **extra}
+
+
 class Bootstrap:
     """Grow the pool of a run directory to the target."""
 
@@ -107,7 +187,7 @@ class Bootstrap:
         prompts: PromptSet,
         progress: Callable[[Progress], None] | None = None,
     ) -> None:
-        from selfinstruct.store import load_pool
+        from selfinstruct.store import load_admitted_rejections, load_pool
 
         self.config = config
         self.backend = backend
@@ -118,14 +198,54 @@ class Bootstrap:
         self._filters = InstructionFilters(config.filters, english=config.language == "en")
         self.pool: list[Task] = load_pool(run.path)
         self._pool_rounds = [t.round if t.round is not None else -1 for t in self.pool]
+        # The index holds seeds, then every admitted instruction in admission order, so a
+        # resumed run's index is the very one the interrupted run had.
+        admitted = load_admitted_rejections(run.path, run.state.rejected_bytes)
+        admitted.update({t.seq: t.instruction for t in self.pool if t.seq is not None})
         self.index = NoveltyIndex(config.filters.rouge_threshold, config.filters.tokenizer)
         self.index.add_many(t.instruction for t in seeds.tasks)
-        self.index.add_many(t.instruction for t in self.pool)
+        self.index.add_many(admitted[k] for k in sorted(admitted))
+        self._next_seq = max(admitted, default=-1) + 1
+        self._novelty_round = run.state.rounds_committed
+        self._novelty_turn: asyncio.Condition | None = None
+        self._gate: _PriorityGate | None = None
         self._sent = 0
         self._replayed = 0
         self._accepted_at_start = run.state.accepted
+        self._classify_examples, self._instance_examples = self._fixed_examples()
+
+    def _fixed_examples(
+        self,
+    ) -> tuple[list[tuple[str, bool]], dict[bool, list[tuple[str, list[Instance]]]]]:
+        """Choose the in-context examples of the classify and instance prompts, once per run.
+
+        They stay fixed for the run, so every such prompt shares one long prefix (cheap with
+        prefix caching on vLLM and OpenAI).
+        """
+        rng = rng_for(self.config.seed, -1, 0)
+        cls = [t for t in self.seeds.tasks if t.is_classification]
+        other = [t for t in self.seeds.tasks if not t.is_classification]
+        n = min(6, len(cls), len(other))
+        shots = [(t.instruction, True) for t in rng.sample(cls, n)]
+        shots += [(t.instruction, False) for t in rng.sample(other, n)]
+        rng.shuffle(shots)
+        # Output-first examples show several labels, so prefer seeds with several instances.
+        cls_by_richness = sorted(cls, key=lambda t: -len({i.output for i in t.instances}))
+        with_input = [t for t in other if t.instances[0].input.strip()]
+        without_input = [t for t in other if not t.instances[0].input.strip()]
+        ordinary = rng.sample(with_input, min(3, len(with_input)))
+        ordinary += rng.sample(without_input, min(2, len(without_input)))
+        rng.shuffle(ordinary)
+        instance_examples = {
+            False: [(t.instruction, list(t.instances)) for t in ordinary],
+            True: [(t.instruction, list(t.instances)) for t in cls_by_richness[:3]],
+        }
+        return shots, instance_examples
 
     # -- requests ------------------------------------------------------------------------
+
+    def _request(self, tag: str, stage: Stage, prompt: str, params: SamplingParams) -> Request:
+        return Request(f"{tag}/{stage}/{request_digest(prompt, params)}", stage, prompt, params)
 
     def _instruction_request(self, round_number: int, slot: int) -> Request:
         cfg = self.config
@@ -137,90 +257,231 @@ class Bootstrap:
             from_machine=cfg.num_machine_examples,
             rng=rng_for(cfg.seed, round_number, slot),
         )
-        prompt = render_alpaca(self.prompts, examples)
         last = cfg.num_examples + cfg.new_per_prompt
+        if cfg.mode == "alpaca":
+            prompt = render_alpaca(self.prompts, examples)
+            stop = f"### Task {last + 1}"
+        else:
+            prompt = render_instruction_list(self.prompts, [e.instruction for e in examples])
+            stop = f"\n{last + 1}."
+        temperature, top_p, presence, max_tokens = cfg.teacher.instruction_sampling()
         params = SamplingParams(
-            temperature=cfg.teacher.temperature,
-            top_p=cfg.teacher.top_p,
-            max_tokens=cfg.teacher.max_tokens,
-            presence_penalty=cfg.teacher.presence_penalty,
-            stop=(f"### Task {last + 1}",),
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            presence_penalty=presence,
+            stop=(stop,),
             seed=_derived_seed(cfg.seed, round_number, slot),
         )
-        digest = hashlib.sha256(
-            json.dumps([prompt, params.__dict__], sort_keys=True, default=list).encode()
-        ).hexdigest()[:24]
-        return Request(
-            f"r{round_number}/p{slot}/instructions/{digest}", "instructions", prompt, params
-        )
+        return self._request(f"r{round_number}/p{slot}", "instructions", prompt, params)
 
     async def _answer(self, round_number: int, request: Request) -> Completion:
         cached = self.run.replay.get(request.key)
         if cached is not None:
             self._replayed += 1
             return cached
-        (completion,) = await self.backend.complete([request])
+        gate = self._gate
+        assert gate is not None
+        await gate.acquire(round_number)
+        try:
+            (completion,) = await self.backend.complete([request])
+        finally:
+            gate.release()
         self._sent += 1
         self.run.log_response(request.key, round_number, request.stage, completion)
         return completion
 
-    async def _fetch_round(self, round_number: int) -> list[Completion]:
+    # -- one round -----------------------------------------------------------------------
+
+    async def _round(self, round_number: int) -> _RoundResult:
         requests = [
             self._instruction_request(round_number, slot)
             for slot in range(self.config.prompts_per_round)
         ]
-        return list(await asyncio.gather(*(self._answer(round_number, r) for r in requests)))
+        completions = await asyncio.gather(*(self._answer(round_number, r) for r in requests))
+        # Novelty is decided in round order, so the index never depends on timing.
+        turn = self._novelty_turn
+        assert turn is not None
+        async with turn:
+            await turn.wait_for(lambda: self._novelty_round == round_number)
+        result = _RoundResult()
+        admitted = self._screen(completions, result.rejections)
+        async with turn:
+            self._novelty_round += 1
+            turn.notify_all()
+        if self.config.mode == "alpaca":
+            for item in admitted:
+                assert item.output is not None  # check_output rejected None
+                instances = [Instance(input=item.input, output=item.output.strip())]
+                result.tasks.append((item.seq, item.instruction, None, instances))
+            return result
+        outcomes = await asyncio.gather(
+            *(self._complete_task(round_number, pos, item) for pos, item in enumerate(admitted))
+        )
+        for task, rejections in outcomes:
+            result.rejections.extend(rejections)
+            if task is not None:
+                result.tasks.append(task)
+        return result
 
-    # -- applying a round ----------------------------------------------------------------
-
-    def _apply_round(self, round_number: int, completions: Sequence[Completion]) -> None:
-        tasks: list[Task] = []
-        rejections: list[dict[str, Any]] = []
-
-        def reject(reason: str, instruction: str, detail: str = "", **extra: str | None) -> None:
-            rejections.append(
-                {
-                    "stage": "instructions",
-                    "reason": reason,
-                    "instruction": instruction,
-                    "detail": detail,
-                    **extra,
-                }
-            )
-
+    def _screen(
+        self, completions: Sequence[Completion], rejections: list[dict[str, Any]]
+    ) -> list[_Admitted]:
+        """Parse, filter and check novelty; admitted instructions join the index at once."""
+        admitted: list[_Admitted] = []
+        alpaca = self.config.mode == "alpaca"
         for completion in completions:
-            items = parse_alpaca(completion.text, truncated=completion.finish_reason == "length")
+            truncated = completion.finish_reason == "length"
+            items: Sequence[Candidate | Unparsed | str]
+            if alpaca:
+                items = parse_alpaca(completion.text, truncated=truncated)
+            else:
+                continued = self.config.teacher.api == "completions"
+                items = parse_instruction_list(
+                    completion.text, continued=continued, truncated=truncated
+                )
             for item in items:
                 if isinstance(item, Unparsed):
-                    reject(item.reason, "", item.text)
+                    rejections.append(_rejection("instructions", item.reason, "", item.text))
                     continue
-                extra = {"input": item.input, "output": item.output}
-                verdict = self._filters.check(item.instruction) or check_output(
-                    item.input, item.output
-                )
+                cand = Candidate(item) if isinstance(item, str) else item
+                extra = {"input": cand.input, "output": cand.output} if alpaca else {}
+                verdict = self._filters.check(cand.instruction)
+                if verdict is None and alpaca:
+                    verdict = check_output(cand.input, cand.output)
                 if verdict is not None:
-                    reject(verdict.reason, item.instruction, verdict.detail, **extra)
+                    rejections.append(
+                        _rejection(
+                            "instructions",
+                            verdict.reason,
+                            cand.instruction,
+                            verdict.detail,
+                            **extra,
+                        )
+                    )
                     continue
-                match = self.index.first_above(item.instruction)
-                if match is not None:
+                if self.index.first_above(cand.instruction) is not None:
                     # Which match an early exit finds depends on the index's internals;
                     # the nearest one does not, so the log is the same after a resume.
-                    match = self.index.nearest(item.instruction) or match
+                    match = self.index.nearest(cand.instruction)
+                    assert match is not None
                     detail = f"ROUGE-L {match.score:.3f} with: {match.text}"
-                    reject("near_duplicate", item.instruction, detail, **extra)
+                    rejections.append(
+                        _rejection(
+                            "instructions", "near_duplicate", cand.instruction, detail, **extra
+                        )
+                    )
                     continue
-                self.index.add(item.instruction)
-                assert item.output is not None  # check_output rejected None
-                tasks.append(
-                    Task(
-                        id=f"task_{len(self.pool) + len(tasks) + 1:06d}",
-                        instruction=item.instruction,
-                        instances=[Instance(input=item.input, output=item.output.strip())],
-                        is_classification=None,
-                        round=round_number,
+                self.index.add(cand.instruction)
+                admitted.append(
+                    _Admitted(self._next_seq, cand.instruction, cand.input, cand.output)
+                )
+                self._next_seq += 1
+        return admitted
+
+    async def _complete_task(
+        self, round_number: int, pos: int, item: _Admitted
+    ) -> tuple[tuple[int, str, bool | None, list[Instance]] | None, list[dict[str, Any]]]:
+        """Classify an admitted instruction and generate its instances."""
+        cfg = self.config.teacher
+        tag = f"r{round_number}/t{pos}"
+        rejections: list[dict[str, Any]] = []
+        prompt = render_classify(self.prompts, self._classify_examples, item.instruction)
+        greedy = SamplingParams(
+            temperature=0.0, top_p=1.0, max_tokens=cfg.classify_max_tokens, stop=("\n",)
+        )
+        answer = await self._answer(round_number, self._request(tag, "classify", prompt, greedy))
+        is_cls = parse_yes_no(answer.text)
+        if is_cls is None:
+            # A greedy retry would repeat itself; sample once more instead.
+            retry = SamplingParams(
+                temperature=0.7,
+                top_p=1.0,
+                max_tokens=cfg.classify_max_tokens,
+                stop=("\n",),
+                seed=_derived_seed(self.config.seed, round_number, 1000 + pos),
+            )
+            second = await self._answer(
+                round_number, self._request(tag + "/retry", "classify", prompt, retry)
+            )
+            is_cls = parse_yes_no(second.text)
+            if is_cls is None:
+                detail = f"answers {answer.text.strip()[:60]!r} and {second.text.strip()[:60]!r}"
+                rejections.append(
+                    _rejection(
+                        "classify",
+                        "unparseable_classification",
+                        item.instruction,
+                        detail,
+                        seq=item.seq,
                     )
                 )
-        self.run.commit_round(round_number, tasks, rejections)
+                return None, rejections
+        prompt = render_instances(
+            self.prompts, self._instance_examples[is_cls], item.instruction, output_first=is_cls
+        )
+        params = SamplingParams(
+            temperature=cfg.instances_temperature,
+            top_p=1.0,
+            max_tokens=cfg.instances_max_tokens,
+            stop=("\nTask:", "Task:"),
+            seed=_derived_seed(self.config.seed, round_number, 2000 + pos),
+        )
+        reply = await self._answer(round_number, self._request(tag, "instances", prompt, params))
+        parsed = parse_instances(
+            reply.text, output_first=is_cls, truncated=reply.finish_reason == "length"
+        )
+        pairs: list[tuple[str, str]] = []
+        for entry in parsed:
+            if isinstance(entry, Unparsed):
+                rejections.append(
+                    _rejection(
+                        "instances", entry.reason, item.instruction, entry.text, seq=item.seq
+                    )
+                )
+            else:
+                pairs.append((entry.input, entry.output))
+        checked = check_instances(pairs, self.config.max_instances)
+        for verdict, task_input, output in checked.dropped:
+            rejections.append(
+                _rejection(
+                    "instances",
+                    verdict.reason,
+                    item.instruction,
+                    verdict.detail,
+                    seq=item.seq,
+                    input=task_input,
+                    output=output,
+                )
+            )
+        if checked.task_verdict is not None:
+            rejections.append(
+                _rejection(
+                    "instances",
+                    checked.task_verdict.reason,
+                    item.instruction,
+                    checked.task_verdict.detail,
+                    seq=item.seq,
+                    is_classification=is_cls,
+                )
+            )
+            return None, rejections
+        instances = [Instance(input=i, output=o) for i, o in checked.kept]
+        return (item.seq, item.instruction, is_cls, instances), rejections
+
+    def _commit(self, round_number: int, result: _RoundResult) -> None:
+        tasks = [
+            Task(
+                id=f"task_{len(self.pool) + n + 1:06d}",
+                instruction=instruction,
+                instances=instances,
+                is_classification=is_cls,
+                round=round_number,
+                seq=seq,
+            )
+            for n, (seq, instruction, is_cls, instances) in enumerate(result.tasks)
+        ]
+        self.run.commit_round(round_number, tasks, result.rejections)
         self.pool.extend(tasks)
         self._pool_rounds.extend([round_number] * len(tasks))
 
@@ -239,15 +500,17 @@ class Bootstrap:
         """Fetch and apply rounds until the pool reaches the target; resumable at any point."""
         start = time.monotonic()
         state = self.run.state
+        self._novelty_turn = asyncio.Condition()
+        self._gate = _PriorityGate(self.config.teacher.concurrency)
         next_commit = state.rounds_committed
         next_start = next_commit
-        in_flight: dict[int, asyncio.Task[list[Completion]]] = {}
+        in_flight: dict[int, asyncio.Task[_RoundResult]] = {}
         try:
             while state.accepted < self.config.target:
                 while next_start <= next_commit + self.config.lookahead and (
                     not in_flight or self._want_more_rounds(len(in_flight))
                 ):
-                    in_flight[next_start] = asyncio.create_task(self._fetch_round(next_start))
+                    in_flight[next_start] = asyncio.create_task(self._round(next_start))
                     next_start += 1
                 waiting = in_flight[next_commit]
                 while not waiting.done():
@@ -255,10 +518,9 @@ class Bootstrap:
                         in_flight.values(), return_when=asyncio.FIRST_COMPLETED
                     )
                     for task in done:
-                        if task.exception() is not None:
-                            raise task.exception()  # type: ignore[misc]  # checked not None
-                completions = in_flight.pop(next_commit).result()
-                self._apply_round(next_commit, completions)
+                        if (error := task.exception()) is not None:
+                            raise error
+                self._commit(next_commit, in_flight.pop(next_commit).result())
                 next_commit += 1
                 if self._progress is not None:
                     self._progress(self._snapshot(start))
@@ -289,6 +551,12 @@ class Bootstrap:
             requests_sent=self._sent,
             requests_replayed=self._replayed,
         )
+
+
+def request_digest(prompt: str, params: SamplingParams) -> str:
+    """Return the content part of a request's log key: what exactly was asked."""
+    payload = json.dumps([prompt, params.__dict__], sort_keys=True, default=list)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
 def _derived_seed(run_seed: int, round_number: int, slot: int) -> int:

@@ -62,3 +62,40 @@ def check_output(task_input: str, output: str | None) -> Verdict | None:
         # Self-Instruct's instance filter: such outputs announce content that never came.
         return Verdict("output_ends_with_colon")
     return None
+
+
+@dataclass(frozen=True)
+class InstanceCheck:
+    """The outcome of the instance filters for one task."""
+
+    kept: list[tuple[str, str]]  # (input, output)
+    dropped: list[tuple[Verdict, str, str]]  # (why, input, output) of each dropped instance
+    task_verdict: Verdict | None  # set when the whole task must go
+
+
+def check_instances(pairs: list[tuple[str, str]], max_instances: int) -> InstanceCheck:
+    """Apply Self-Instruct's instance filters to (input, output) pairs, in order."""
+    kept: list[tuple[str, str]] = []
+    dropped: list[tuple[Verdict, str, str]] = []
+    outputs_by_input: dict[str, str] = {}
+    for task_input, output in pairs:
+        task_input, output = task_input.strip(), output.strip()
+        if (verdict := check_output(task_input, output)) is not None:
+            dropped.append((verdict, task_input, output))
+            continue
+        if (task_input, output) in kept:
+            dropped.append((Verdict("duplicate_instance"), task_input, output))
+            continue
+        if task_input in outputs_by_input and task_input:
+            # One input, two answers: the task is ill-posed, so none of it can be trusted.
+            detail = f"input {task_input[:80]!r} has outputs {outputs_by_input[task_input][:80]!r}"
+            detail += f" and {output[:80]!r}"
+            return InstanceCheck([], dropped, Verdict("conflicting_outputs", detail))
+        outputs_by_input[task_input] = output
+        kept.append((task_input, output))
+    for task_input, output in kept[max_instances:]:
+        dropped.append((Verdict("too_many_instances", f"kept {max_instances}"), task_input, output))
+    kept = kept[:max_instances]
+    if not kept:
+        return InstanceCheck([], dropped, Verdict("no_instances"))
+    return InstanceCheck(kept, dropped, None)

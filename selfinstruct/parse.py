@@ -101,3 +101,114 @@ def parse_alpaca(text: str, *, truncated: bool) -> list[Candidate | Unparsed]:
         )
         results.append(Unparsed("truncated", text_of_last))
     return results
+
+
+# A numbered item such as "12. ...", "12) ..." or "**12.** ...".
+_ITEM = re.compile(r"^[ \t]*(?:\*\*)?(\d{1,3})[.)](?:\*\*)?(?:[ \t]+|$)", re.M)
+
+
+def parse_instruction_list(text: str, *, continued: bool, truncated: bool) -> list[str | Unparsed]:
+    """Parse a continued numbered list into instructions.
+
+    With `continued` (completions API) the text before the first number finishes the item
+    the prompt opened; otherwise (chat models) it is chatter and ignored. Lines without a
+    number belong to the item above. A last item cut by the token limit is dropped.
+    """
+    matches = list(_ITEM.finditer(text))
+    pieces: list[str] = []
+    if continued:
+        pieces.append(text[: matches[0].start()] if matches else text)
+    for i, match in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        pieces.append(text[match.end() : end])
+    results: list[str | Unparsed] = []
+    for piece in pieces:
+        instruction = " ".join(piece.split())
+        if instruction:
+            results.append(instruction)
+    if truncated and results:
+        last = results.pop()
+        results.append(Unparsed("truncated", last if isinstance(last, str) else last.text))
+    return results
+
+
+_YES = frozenset({"yes", "y", "true"})
+_NO = frozenset({"no", "n", "false"})
+
+
+def parse_yes_no(text: str) -> bool | None:
+    """Read a classification answer; None when it is neither yes nor no."""
+    words = text.strip().split()
+    if not words:
+        return None
+    word = words[0].strip(".,:;!*\"'()").lower()
+    if word in _YES:
+        return True
+    if word in _NO:
+        return False
+    return None
+
+
+_INSTANCE_FIELD = re.compile(
+    r"^[ \t]*(?:\*\*)?(input|output|label|class label)(?:\*\*)?[ \t]*:(?:\*\*)?[ \t]*",
+    re.M | re.I,
+)
+_EXAMPLE_HEADER = re.compile(
+    r"^[ \t]*(?:\*\*)?example[ \t]*\d*[ \t]*[:.]?(?:\*\*)?[ \t]*$", re.M | re.I
+)
+
+
+@dataclass(frozen=True)
+class ParsedInstance:
+    """An input/output pair read from an instance answer."""
+
+    input: str
+    output: str
+
+
+def parse_instances(
+    text: str, *, output_first: bool, truncated: bool
+) -> list[ParsedInstance | Unparsed]:
+    """Parse instance answers: Input/Output pairs, or Label/Input pairs when output-first.
+
+    Example headers are optional; a new pair starts whenever a field repeats. An ordinary
+    task's output may span lines; its input may be "(no input)". A last pair cut by the
+    token limit is dropped.
+    """
+    text = _EXAMPLE_HEADER.sub("", text)
+    groups: list[dict[str, str]] = []
+    matches = list(_INSTANCE_FIELD.finditer(text))
+    opener = "label" if output_first else "input"
+    for i, match in enumerate(matches):
+        label = match.group(1).lower()
+        label = "label" if label == "class label" else label
+        if output_first and label == "output":
+            label = "label"  # some models write "Output:" for the label
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        value = text[match.end() : end].strip()
+        if not groups or label in groups[-1] or (label == opener and groups[-1]):
+            groups.append({})
+        groups[-1][label] = value
+    results: list[ParsedInstance | Unparsed] = []
+    for group in groups:
+        raw = "\n".join(f"{k}: {v}" for k, v in group.items())
+        task_input = group.get("input", "")
+        if task_input.strip().lower() in _NO_INPUT:
+            task_input = ""
+        if output_first:
+            label = " ".join(group.get("label", "").split())
+            if "input" not in group or not task_input:
+                results.append(Unparsed("missing_input", raw))
+            elif not label:
+                results.append(Unparsed("missing_output", raw))
+            else:
+                results.append(ParsedInstance(task_input, label))
+        elif "output" not in group:
+            results.append(Unparsed("missing_output", raw))
+        else:
+            results.append(ParsedInstance(task_input, group["output"]))
+    if truncated and results:
+        last = results.pop()
+        text_of_last = last.text if isinstance(last, Unparsed) else f"{last.input}\n{last.output}"
+        results.append(Unparsed("truncated", text_of_last))
+    return results

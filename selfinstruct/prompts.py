@@ -19,6 +19,12 @@ NO_INPUT = "(no input)"
 TEMPLATE_VARIABLES: dict[str, frozenset[str]] = {
     "alpaca.txt": frozenset({"examples", "next"}),
     "alpaca_task.txt": frozenset({"number", "instruction", "input", "output"}),
+    "si_instructions.txt": frozenset({"examples", "next"}),
+    "si_classify.txt": frozenset({"examples", "instruction"}),
+    "si_classify_example.txt": frozenset({"instruction", "answer"}),
+    "si_instances.txt": frozenset({"examples", "instruction"}),
+    "si_instances_cls.txt": frozenset({"examples", "instruction"}),
+    "si_instance_example.txt": frozenset({"instruction", "instances"}),
 }
 
 
@@ -117,3 +123,63 @@ def render_alpaca(prompts: PromptSet, examples: Sequence[Example]) -> str:
 def _one_line(text: str) -> str:
     # A multi-line instruction would be read back as ending at its first newline.
     return re.sub(r"\s*\n\s*", " ", text.strip())
+
+
+def render_instruction_list(prompts: PromptSet, instructions: Sequence[str]) -> str:
+    """Render the Self-Instruct prompt: a numbered list of instructions, then the next number."""
+    listing = "".join(f"{n}. {_one_line(text)}\n" for n, text in enumerate(instructions, 1))
+    return prompts.render(
+        "si_instructions.txt", examples=listing, next=str(len(instructions) + 1)
+    ).rstrip()
+
+
+def render_classify(
+    prompts: PromptSet, examples: Sequence[tuple[str, bool]], instruction: str
+) -> str:
+    """Render the yes/no prompt asking whether `instruction` is a classification task."""
+    shots = "".join(
+        prompts.render(
+            "si_classify_example.txt", instruction=_one_line(text), answer="Yes" if is_cls else "No"
+        )
+        + "\n"
+        for text, is_cls in examples
+    )
+    return prompts.render(
+        "si_classify.txt", examples=shots, instruction=_one_line(instruction)
+    ).rstrip()
+
+
+def format_instances(instances: Sequence[Instance], *, output_first: bool) -> str:
+    """Lay out instances the way the instance parser reads them back."""
+    lines = []
+    for number, inst in enumerate(instances, start=1):
+        if output_first:
+            lines.append(f"Label: {inst.output.strip()}\nInput: {inst.input.strip() or NO_INPUT}")
+        else:
+            lines.append(
+                f"Example {number}\nInput: {inst.input.strip() or NO_INPUT}\n"
+                f"Output: {inst.output.strip()}"
+            )
+    return "\n".join(lines)
+
+
+def render_instances(
+    prompts: PromptSet,
+    examples: Sequence[tuple[str, Sequence[Instance]]],
+    instruction: str,
+    *,
+    output_first: bool,
+) -> str:
+    """Render the instance prompt: input-first for ordinary tasks, output-first otherwise."""
+    shots = "".join(
+        prompts.render(
+            "si_instance_example.txt",
+            instruction=_one_line(text),
+            instances=format_instances(instances, output_first=output_first),
+        )
+        + "\n"
+        for text, instances in examples
+    )
+    name = "si_instances_cls.txt" if output_first else "si_instances.txt"
+    # Keep the final newline: the teacher starts the first example on a line of its own.
+    return prompts.render(name, examples=shots, instruction=_one_line(instruction)).rstrip() + "\n"

@@ -33,6 +33,9 @@ class Task(BaseModel):
         description="Whether outputs come from a small label set; None when not asked."
     )
     round: int | None = Field(default=None, description="Round that produced it; None for seeds.")
+    seq: int | None = Field(
+        default=None, description="Order in which its instruction joined the novelty index."
+    )
 
 
 @dataclass(frozen=True)

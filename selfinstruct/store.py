@@ -152,6 +152,26 @@ def load_pool(run: Path, committed_only: bool = True) -> list[Task]:
     return [_parse_task(run / POOL, n, line) for n, line, _ in read_lines(run / POOL, limit)]
 
 
+def load_admitted_rejections(run: Path, limit: int) -> dict[int, str]:
+    """Return {seq: instruction} of rejected lines whose instruction had passed novelty.
+
+    Such a task was dropped at classification or instances, yet its instruction stays in
+    the novelty index, as in Self-Instruct; a resumed run must put it back.
+    """
+    admitted: dict[int, str] = {}
+    path = run / REJECTED
+    for number, line, _ in read_lines(path, limit):
+        if b'"seq"' not in line:
+            continue  # cheap pre-check: most rejections never reached the index
+        try:
+            entry = json.loads(line)
+            if entry.get("seq") is not None:
+                admitted[int(entry["seq"])] = str(entry["instruction"])
+        except (ValueError, KeyError, TypeError):
+            raise RunDirError(f"{path}:{number}: field 'seq': invalid line") from None
+    return admitted
+
+
 def read_state(run: Path) -> State | None:
     """Return the commit record, or None when it is missing or unreadable."""
     try:
@@ -285,7 +305,9 @@ class RunDir:
             else:
                 state.rejected_bytes = size
                 for _, line, _ in read_lines(path, size):
-                    state.rejections[str(json.loads(line).get("reason", "unknown"))] += 1
+                    entry = json.loads(line)
+                    key = f"{entry.get('stage', 'unknown')}/{entry.get('reason', 'unknown')}"
+                    state.rejections[key] += 1
         return state
 
     def _load_responses(self) -> None:
@@ -343,7 +365,7 @@ class RunDir:
         reasons: Counter[str] = Counter()
         rejected_lines = []
         for rejection in rejections:
-            reasons[str(rejection["reason"])] += 1
+            reasons[f"{rejection['stage']}/{rejection['reason']}"] += 1
             rejected_lines.append(
                 json.dumps({"round": round_number, **rejection}, ensure_ascii=False).encode()
             )

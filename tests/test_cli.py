@@ -43,15 +43,39 @@ def test_bootstrap_status_export(teacher: OpenAITestServer, tmp_path: Path) -> N
     status = run_cli("status", "--out", str(out))
     assert status.returncode == 0
     assert f"{len(pool)} / 60" in status.stdout and "near_duplicate" in status.stdout
-    assert "instructions" in status.stdout
+    for stage in ("instructions", "classify", "instances"):
+        assert stage in status.stdout
 
     data = tmp_path / "data.json"
     exported = run_cli("export", "--out", str(out), "-o", str(data))
     assert exported.returncode == 0, exported.stderr
     records = json.loads(data.read_text())
-    assert len(records) == len(pool)
-    assert all(set(r) == {"instruction", "input", "output"} for r in records)
+    # One record per instance, as the Self-Instruct release did.
+    expected = [
+        {"instruction": t["instruction"], "input": i["input"], "output": i["output"]}
+        for t in pool
+        for i in t["instances"]
+    ]
+    assert records == expected and len(records) > len(pool)
     assert all(r["output"].strip() for r in records)
+
+    # Complete tasks only: classified, with 1 to 5 instances.
+    assert all(isinstance(t["is_classification"], bool) for t in pool)
+    assert all(1 <= len(t["instances"]) <= 5 for t in pool)
+    assert any(t["is_classification"] for t in pool) and not all(
+        t["is_classification"] for t in pool
+    )
+    stages = {r["stage"] for r in rejected}
+    assert {"instructions", "instances"} <= stages
+
+    tasks_file = tmp_path / "tasks.jsonl"
+    assert (
+        run_cli("export", "--out", str(out), "-f", "tasks", "-o", str(tasks_file)).returncode == 0
+    )
+    from selfinstruct.seeds import load_seeds
+
+    reseeded = load_seeds(tasks_file)  # a finished pool can seed another run
+    assert [t.instruction for t in reseeded.tasks] == [t["instruction"] for t in pool]
 
     # The secret is in no file of the run directory, and not in any output.
     for path in out.iterdir():
@@ -140,7 +164,7 @@ def test_changed_identity_is_refused_with_field(teacher: OpenAITestServer, tmp_p
     before = (out / "pool.jsonl").read_bytes()
     done = run_cli(*_bootstrap(teacher, out, "--target", "20", "--temperature", "0.3"))
     assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert "teacher.temperature" in done.stderr and "1.0" in done.stderr
+    assert "teacher.temperature" in done.stderr and "0.7" in done.stderr
     assert (out / "pool.jsonl").read_bytes() == before
     # Operational settings may change.
     done = run_cli(*_bootstrap(teacher, out, "--target", "20", "--concurrency", "3"))

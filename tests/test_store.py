@@ -51,7 +51,7 @@ def test_commit_and_reopen(tmp_path: Path) -> None:
     state = read_state(tmp_path)
     assert state is not None
     assert (state.rounds_committed, state.accepted) == (2, 3)
-    assert state.rejections == {"too_short": 2, "near_duplicate": 1}
+    assert state.rejections == {"instructions/too_short": 2, "instructions/near_duplicate": 1}
     assert state.usage["instructions"].requests == 2
     assert state.usage["instructions"].completion_tokens == 10
     run = _open(tmp_path)
@@ -82,7 +82,7 @@ def test_lost_state_is_rebuilt_dropping_the_last_round(tmp_path: Path) -> None:
     run = _open(tmp_path)
     assert run.state.rounds_committed == 1  # round 1 may have been partial: redo it
     assert run.state.accepted == 2
-    assert run.state.rejections == {"too_short": 1}
+    assert run.state.rejections == {"instructions/too_short": 1}
     assert "r1/p0/x" in run.replay  # and redoing it costs nothing
     run.close()
 

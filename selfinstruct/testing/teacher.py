@@ -1,8 +1,10 @@
 """A deterministic synthetic teacher that answers selfinstruct's prompts over HTTP.
 
-It reads the prompt it is given, as a real teacher would, and continues the numbered task
-list with invented tasks, so the whole pipeline (parsing, filters, novelty, resume) runs
-against the loopback server without a model. A share of its tasks is made to be rejected:
+It reads the prompt it is given, as a real teacher would, and answers each of
+selfinstruct's request kinds (one-stage task lists, instruction lists, classification
+questions, input-first and output-first instances) with invented content, so the whole
+pipeline (parsing, filters, novelty, resume) runs against the loopback server without a
+model. A share of its tasks is made to be rejected:
 near copies of the prompt's examples, blacklisted words, too-short instructions and empty
 outputs. Answers depend only on the request body, so replays and reruns agree.
 """
@@ -65,6 +67,16 @@ _BLACKLISTED = ("image", "graph", "file", "map", "video", "diagram", "music")
 
 _NEXT = re.compile(r"### Task (\d+)\s*\nInstruction:\s*$")
 _EXAMPLE = re.compile(r"^Instruction: (.+)$", re.M)
+_LIST_NEXT = re.compile(r"\n(\d+)\.$")
+_LIST_ITEM = re.compile(r"^\d+\. (.+)$", re.M)
+_LAST_TASK = re.compile(r"Task: (.+)\n?$")
+_CLS_FRAMES = (
+    "Classify the {noun} about {topic} as {adj} or {adj2}.",
+    "Decide whether the statement about {topic} is true or false.",
+    "Label the sentiment of the {noun} on {topic} as positive, negative or neutral.",
+    "Which of the categories fits the {noun} about {topic} best: {adj}, {adj2} or other?",
+)
+_CLS_WORDS = ("classify", "label", "decide whether", "which of the categories")
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,8 @@ class SyntheticTeacher:
     blacklist_rate: float = 0.04
     short_rate: float = 0.03
     empty_output_rate: float = 0.03
+    classification_rate: float = 0.15
+    garbage_rate: float = 0.02  # unparseable classification answers
     latency: float = 0.0  # seconds per request
     tokens_per_second: float = 0.0  # decode rate; 0 means instant
 
@@ -92,13 +106,75 @@ class SyntheticTeacher:
             (prompt + json.dumps(body.get("seed"))).encode("utf-8", "replace")
         ).digest()
         rng = random.Random(digest)
-        match = _NEXT.search(prompt)
-        first = int(match.group(1)) if match else 1
-        last = first + 7
+        if prompt.endswith("Classification:"):
+            return self._classify(rng, prompt)
+        if (task := _LAST_TASK.search(prompt)) is not None and "\nLabel: " in prompt:
+            return self._labelled(rng, task.group(1))
+        if task is not None and "\nExample 1\n" in prompt:
+            return self._examples(rng, task.group(1))
+        if (item := _LIST_NEXT.search(prompt)) is not None:
+            return self._listing(rng, prompt, int(item.group(1)), body, chat=chat)
+        return self._one_stage(rng, prompt, body, chat=chat)
+
+    def _stop_number(self, body: dict[str, object], default: int, pattern: str) -> int:
         stops = body.get("stop") or []
         for stop in [stops] if isinstance(stops, str) else list(stops):  # type: ignore[call-overload]
-            if m := re.fullmatch(r"### Task (\d+)", str(stop)):
-                last = int(m.group(1)) - 1
+            if m := re.fullmatch(pattern, str(stop)):
+                return int(m.group(1)) - 1
+        return default
+
+    def _listing(
+        self, rng: random.Random, prompt: str, first: int, body: dict[str, object], *, chat: bool
+    ) -> str:
+        last = self._stop_number(body, first + 7, r"\n(\d+)\.")
+        examples = _LIST_ITEM.findall(prompt)
+        parts = []
+        for number in range(first, last + 2):  # one past the end: the stop sequence cuts it
+            instruction = self._task(rng, examples)[0]
+            parts.append(
+                f" {instruction}\n"
+                if number == first and not chat
+                else f"{number}. {instruction}\n"
+            )
+        return ("Here are some more:\n" if chat else "") + "".join(parts)
+
+    def _classify(self, rng: random.Random, prompt: str) -> str:
+        if rng.random() < self.garbage_rate:
+            return " Perhaps"
+        instruction = prompt.rsplit("Task: ", 1)[-1].lower()
+        return " Yes" if any(w in instruction for w in _CLS_WORDS) else " No"
+
+    def _labelled(self, rng: random.Random, instruction: str) -> str:
+        labels = rng.sample(_ADJECTIVES, rng.randint(2, 3))
+        out = []
+        for label in labels:
+            topic = rng.choice(_TOPICS)
+            out.append(f"Label: {label.capitalize()}\nInput: A {label} remark about {topic}.\n")
+        return "".join(out) + "\nTask: next"
+
+    def _examples(self, rng: random.Random, instruction: str) -> str:
+        out: list[str] = []
+        count = rng.randint(1, 4)
+        for n in range(1, count + 1):
+            topic = rng.choice(_TOPICS)
+            task_input = "(no input)" if rng.random() < 0.3 else f"Some notes on {topic}."
+            roll = rng.random()
+            if roll < self.empty_output_rate:
+                output = ""
+            elif roll < self.empty_output_rate + 0.05 and n > 1:
+                out.append(out[-1].replace(f"Example {n - 1}", f"Example {n}"))
+                continue
+            else:
+                output = f"A {rng.choice(_ADJECTIVES)} answer about {topic}, number {n}."
+            out.append(f"Example {n}\nInput: {task_input}\nOutput: {output}\n")
+        return "".join(out) + "\nTask: next"
+
+    def _one_stage(
+        self, rng: random.Random, prompt: str, body: dict[str, object], *, chat: bool
+    ) -> str:
+        match = _NEXT.search(prompt)
+        first = int(match.group(1)) if match else 1
+        last = self._stop_number(body, first + 7, r"### Task (\d+)")
         examples = _EXAMPLE.findall(prompt)
         parts = []
         for number in range(first, last + 2):  # one past the end: the stop sequence cuts it
@@ -124,7 +200,8 @@ class SyntheticTeacher:
             instruction = f"{rng.choice(_VERBS)} {topic.split()[0]}."
         else:
             verb = rng.choice(_VERBS)
-            instruction = rng.choice(_FRAMES).format(
+            frames = _CLS_FRAMES if rng.random() < self.classification_rate else _FRAMES
+            instruction = rng.choice(frames).format(
                 verb=verb,
                 lverb=verb.lower(),
                 adj=rng.choice(_ADJECTIVES),
