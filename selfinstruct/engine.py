@@ -236,9 +236,13 @@ class Bootstrap:
         ordinary = rng.sample(with_input, min(3, len(with_input)))
         ordinary += rng.sample(without_input, min(2, len(without_input)))
         rng.shuffle(ordinary)
+        # An output-first example needs inputs: the parser rejects a label without one.
+        labelled = [
+            (t.instruction, [i for i in t.instances if i.input.strip()]) for t in cls_by_richness
+        ]
         instance_examples = {
             False: [(t.instruction, list(t.instances)) for t in ordinary],
-            True: [(t.instruction, list(t.instances)) for t in cls_by_richness[:3]],
+            True: [(text, insts) for text, insts in labelled if insts][:3],
         }
         return shots, instance_examples
 

@@ -115,6 +115,8 @@ def parse_instruction_list(text: str, *, continued: bool, truncated: bool) -> li
     number belong to the item above. A last item cut by the token limit is dropped.
     """
     matches = list(_ITEM.finditer(text))
+    if truncated and matches and not text[matches[-1].end() :].strip():
+        truncated = False  # the cut fell after a bare number: the item before it is whole
     pieces: list[str] = []
     if continued:
         pieces.append(text[: matches[0].start()] if matches else text)
@@ -132,12 +134,14 @@ def parse_instruction_list(text: str, *, continued: bool, truncated: bool) -> li
     return results
 
 
-_YES = frozenset({"yes", "y", "true"})
-_NO = frozenset({"no", "n", "false"})
+_YES = frozenset({"yes", "true"})
+_NO = frozenset({"no", "false"})
 
 
 def parse_yes_no(text: str) -> bool | None:
     """Read a classification answer; None when it is neither yes nor no."""
+    # Chat models often repeat the label of the line they answer.
+    text = re.sub(r"^\s*(?:\*\*)?classification(?:\*\*)?\s*:", "", text, flags=re.I)
     words = text.strip().split()
     if not words:
         return None
@@ -175,9 +179,17 @@ def parse_instances(
     task's output may span lines; its input may be "(no input)". A last pair cut by the
     token limit is dropped.
     """
+    headers = list(_EXAMPLE_HEADER.finditer(text))
+    if truncated and headers and not text[headers[-1].end() :].strip():
+        truncated = False  # the cut fell after a bare header: the last pair is whole
     text = _EXAMPLE_HEADER.sub("", text)
     groups: list[dict[str, str]] = []
-    matches = list(_INSTANCE_FIELD.finditer(text))
+    matches = [
+        m
+        for m in _INSTANCE_FIELD.finditer(text)
+        # In an ordinary task a line starting "Label:" is part of an output, not a field.
+        if output_first or m.group(1).lower() in ("input", "output")
+    ]
     opener = "label" if output_first else "input"
     for i, match in enumerate(matches):
         label = match.group(1).lower()

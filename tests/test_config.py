@@ -50,7 +50,7 @@ def test_toml_sets_nested_fields(tmp_path: Path) -> None:
     assert config.teacher.model == "llama-3-8b"
     assert config.teacher.temperature == 0.7
     assert config.teacher.base_urls == ["http://a:8000/v1", "http://b:8000/v1"]
-    assert config.teacher.top_p == 1.0  # untouched sibling keeps its default
+    assert config.teacher.top_p == 0.5  # untouched sibling keeps its (mode's) default
     assert config.filters.blacklist == ["recipe"]
 
 
@@ -201,6 +201,10 @@ IDENTITY_FIELDS = [
     "teacher.top_p",
     "teacher.presence_penalty",
     "teacher.max_tokens",
+    "teacher.classify_max_tokens",
+    "teacher.instances_max_tokens",
+    "teacher.instances_temperature",
+    "max_instances",
     "filters.min_words",
     "filters.max_words",
     "filters.blacklist",
@@ -222,7 +226,7 @@ def test_identity_fields_exactly() -> None:
 def test_identity_values_are_json_ready() -> None:
     ident = identity(RunConfig())
     assert ident["teacher.model"] == "gpt-3.5-turbo-instruct"
-    assert ident["teacher.temperature"] == 1.0
+    assert ident["teacher.temperature"] == 0.7  # Self-Instruct's, resolved from the mode
     assert ident["seed"] == 42
     assert ident["filters.blacklist"] == list(DEFAULT_BLACKLIST)
 
@@ -251,8 +255,8 @@ def test_operational_change_keeps_identity(overrides: dict[str, Any]) -> None:
 IDENTITY_CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("seed", {"seed": 1}),
     ("teacher.model", {"teacher": {"model": "llama"}}),
-    ("teacher.temperature", {"teacher": {"temperature": 0.7}}),
-    ("teacher.max_tokens", {"teacher": {"max_tokens": 1024}}),
+    ("teacher.temperature", {"teacher": {"temperature": 1.0}}),
+    ("teacher.max_tokens", {"teacher": {"max_tokens": 2048}}),
     ("filters.blacklist", {"filters": {"blacklist": ["image"]}}),
     ("filters.rouge_threshold", {"filters": {"rouge_threshold": 0.6}}),
     ("num_machine_examples", {"num_machine_examples": 0}),
@@ -266,3 +270,11 @@ IDENTITY_CHANGES: list[tuple[str, dict[str, Any]]] = [
 def test_identity_change_is_seen(field: str, overrides: dict[str, Any]) -> None:
     before, after = identity(RunConfig()), identity(load_config(None, overrides))
     assert [k for k in before if before[k] != after[k]] == [field]
+
+
+def test_mode_sets_sampling_defaults_and_flags_override_them() -> None:
+    alpaca = load_config(None, {"mode": "alpaca"})
+    assert alpaca.teacher.instruction_sampling() == (1.0, 1.0, 0.0, 3072)
+    assert RunConfig().teacher.instruction_sampling() == (0.7, 0.5, 2.0, 1024)
+    mixed = load_config(None, {"mode": "alpaca", "teacher": {"temperature": 0.2}})
+    assert mixed.teacher.instruction_sampling() == (0.2, 1.0, 0.0, 3072)
