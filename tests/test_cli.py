@@ -175,3 +175,14 @@ def test_export_of_missing_run_is_one_line(tmp_path: Path) -> None:
     done = run_cli("export", "--out", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.json"))
     assert done.returncode != 0 and "not a run directory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_chat_api_runs_every_stage(teacher: OpenAITestServer, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run_cli(*_bootstrap(teacher, out, "--target", "20", "--api", "chat"))
+    assert done.returncode == 0, done.stderr
+    assert {r.endpoint for r in teacher.requests} == {"chat"}
+    pool = [json.loads(line) for line in (out / "pool.jsonl").read_text().splitlines()]
+    assert len(pool) >= 20
+    # The chat teacher opens with chatter; it must not become an instruction.
+    assert not any(t["instruction"].startswith("Here are") for t in pool)
