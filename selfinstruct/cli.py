@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from selfinstruct.errors import SelfInstructError
+from selfinstruct.errors import SelfInstructError, TeacherError
 
 if TYPE_CHECKING:
     from selfinstruct.engine import Progress
@@ -144,8 +144,14 @@ def bootstrap(
     try:
         cfg = load_config(config, overrides)
         summary = asyncio.run(_bootstrap(cfg, None if quiet else _ProgressLine()))
+    except TeacherError as exc:
+        _fail(f"{exc}; progress is saved: re-run the same command to resume")
     except SelfInstructError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        # A full disk or a file-size limit: committed rounds are intact, the rest is redone.
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}; free space and re-run the same command to resume")
     except KeyboardInterrupt:
         _fail("interrupted; the run is saved: re-run the same command to resume", 130)
     typer.echo(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import run_cli
 
-from selfinstruct.testing.server import OpenAITestServer
+from selfinstruct.testing.server import OpenAITestServer, RecordedRequest
 
 SECRET = "sk-test-secret-0123456789"
 
@@ -186,3 +186,28 @@ def test_chat_api_runs_every_stage(teacher: OpenAITestServer, tmp_path: Path) ->
     assert len(pool) >= 20
     # The chat teacher opens with chatter; it must not become an instruction.
     assert not any(t["instruction"].startswith("Here are") for t in pool)
+
+
+def test_persistent_teacher_fault_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    from selfinstruct.testing.server import Reply
+    from selfinstruct.testing.teacher import SyntheticTeacher
+
+    teacher = SyntheticTeacher()
+    broken = {"on": False}
+
+    def handler(request: RecordedRequest) -> Reply:
+        return Reply.server_error(503) if broken["on"] else teacher(request)
+
+    out = tmp_path / "run"
+    with OpenAITestServer(handler) as server:
+        assert run_cli(*_bootstrap(server, out, "--target", "20")).returncode == 0
+        broken["on"] = True
+        args = _bootstrap(server, out, "--target", "60", "--max-retries", "1")
+        done = run_cli(*args)
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        assert server.base_url in done.stderr and "503" in done.stderr
+        assert "re-run the same command to resume" in done.stderr
+        broken["on"] = False
+        done = run_cli(*args)
+        assert done.returncode == 0, done.stderr
+    assert len((out / "pool.jsonl").read_text().splitlines()) >= 60
