@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -276,3 +275,77 @@ def export(
     except SelfInstructError as exc:
         _fail(str(exc))
     typer.echo(f"wrote {n} records to {output}")
+
+
+@app.command()
+def dedup(
+    input_path: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="Alpaca JSON, JSONL of tasks, or text.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Kept records, same format.")],
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Reject when ROUGE-L F exceeds this.")
+    ] = 0.7,
+    against: Annotated[
+        Path | None, typer.Option(help="Also reject instructions too close to these (e.g. seeds).")
+    ] = None,
+    tokenizer: Annotated[
+        str, typer.Option(help="rouge (rouge-score's) or unicode (CJK-aware).")
+    ] = "rouge",
+    rejected: Annotated[
+        Path | None, typer.Option(help="Where to list rejects [default: OUTPUT.rejected.jsonl].")
+    ] = None,
+) -> None:
+    """Drop records whose instruction is a near duplicate of an earlier one (ROUGE-L)."""
+    from selfinstruct.dedup import DedupInputError, dedup_file
+
+    if tokenizer not in ("rouge", "unicode"):
+        _fail(f"--tokenizer: unknown tokenizer {tokenizer!r} (choose from: rouge, unicode)")
+    bar = _Bar("dedup")
+    try:
+        summary = dedup_file(
+            input_path,
+            output,
+            rejected_path=rejected,
+            threshold=threshold,
+            against=against,
+            tokenizer=tokenizer,  # type: ignore[arg-type]  # checked just above
+            progress=bar,
+        )
+    except (DedupInputError, SelfInstructError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or input_path}: {exc.strerror or exc}")
+    bar.close()
+    typer.echo(
+        f"kept {summary.kept} of {summary.read} ({summary.rejected} near duplicates"
+        + (f", checked against {summary.against_size} more" if summary.against_size else "")
+        + f") in {summary.seconds:.1f}s -> {summary.output_path}; "
+        f"rejects in {summary.rejected_path}"
+    )
+
+
+class _Bar:
+    """A progress line for long loops, on stderr, at most a few updates a second."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._tty = sys.stderr.isatty()
+        self._last = 0.0
+        self._shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < (0.2 if self._tty else 5.0):
+            return
+        self._last = now
+        share = done / total if total else 1.0
+        line = f"{self._label}: {done}/{total} ({share:.0%})"
+        sys.stderr.write(("\r\033[K" + line) if self._tty else line + "\n")
+        sys.stderr.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        """End the line on a terminal."""
+        if self._tty and self._shown:
+            sys.stderr.write("\n")
