@@ -113,6 +113,15 @@ def bootstrap(
     timeout: Annotated[float | None, typer.Option(help="Seconds per request.")] = None,
     max_retries: Annotated[int | None, typer.Option(help="Retries per request.")] = None,
     prompts_per_round: Annotated[int | None, typer.Option(help="Requests per round.")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="openai (OpenAI-compatible API) or local (llama.cpp on this CPU) "
+            "[default: openai with OPENAI_API_KEY or --base-url, else local when installed]."
+        ),
+    ] = None,
+    model_path: Annotated[Path | None, typer.Option(help="GGUF file for --backend local.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for --backend local.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
     """Grow the task pool of a run directory to --target; re-run the same command to resume."""
@@ -131,6 +140,9 @@ def bootstrap(
         ("prompts_per_round", prompts_per_round),
         ("teacher.base_urls", base_url or None),
         ("teacher.model", model),
+        ("teacher.backend", backend),
+        ("teacher.model_path", model_path),
+        ("teacher.threads", threads),
         ("teacher.api", api),
         ("teacher.concurrency", concurrency),
         ("teacher.temperature", temperature),
@@ -161,9 +173,10 @@ def bootstrap(
 
 
 async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
+    from selfinstruct.backends.base import Backend
     from selfinstruct.backends.openai_compat import OpenAICompatBackend
     from selfinstruct.engine import Bootstrap, header_for
-    from selfinstruct.errors import AuthError
+    from selfinstruct.errors import AuthError, ConfigError
     from selfinstruct.prompts import load_prompts
     from selfinstruct.seeds import load_seeds
     from selfinstruct.store import RunDir
@@ -172,12 +185,39 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     seed_set = load_seeds(cfg.seeds)
     prompt_set = load_prompts(cfg.prompts)
     api_key = os.environ.get("OPENAI_API_KEY") or None
-    if api_key is None and not cfg.teacher.base_urls:
-        raise AuthError(
-            "OPENAI_API_KEY is not set: export it to use api.openai.com, or pass "
-            "--base-url URL for a local OpenAI-compatible server (vllm serve, llama.cpp)"
+    teacher = cfg.teacher
+    kind = teacher.backend
+    if kind == "auto":
+        import importlib.util
+
+        if api_key is not None or teacher.base_urls:
+            kind = "openai"
+        elif importlib.util.find_spec("llama_cpp") is not None:
+            kind = "local"
+        else:
+            raise AuthError(
+                "OPENAI_API_KEY is not set: export it to use api.openai.com, pass --base-url URL "
+                "for an OpenAI-compatible server (vllm serve, llama.cpp), or install the local "
+                'CPU teacher (pip install -e ".[local]") and run again without a key'
+            )
+    backend: Backend
+    if kind == "local":
+        from selfinstruct.backends.local import LocalLlamaBackend
+
+        if teacher.base_urls:
+            raise ConfigError("--base-url is for --backend openai, not local")
+        backend = LocalLlamaBackend(
+            teacher, teacher.model_path, n_threads=teacher.threads, n_ctx=teacher.context
         )
-    backend = OpenAICompatBackend(cfg.teacher, api_key)
+        if "model" not in teacher.model_fields_set:  # name the GGUF in the run's identity
+            teacher.model = backend.model_path.name.removesuffix(".gguf")
+    else:
+        if api_key is None and not teacher.base_urls:
+            raise AuthError(
+                "OPENAI_API_KEY is not set: export it to use api.openai.com, or pass "
+                "--base-url URL for an OpenAI-compatible server (vllm serve, llama.cpp)"
+            )
+        backend = OpenAICompatBackend(teacher, api_key)
     run = RunDir(cfg.out)
     try:
         await backend.preflight()
@@ -271,7 +311,7 @@ def export(
     if fmt not in FORMATS:
         _fail(f"--format: unknown format {fmt!r} (choose from: {', '.join(FORMATS)})")
     try:
-        n = export_run(out, output, fmt)  # type: ignore[arg-type]  # checked just above
+        n = export_run(out, output, fmt)
     except SelfInstructError as exc:
         _fail(str(exc))
     typer.echo(f"wrote {n} records to {output}")
@@ -297,7 +337,7 @@ def dedup(
     ] = None,
 ) -> None:
     """Drop records whose instruction is a near duplicate of an earlier one (ROUGE-L)."""
-    from selfinstruct.dedup import DedupInputError, dedup_file
+    from selfinstruct.dedup import dedup_file
 
     if tokenizer not in ("rouge", "unicode"):
         _fail(f"--tokenizer: unknown tokenizer {tokenizer!r} (choose from: rouge, unicode)")
@@ -312,7 +352,7 @@ def dedup(
             tokenizer=tokenizer,  # type: ignore[arg-type]  # checked just above
             progress=bar,
         )
-    except (DedupInputError, SelfInstructError) as exc:
+    except SelfInstructError as exc:  # DedupInputError included
         _fail(str(exc))
     except OSError as exc:
         _fail(f"{exc.filename or input_path}: {exc.strerror or exc}")

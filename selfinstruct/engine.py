@@ -21,6 +21,7 @@ from typing import Any, overload
 
 from selfinstruct.backends.base import Backend
 from selfinstruct.config import RunConfig
+from selfinstruct.errors import TeacherError
 from selfinstruct.filters import InstructionFilters, check_instances, check_output
 from selfinstruct.parse import (
     Unparsed,
@@ -49,6 +50,9 @@ from selfinstruct.sampling import choose_examples, rng_for
 from selfinstruct.seeds import SeedSet
 from selfinstruct.similarity import NoveltyIndex
 from selfinstruct.store import RunDir
+
+# Stop rather than pay forever when a teacher's answers never yield a task.
+MAX_IDLE_ROUNDS = 50
 
 
 @dataclass(frozen=True)
@@ -364,11 +368,10 @@ class Bootstrap:
                         )
                     )
                     continue
-                if self.index.first_above(cand.instruction) is not None:
-                    # Which match an early exit finds depends on the index's internals;
-                    # the nearest one does not, so the log is the same after a resume.
-                    match = self.index.nearest(cand.instruction)
-                    assert match is not None
+                # The best match, not the first one found: which match an early exit finds
+                # depends on the index's internals, so the log would differ after a resume.
+                match = self.index.best_above(cand.instruction)
+                if match is not None:
                     detail = f"ROUGE-L {match.score:.3f} with: {match.text}"
                     rejections.append(
                         _rejection(
@@ -505,7 +508,11 @@ class Bootstrap:
         start = time.monotonic()
         state = self.run.state
         self._novelty_turn = asyncio.Condition()
-        self._gate = _PriorityGate(self.config.teacher.concurrency)
+        slots = self.config.teacher.concurrency
+        if self.backend.max_concurrency is not None:
+            slots = min(slots, self.backend.max_concurrency)
+        self._gate = _PriorityGate(slots)
+        idle_rounds = 0
         next_commit = state.rounds_committed
         next_start = next_commit
         in_flight: dict[int, asyncio.Task[_RoundResult]] = {}
@@ -524,8 +531,15 @@ class Bootstrap:
                     for task in done:
                         if (error := task.exception()) is not None:
                             raise error
+                accepted_before = state.accepted
                 self._commit(next_commit, in_flight.pop(next_commit).result())
                 next_commit += 1
+                idle_rounds = 0 if state.accepted > accepted_before else idle_rounds + 1
+                if idle_rounds >= MAX_IDLE_ROUNDS:
+                    raise TeacherError(
+                        f"no task accepted in the last {idle_rounds} rounds; the teacher's "
+                        "answers are unusable (see rejected.jsonl for why)"
+                    )
                 if self._progress is not None:
                     self._progress(self._snapshot(start))
         finally:
