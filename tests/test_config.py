@@ -185,6 +185,9 @@ OPERATIONAL_FIELDS = [
     "teacher.concurrency",
     "teacher.timeout",
     "teacher.max_retries",
+    "teacher.backend",
+    "teacher.model_path",
+    "teacher.threads",
 ]
 IDENTITY_FIELDS = [
     "seed",
@@ -204,6 +207,7 @@ IDENTITY_FIELDS = [
     "teacher.classify_max_tokens",
     "teacher.instances_max_tokens",
     "teacher.instances_temperature",
+    "teacher.context",
     "max_instances",
     "filters.min_words",
     "filters.max_words",

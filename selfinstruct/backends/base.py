@@ -11,6 +11,9 @@ from selfinstruct.records import Completion, Request
 class Backend(ABC):
     """A teacher model: turns requests into completions, in order."""
 
+    # How many requests it can usefully serve at once; None = as many as configured.
+    max_concurrency: int | None = None
+
     @abstractmethod
     async def complete(self, requests: Sequence[Request]) -> list[Completion]:
         """Answer every request, retrying transient faults; raise TeacherError when stuck."""
