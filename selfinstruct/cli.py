@@ -168,7 +168,7 @@ def bootstrap(
     typer.echo(
         f"{summary.accepted}/{summary.target} tasks in {summary.rounds} rounds "
         f"({summary.accepted_this_session} new, {summary.requests_sent} requests, "
-        f"{summary.requests_replayed} replayed from the log, {_duration(summary.seconds)})"
+        f"{summary.requests_replayed} replayed from the log, {_duration(summary.elapsed)})"
     )
 
 
@@ -226,7 +226,7 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
         engine = Bootstrap(cfg, backend, run, seed_set, prompt_set, progress)
         summary = await engine.run_until_target()
         if progress is not None:
-            progress(engine._snapshot(time.monotonic() - summary.seconds), final=True)
+            progress(summary, final=True)
         return summary
     finally:
         run.close()

@@ -57,7 +57,7 @@ MAX_IDLE_ROUNDS = 50
 
 @dataclass(frozen=True)
 class Progress:
-    """A snapshot for progress displays, taken after each committed round."""
+    """Where the run stands: after each committed round, and at the end of a bootstrap."""
 
     accepted: int
     target: int
@@ -67,20 +67,6 @@ class Progress:
     elapsed: float
     requests_sent: int
     requests_replayed: int
-
-
-@dataclass
-class RunSummary:
-    """What a bootstrap invocation did."""
-
-    accepted: int
-    target: int
-    rounds: int
-    rejections: Counter[str] = field(default_factory=Counter)
-    accepted_this_session: int = 0
-    requests_sent: int = 0
-    requests_replayed: int = 0
-    seconds: float = 0.0
 
 
 class _Prefix(Sequence[Task]):
@@ -503,7 +489,7 @@ class Bootstrap:
         # 25% headroom: a round short of the target costs a full round-trip of latency.
         return state.accepted + in_flight * per_round * 0.8 < self.config.target
 
-    async def run_until_target(self) -> RunSummary:
+    async def run_until_target(self) -> Progress:
         """Fetch and apply rounds until the pool reaches the target; resumable at any point."""
         start = time.monotonic()
         state = self.run.state
@@ -546,16 +532,7 @@ class Bootstrap:
             for task in in_flight.values():
                 task.cancel()
             await asyncio.gather(*in_flight.values(), return_exceptions=True)
-        return RunSummary(
-            accepted=state.accepted,
-            target=self.config.target,
-            rounds=state.rounds_committed,
-            rejections=Counter(state.rejections),
-            accepted_this_session=state.accepted - self._accepted_at_start,
-            requests_sent=self._sent,
-            requests_replayed=self._replayed,
-            seconds=time.monotonic() - start,
-        )
+        return self._snapshot(start)
 
     def _snapshot(self, start: float) -> Progress:
         state = self.run.state

@@ -120,6 +120,18 @@ _EXACT_BUCKETS: Final = 192
 _BUCKET_BITS: Final = 8
 
 
+def _post(postings: dict[int, int | array[int]], key: int, index: int) -> None:
+    """Add `index` to the postings under `key`."""
+    plist = postings.get(key)
+    # Most keys hold a single entry: store it as a bare int, not an array.
+    if plist is None:
+        postings[key] = index
+    elif isinstance(plist, int):
+        postings[key] = array("I", (plist, index))
+    else:
+        plist.append(index)
+
+
 def _bucket(n: int) -> int:
     return n if n < _EXACT_BUCKETS else _EXACT_BUCKETS + n.bit_length() - 8
 
@@ -390,14 +402,7 @@ class NoveltyIndex:
         bucket = _bucket(n)
         for e in elements[: self._prefix_lengths(n)[n]]:
             key = e << _BUCKET_BITS | bucket
-            plist = postings.get(key)
-            # Most keys hold a single entry: store it as a bare int, not an array.
-            if plist is None:
-                postings[key] = index
-            elif isinstance(plist, int):
-                postings[key] = array("I", (plist, index))
-            else:
-                plist.append(index)
+            _post(postings, key, index)
 
     # -- building ---------------------------------------------------------------
 
@@ -471,13 +476,7 @@ class NoveltyIndex:
                 bucket = n if n < _EXACT_BUCKETS else _bucket(n)
                 for e in elements[:size]:
                     key = e << _BUCKET_BITS | bucket
-                    plist = postings.get(key)
-                    if plist is None:
-                        postings[key] = index
-                    elif isinstance(plist, int):
-                        postings[key] = array("I", (plist, index))
-                    else:
-                        plist.append(index)
+                    _post(postings, key, index)
             index += 1
         self._texts.extend(batch)
         self._seqs.extend(seqs)
