@@ -18,7 +18,6 @@ from selfinstruct.records import SamplingParams
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest
 from selfinstruct.testing.teacher import SyntheticTeacher
 
-
 STARTUP = 0.7  # seconds before a bootstrap process sends its first request, roughly
 
 
