@@ -172,6 +172,16 @@ def bootstrap(
     )
 
 
+def _importable(module: str) -> bool:
+    """Say whether `module` could be imported, without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module entry without a spec
+        return False
+
+
 async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     from selfinstruct.backends.base import Backend
     from selfinstruct.backends.openai_compat import OpenAICompatBackend
@@ -188,11 +198,10 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     teacher = cfg.teacher
     kind = teacher.backend
     if kind == "auto":
-        import importlib.util
 
         if api_key is not None or teacher.base_urls:
             kind = "openai"
-        elif importlib.util.find_spec("llama_cpp") is not None:
+        elif _importable("llama_cpp"):
             kind = "local"
         else:
             raise AuthError(

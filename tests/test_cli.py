@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-from conftest import run_cli
+from conftest import cli_env, run_cli
 
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest
 
@@ -92,10 +94,28 @@ def test_bootstrap_status_export(teacher: OpenAITestServer, tmp_path: Path) -> N
 
 
 def test_missing_key_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
-    done = run_cli("bootstrap", "--out", str(tmp_path / "run"), "--target", "5")
+    done = run_cli(
+        "bootstrap", "--backend", "openai", "--out", str(tmp_path / "run"), "--target", "5"
+    )
     assert done.returncode != 0
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "OPENAI_API_KEY" in done.stderr and "--base-url" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_key_without_the_local_extra_names_both_ways(tmp_path: Path) -> None:
+    # Make llama_cpp unimportable in the child, as on a machine without the [local] extra.
+    code = "import sys; sys.modules['llama_cpp'] = None; from selfinstruct.cli import app; app()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "bootstrap", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=False,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "OPENAI_API_KEY" in done.stderr and "--base-url" in done.stderr
+    assert "selfinstruct[local]" in done.stderr or ".[local]" in done.stderr
     assert not (tmp_path / "run").exists()
 
 

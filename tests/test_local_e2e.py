@@ -53,7 +53,7 @@ def test_real_model_bootstrap_kill_resume_export(tmp_path: Path) -> None:
         time.sleep(0.5)
     assert proc.poll() is None, proc.communicate()[1]
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()  # reap it and close the pipe
     logged_before = _logged(out)
 
     done = subprocess.run(
