@@ -198,7 +198,6 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     teacher = cfg.teacher
     kind = teacher.backend
     if kind == "auto":
-
         if api_key is not None or teacher.base_urls:
             kind = "openai"
         elif _importable("llama_cpp"):
