@@ -231,3 +231,26 @@ def test_persistent_teacher_fault_stops_cleanly_and_resumes(tmp_path: Path) -> N
         done = run_cli(*args)
         assert done.returncode == 0, done.stderr
     assert len((out / "pool.jsonl").read_text().splitlines()) >= 60
+
+
+def test_dedup_command(tmp_path: Path) -> None:
+    records = [
+        {"instruction": "Explain how tides work to a curious child.", "input": "", "output": "a"},
+        {"instruction": "Explain how tides work to a curious kid.", "input": "", "output": "b"},
+        {"instruction": "List three uses of baking soda at home.", "input": "", "output": "c"},
+    ]
+    source, kept = tmp_path / "data.json", tmp_path / "kept.json"
+    source.write_text(json.dumps(records))
+    done = run_cli("dedup", str(source), "-o", str(kept))
+    assert done.returncode == 0, done.stderr
+    assert "kept 2 of 3" in done.stdout
+    assert json.loads(kept.read_text()) == [records[0], records[2]]
+    (reject,) = [
+        json.loads(x) for x in (tmp_path / "kept.json.rejected.jsonl").read_text().splitlines()
+    ]
+    assert reject["nearest"] == records[0]["instruction"] and reject["score"] > 0.7
+
+    source.write_text('[{"instruction": 5}]')
+    done = run_cli("dedup", str(source), "-o", str(kept))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"{source}:1: field 'instruction'" in done.stderr
