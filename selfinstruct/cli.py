@@ -48,6 +48,7 @@ class _ProgressLine:
     def __init__(self) -> None:
         self._tty = sys.stderr.isatty()
         self._last = 0.0
+        self._shown = ""
 
     def __call__(self, p: Progress, final: bool = False) -> None:
         now = time.monotonic()
@@ -65,8 +66,9 @@ class _ProgressLine:
         )
         if self._tty:
             sys.stderr.write("\r\033[K" + line + ("\n" if final else ""))
-        else:
+        elif line != self._shown:  # a log file needs the final line only once
             sys.stderr.write(line + "\n")
+        self._shown = line
         sys.stderr.flush()
 
 
