@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from selfinstruct.errors import ConfigError
+from selfinstruct.errors import ConfigError, field_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -232,7 +232,7 @@ def describe_validation_error(error: ValidationError, source: str) -> str:
     """Turn a pydantic error into one line naming the source and the field."""
     parts = []
     for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "(config)"
+        loc = field_path(item["loc"]) or "(config)"
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
             msg = "unknown setting"

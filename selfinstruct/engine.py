@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from selfinstruct import __version__
 from selfinstruct.backends.base import Backend
-from selfinstruct.config import RunConfig
+from selfinstruct.config import RunConfig, identity
 from selfinstruct.errors import TeacherError
 from selfinstruct.filters import InstructionFilters, check_instances, check_output
 from selfinstruct.parse import (
@@ -49,7 +50,7 @@ from selfinstruct.records import (
 from selfinstruct.sampling import choose_examples, rng_for
 from selfinstruct.seeds import SeedSet
 from selfinstruct.similarity import NoveltyIndex
-from selfinstruct.store import RunDir
+from selfinstruct.store import FORMAT, RunDir, load_admitted_rejections, load_pool
 
 # Stop rather than pay forever when a teacher's answers never yield a task.
 MAX_IDLE_ROUNDS = 50
@@ -92,10 +93,6 @@ class _Prefix(Sequence[Task]):
 
 def header_for(config: RunConfig, seeds: SeedSet, prompts: PromptSet) -> dict[str, Any]:
     """Return config.json's content: identity (with content digests) and the full config."""
-    from selfinstruct import __version__
-    from selfinstruct.config import identity
-    from selfinstruct.store import FORMAT
-
     ident = identity(config)
     ident["seeds.sha256"] = seeds.digest
     ident["prompts.sha256"] = prompts.digest
@@ -177,8 +174,6 @@ class Bootstrap:
         prompts: PromptSet,
         progress: Callable[[Progress], None] | None = None,
     ) -> None:
-        from selfinstruct.store import load_admitted_rejections, load_pool
-
         self.config = config
         self.backend = backend
         self.run = run

@@ -15,6 +15,8 @@ each into a one-line message and a non-zero exit, never a traceback::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class SelfInstructError(Exception):
     """Base class of every error selfinstruct raises on purpose."""
@@ -46,3 +48,11 @@ class TeacherError(SelfInstructError):
 
 class AuthError(TeacherError):
     """Report missing or rejected teacher credentials."""
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """Name a field from a pydantic error location: ``instances[0].output``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

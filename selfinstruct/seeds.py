@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from selfinstruct.errors import SeedError
+from selfinstruct.errors import SeedError, field_path
 from selfinstruct.records import Instance, Task
 
 
@@ -49,13 +49,6 @@ def default_seeds_path() -> Path:
     return Path(str(resources.files("selfinstruct") / "data" / "seeds" / "seed_tasks.jsonl"))
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def load_seeds(path: Path | None = None) -> SeedSet:
     """Read a seed file, raising SeedError that names file, line and field on any defect."""
     path = path or default_seeds_path()
@@ -86,7 +79,7 @@ def load_seeds(path: Path | None = None) -> SeedSet:
             seed = _SeedLine.model_validate(obj)
         except ValidationError as exc:
             err = exc.errors()[0]
-            field = _field_path(tuple(err["loc"]))
+            field = field_path(err["loc"])
             msg = "missing" if err["type"] == "missing" else err["msg"]
             raise SeedError(f"{path}:{lineno}: field '{field}': {msg}") from None
         seed_id = str(seed.id)

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from selfinstruct.errors import ConfigError, RunDirError
+from selfinstruct.errors import ConfigError, RunDirError, field_path
 from selfinstruct.records import Completion, Task, Usage
 
 FORMAT = 1
@@ -139,16 +139,14 @@ def _parse_task(path: Path, number: int, line: bytes) -> Task:
         return Task.model_validate_json(line)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+        loc = field_path(err["loc"]) or "(line)"
         raise RunDirError(f"{path}:{number}: field '{loc}': {err['msg']}") from None
 
 
 def load_pool(run: Path, committed_only: bool = True) -> list[Task]:
     """Read the accepted tasks of a run, up to the last commit unless told otherwise."""
-    limit = None
-    if committed_only and (run / STATE).exists():
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            limit = State.from_json(json.loads((run / STATE).read_bytes())).pool_bytes
+    state = read_state(run) if committed_only else None
+    limit = state.pool_bytes if state is not None else None
     return [_parse_task(run / POOL, n, line) for n, line, _ in read_lines(run / POOL, limit)]
 
 
