@@ -107,7 +107,16 @@ def bootstrap(
     ] = None,
     seeds: Annotated[Path | None, typer.Option(help="Seed task JSONL file.")] = None,
     prompts: Annotated[Path | None, typer.Option(help="Directory of prompt templates.")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Requests in flight at most.")] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            help="Requests in flight: a number, or auto to find the server's capacity "
+            "[default: auto]."
+        ),
+    ] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="Ceiling of --concurrency auto [default: 1024].")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of example sampling.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass.")] = None,
@@ -147,6 +156,7 @@ def bootstrap(
         ("teacher.threads", threads),
         ("teacher.api", api),
         ("teacher.concurrency", concurrency),
+        ("teacher.max_concurrency", max_concurrency),
         ("teacher.temperature", temperature),
         ("teacher.top_p", top_p),
         ("teacher.max_tokens", max_tokens),
@@ -154,6 +164,7 @@ def bootstrap(
         ("teacher.max_retries", max_retries),
     ):
         _set(overrides, dotted, value)
+    _log_warnings()
     try:
         cfg = load_config(config, overrides)
         summary = asyncio.run(_bootstrap(cfg, None if quiet else _ProgressLine()))
@@ -172,6 +183,19 @@ def bootstrap(
         f"({summary.accepted_this_session} new, {summary.requests_sent} requests, "
         f"{summary.requests_replayed} replayed from the log, {_duration(summary.elapsed)})"
     )
+
+
+def _log_warnings() -> None:
+    """Show the library's warnings (an endpoint set aside, say) on stderr, one line each."""
+    import logging
+
+    logger = logging.getLogger("selfinstruct")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
 
 
 def _importable(module: str) -> bool:

@@ -6,7 +6,14 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from selfinstruct.errors import ConfigError, field_path
 
@@ -68,7 +75,14 @@ class TeacherConfig(_Strict):
     max_retries: int = Field(
         default=8, ge=0, le=100, description="Retries per request on 429, 5xx, timeouts."
     )
-    concurrency: int = Field(default=16, ge=1, le=4096, description="Requests in flight at most.")
+    concurrency: int | Literal["auto"] = Field(
+        default="auto",
+        description="Requests in flight: a number, or auto to find the server's capacity "
+        "(grow while it keeps up, back off on 429s or rising latency).",
+    )
+    max_concurrency: int = Field(
+        default=1024, ge=1, le=65536, description="Ceiling of concurrency = auto."
+    )
     backend: Literal["auto", "openai", "local"] = Field(
         default="auto",
         description="openai: an OpenAI-compatible API; local: llama.cpp in-process on the CPU; "
@@ -84,6 +98,13 @@ class TeacherConfig(_Strict):
     context: int = Field(
         default=4096, ge=256, multiple_of=256, description="Local backend context, in tokens."
     )
+
+    @field_validator("concurrency")
+    @classmethod
+    def _check_concurrency(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 65536:
+            raise ValueError("must be auto or a number from 1 to 65536")
+        return value
 
     def instruction_sampling(self) -> tuple[float, float, float, int]:
         """Return (temperature, top_p, presence_penalty, max_tokens) once resolved."""
@@ -190,6 +211,7 @@ OPERATIONAL = frozenset(
         "teacher.timeout",
         "teacher.max_retries",
         "teacher.concurrency",
+        "teacher.max_concurrency",
         "teacher.backend",  # the model is named by teacher.model, which stays identity
         "teacher.model_path",
         "teacher.threads",

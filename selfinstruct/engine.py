@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import heapq
-import itertools
 import json
 import time
 from bisect import bisect_left
@@ -21,6 +19,7 @@ from typing import Any, overload
 
 from selfinstruct import __version__
 from selfinstruct.backends.base import Backend
+from selfinstruct.concurrency import PriorityGate
 from selfinstruct.config import RunConfig, identity
 from selfinstruct.errors import TeacherError
 from selfinstruct.filters import InstructionFilters, check_instances, check_output
@@ -104,42 +103,6 @@ def header_for(config: RunConfig, seeds: SeedSet, prompts: PromptSet) -> dict[st
     }
 
 
-class _PriorityGate:
-    """Grant at most `slots` holders at once, lowest key first.
-
-    The oldest round's classify and instance requests then overtake later rounds'
-    instruction requests, so rounds commit steadily instead of all at the end.
-    """
-
-    def __init__(self, slots: int) -> None:
-        self._free = slots
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._counter = itertools.count()
-
-    async def acquire(self, key: int) -> None:
-        """Wait for a slot; lower keys are served first, ties in arrival order."""
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (key, next(self._counter), future))
-        try:
-            await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self.release()  # granted just as we were cancelled: pass it on
-            raise
-
-    def release(self) -> None:
-        """Hand the slot to the most urgent live waiter, or free it."""
-        while self._waiters:
-            _, _, future = heapq.heappop(self._waiters)
-            if not future.done():
-                future.set_result(None)
-                return
-        self._free += 1
-
-
 @dataclass
 class _Admitted:
     """An instruction that passed the filters and novelty, with what came with it."""
@@ -193,7 +156,7 @@ class Bootstrap:
         self._next_seq = max(admitted, default=-1) + 1
         self._novelty_round = run.state.rounds_committed
         self._novelty_turn: asyncio.Condition | None = None
-        self._gate: _PriorityGate | None = None
+        self._gate: PriorityGate | None = None
         self._sent = 0
         self._replayed = 0
         self._accepted_at_start = run.state.accepted
@@ -484,15 +447,18 @@ class Bootstrap:
         # 25% headroom: a round short of the target costs a full round-trip of latency.
         return state.accepted + in_flight * per_round * 0.8 < self.config.target
 
+    def _slots(self) -> int:
+        """Return how many requests may be in flight now: the backend's and the config's limit."""
+        limits = [self.backend.concurrency(), self.config.teacher.concurrency]
+        numbers = [n for n in limits if isinstance(n, int)]
+        return min(numbers) if numbers else self.config.teacher.max_concurrency
+
     async def run_until_target(self) -> Progress:
         """Fetch and apply rounds until the pool reaches the target; resumable at any point."""
         start = time.monotonic()
         state = self.run.state
         self._novelty_turn = asyncio.Condition()
-        slots = self.config.teacher.concurrency
-        if self.backend.max_concurrency is not None:
-            slots = min(slots, self.backend.max_concurrency)
-        self._gate = _PriorityGate(slots)
+        self._gate = PriorityGate(self._slots)
         idle_rounds = 0
         next_commit = state.rounds_committed
         next_start = next_commit

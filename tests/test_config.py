@@ -88,6 +88,7 @@ TOML_ERRORS: list[tuple[str, str, list[str]]] = [
         ["filters.rouge_threshold"],
     ),
     ("concurrency_zero", "[teacher]\nconcurrency = 0\n", ["teacher.concurrency"]),
+    ("concurrency_word", '[teacher]\nconcurrency = "lots"\n', ["teacher.concurrency"]),
     ("wrong_type_int", 'target = "many"\n', ["target", "integer"]),
     ("wrong_type_str", "[teacher]\nmodel = 5\n", ["teacher.model", "string"]),
     ("wrong_type_list", '[teacher]\nbase_urls = "http://a/v1"\n', ["teacher.base_urls"]),
@@ -183,6 +184,7 @@ OPERATIONAL_FIELDS = [
     "prompts",
     "teacher.base_urls",
     "teacher.concurrency",
+    "teacher.max_concurrency",
     "teacher.timeout",
     "teacher.max_retries",
     "teacher.backend",
@@ -242,6 +244,7 @@ OPERATIONAL_CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("prompts", {"prompts": "my_prompts"}),
     ("teacher.base_urls", {"teacher": {"base_urls": ["http://h:8000/v1"]}}),
     ("teacher.concurrency", {"teacher": {"concurrency": 512}}),
+    ("teacher.max_concurrency", {"teacher": {"max_concurrency": 64}}),
     ("teacher.timeout", {"teacher": {"timeout": 10.0}}),
     ("teacher.max_retries", {"teacher": {"max_retries": 0}}),
 ]

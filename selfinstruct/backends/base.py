@@ -14,6 +14,10 @@ class Backend(ABC):
     # How many requests it can usefully serve at once; None = as many as configured.
     max_concurrency: int | None = None
 
+    def concurrency(self) -> int | None:
+        """Return how many requests it takes at once now (may change); None: no limit."""
+        return self.max_concurrency
+
     @abstractmethod
     async def complete(self, requests: Sequence[Request]) -> list[Completion]:
         """Answer every request, retrying transient faults; raise TeacherError when stuck."""

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from selfinstruct.backends.base import Backend
+from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate
 from selfinstruct.config import TeacherConfig
 from selfinstruct.errors import AuthError, TeacherError
 from selfinstruct.records import Completion, Request, Usage
@@ -20,6 +23,12 @@ from selfinstruct.records import Completion, Request, Usage
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_BACKOFF = 60.0  # seconds; beyond this a server is down rather than busy
 MAX_RETRY_AFTER = 300.0  # honour long Retry-After values, within reason
+INITIAL_CONCURRENCY = 8  # where the adaptive limit starts probing
+SET_ASIDE_AFTER = 3  # failures in a row before an endpoint is set aside
+SET_ASIDE_FIRST = 5.0  # seconds of the first pause; doubles with each set-aside in a row
+MAX_SET_ASIDE = 120.0
+
+log = logging.getLogger(__name__)
 
 
 class _BadResponse(Exception):
@@ -31,6 +40,10 @@ class _Endpoint:
     url: str
     client: AsyncOpenAI
     outstanding: int = 0
+    failures: int = 0  # transient failures in a row, 429s aside (those mean busy, not broken)
+    set_asides: int = 0  # times set aside since its last answer; lengthens the next pause
+    down_until: float = 0.0  # monotonic time before which no request is sent to it
+    last_error: str = ""
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -54,12 +67,16 @@ def _retry_after(exc: BaseException | None) -> float | None:
         return None  # an HTTP date: rare from these servers; fall back to backoff
 
 
-def _wait(state: RetryCallState) -> float:
+def _backoff(state: RetryCallState) -> float:
     exc = state.outcome.exception() if state.outcome else None
     if (after := _retry_after(exc)) is not None:
         return after
     # Full jitter keeps many clients that failed together from retrying together.
     return random.uniform(0, min(MAX_BACKOFF, 0.5 * 2**state.attempt_number))
+
+
+def _is_overload(exc: BaseException) -> bool:
+    return isinstance(exc, openai.APIStatusError) and exc.status_code == 429
 
 
 def describe_error(exc: BaseException) -> str:
@@ -75,30 +92,77 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class OpenAICompatBackend(Backend):
-    """Send requests to one or more OpenAI-compatible endpoints with bounded retries."""
+def make_limit(config: TeacherConfig) -> ConcurrencyLimit:
+    """Build the concurrency limit the config asks for: fixed, or found by probing."""
+    if config.concurrency == "auto":
+        return AdaptiveLimit(
+            min(INITIAL_CONCURRENCY, config.max_concurrency), config.max_concurrency
+        )
+    return ConcurrencyLimit(config.concurrency)
 
-    def __init__(self, config: TeacherConfig, api_key: str | None) -> None:
+
+class OpenAICompatBackend(Backend):
+    """Send requests to one or more OpenAI-compatible endpoints with bounded retries.
+
+    Each request goes to the healthy endpoint with the fewest requests outstanding. An
+    endpoint that fails SET_ASIDE_AFTER times in a row is set aside for a pause that
+    doubles each time (up to MAX_SET_ASIDE), then tried again; meanwhile the others carry
+    the run. Requests in flight follow `limit`, fixed or adaptive.
+    """
+
+    def __init__(
+        self,
+        config: TeacherConfig,
+        api_key: str | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        set_aside: float = SET_ASIDE_FIRST,
+    ) -> None:
         urls = config.base_urls or [DEFAULT_BASE_URL]
         # Local servers (vLLM, llama.cpp) accept any key; the SDK insists on one.
         key = api_key or "EMPTY"
         self._config = config
+        self._clock = clock
+        self._set_aside = set_aside
+        # The SDK keeps 100 idle connections per client; past that, every request would
+        # open a new one, so keep as many as may be in flight.
+        most = config.concurrency if isinstance(config.concurrency, int) else config.max_concurrency
+        # Built from the SDK's own default, as SDK releases differ in their HTTP library.
+        limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
+            max_connections=most, max_keepalive_connections=most
+        )
         self._endpoints = [
             _Endpoint(
                 url,
-                AsyncOpenAI(api_key=key, base_url=url, max_retries=0, timeout=config.timeout),
+                AsyncOpenAI(
+                    api_key=key,
+                    base_url=url,
+                    max_retries=0,
+                    timeout=config.timeout,
+                    http_client=DefaultAsyncHttpxClient(limits=limits),
+                ),
             )
             for url in urls
         ]
-        self._slots = asyncio.Semaphore(config.concurrency)
+        self.limit = make_limit(config)
+        self._gate = PriorityGate(lambda: self.limit.limit)
 
     def describe(self) -> str:
         """Say which model and endpoints answer."""
         urls = ", ".join(e.url for e in self._endpoints)
         return f"{self._config.model} ({self._config.api} API) at {urls}"
 
+    def concurrency(self) -> int:
+        """Return the current limit of requests in flight."""
+        return self.limit.limit
+
     async def preflight(self) -> None:
-        """List models once so a wrong URL or key fails in seconds, not after retries."""
+        """List models once so a wrong URL or key fails in seconds, not after retries.
+
+        With several endpoints an unreachable one is only set aside (the run goes on with
+        the others); the run fails fast only when none can be reached.
+        """
+        unreachable: list[str] = []
         for endpoint in self._endpoints:
             try:
                 await endpoint.client.models.list(timeout=min(self._config.timeout, 15.0))
@@ -108,12 +172,14 @@ class OpenAICompatBackend(Backend):
                     "check OPENAI_API_KEY"
                 ) from None
             except openai.APIConnectionError as exc:
-                raise TeacherError(
-                    f"cannot reach {endpoint.url}: {describe_error(exc)}; "
-                    "start the server or pass the right --base-url"
-                ) from None
+                unreachable.append(f"cannot reach {endpoint.url}: {describe_error(exc)}")
+                self._failed(endpoint, exc, force=True)
             except openai.APIStatusError:
                 pass  # reachable; some compatible servers do not serve /models
+        if len(unreachable) == len(self._endpoints):
+            raise TeacherError(
+                "; ".join(unreachable) + "; start the server or pass the right --base-url"
+            )
 
     async def aclose(self) -> None:
         """Close every endpoint's connection pool."""
@@ -124,28 +190,95 @@ class OpenAICompatBackend(Backend):
         """Answer the requests concurrently, within the concurrency limit."""
         return list(await asyncio.gather(*(self._complete_one(r) for r in requests)))
 
+    # -- endpoint health -------------------------------------------------------------------
+
+    def _healthy(self, avoid: _Endpoint | None = None) -> list[_Endpoint]:
+        now = self._clock()
+        healthy = [e for e in self._endpoints if e.down_until <= now]
+        # A retry goes elsewhere when it can: the endpoint that just failed goes last.
+        others = [e for e in healthy if e is not avoid]
+        return others or healthy
+
+    async def _pick(self, avoid: _Endpoint | None = None) -> _Endpoint:
+        """Return the healthy endpoint with the fewest outstanding requests.
+
+        When every endpoint is set aside, wait for the first to come back and try it.
+        """
+        healthy = self._healthy(avoid)
+        if healthy:
+            return min(healthy, key=lambda e: e.outstanding)
+        soonest = min(self._endpoints, key=lambda e: e.down_until)
+        await asyncio.sleep(max(0.0, soonest.down_until - self._clock()))
+        return soonest
+
+    def _failed(self, endpoint: _Endpoint, exc: BaseException, *, force: bool = False) -> None:
+        endpoint.last_error = describe_error(exc)
+        endpoint.failures += 1
+        if (force or endpoint.failures >= SET_ASIDE_AFTER) and len(self._endpoints) > 1:
+            pause = min(MAX_SET_ASIDE, self._set_aside * 2**endpoint.set_asides)
+            if endpoint.down_until <= self._clock():
+                log.warning(
+                    "teacher %s set aside for %gs after %d failure(s) in a row (%s); "
+                    "the other endpoints carry on",
+                    endpoint.url,
+                    pause,
+                    endpoint.failures,
+                    endpoint.last_error,
+                )
+                endpoint.set_asides += 1
+            endpoint.down_until = self._clock() + pause
+            endpoint.failures = 0
+
+    def _answered(self, endpoint: _Endpoint) -> None:
+        if endpoint.set_asides:
+            log.warning("teacher %s answers again", endpoint.url)
+        endpoint.failures = endpoint.set_asides = 0
+
+    def _wait_after(self, failed: list[_Endpoint]) -> Callable[[RetryCallState], float]:
+        """Retry at once on another endpoint after a fault, if one answers; else back off."""
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if exc is not None and not _is_overload(exc) and failed:
+                if any(e is not failed[-1] for e in self._healthy(failed[-1])):
+                    return 0.0
+            return _backoff(state)
+
+        return wait
+
+    # -- one request -----------------------------------------------------------------------
+
     async def _complete_one(self, request: Request) -> Completion:
-        async with self._slots:
-            last: BaseException | None = None
+        async with self._gate:
             endpoint = self._endpoints[0]
+            failed: list[_Endpoint] = []  # where this request has failed, latest last
             retrying = AsyncRetrying(
                 retry=retry_if_exception(_is_transient),
                 stop=stop_after_attempt(self._config.max_retries + 1),
-                wait=_wait,
+                wait=self._wait_after(failed),
                 reraise=True,
             )
             try:
                 async for attempt in retrying:
                     with attempt:
-                        endpoint = min(self._endpoints, key=lambda e: e.outstanding)
+                        endpoint = await self._pick(failed[-1] if failed else None)
+                        in_flight = sum(e.outstanding for e in self._endpoints)
                         endpoint.outstanding += 1
+                        sent_at = self._clock()
                         try:
-                            return await self._call(endpoint, request)
+                            completion = await self._call(endpoint, request)
                         except BaseException as exc:
-                            last = exc
+                            if _is_overload(exc):
+                                self.limit.on_overload(sent_at, in_flight + 1)
+                            elif _is_transient(exc):
+                                self._failed(endpoint, exc)
+                                failed.append(endpoint)
                             raise
                         finally:
                             endpoint.outstanding -= 1
+                        self._answered(endpoint)
+                        self.limit.on_success(request.stage, self._clock() - sent_at, in_flight)
+                        return completion
             except openai.AuthenticationError as exc:
                 raise AuthError(
                     f"{endpoint.url} rejected the API key: {describe_error(exc)}"
@@ -155,7 +288,7 @@ class OpenAICompatBackend(Backend):
                     f" after {self._config.max_retries + 1} attempts" if _is_transient(exc) else ""
                 )
                 raise TeacherError(f"{endpoint.url}: {describe_error(exc)}{tries}") from None
-            raise TeacherError(f"{endpoint.url}: no answer ({last!r})")  # pragma: no cover
+            raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _call(self, endpoint: _Endpoint, request: Request) -> Completion:
         try:

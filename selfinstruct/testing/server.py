@@ -203,6 +203,7 @@ class OpenAITestServer:
         models: Sequence[str] = ("test-model",),
         host: str = "127.0.0.1",
         port: int = 0,
+        record: bool = True,
     ) -> None:
         if capacity is not None and capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -215,6 +216,8 @@ class OpenAITestServer:
         self.models = tuple(models)
         self.host = host
         self._requested_port = port
+        # Long benchmarks turn recording off: counts and load figures are kept either way.
+        self.record = record
 
         self._lock = threading.Lock()
         self._rng = random.Random(fault_seed)
@@ -376,7 +379,8 @@ class OpenAITestServer:
 
     def _record(self, records: list[RecordedRequest]) -> None:
         with self._lock:
-            self._requests.extend(records)
+            if self.record:
+                self._requests.extend(records)
             self._n_requests += 1
 
     def _next_id(self) -> int:
@@ -416,12 +420,13 @@ class OpenAITestServer:
 
     def _note_rejected(self, records: list[RecordedRequest]) -> None:
         with self._lock:
-            self._rejected.extend(records)
+            if self.record:
+                self._rejected.extend(records)
             self._n_rejected += 1
 
     def _note_outcome(self, records: list[RecordedRequest], replies: list[Reply]) -> None:
         with self._lock:
-            pairs = list(zip(records, replies, strict=True))
+            pairs = list(zip(records, replies, strict=True)) if self.record else []
             if all(reply.ok for reply in replies):
                 self._answered.extend(pairs)
                 self._n_answered += 1

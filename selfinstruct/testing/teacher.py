@@ -63,6 +63,33 @@ _FRAMES = (
     "Using {topic} as the theme, {lverb} a {noun} aimed at {audience}.",
     "{verb} why {topic} matters, keeping the tone {adj} and the length short.",
 )
+# With `names=True` every instruction also names invented people, places or products,
+# built from syllables (thousands of distinct words), so tens of thousands of random
+# instructions stay below ROUGE-L 0.7 of each other, as a real teacher's do: the pool can
+# grow to 52,000 tasks without near duplicates taking over.
+_SYLLABLES = (
+    "bar", "ven", "tos", "kal", "mir", "dun", "sel", "rho", "pax", "lin", "qua", "zer",
+    "nob", "fen", "gri", "tal", "wex", "jor", "mau", "cid", "ost", "ply", "vek", "hum",
+)  # fmt: skip
+# Named instructions are built from independent parts, each with few fixed words, so
+# two of them share little beyond chance.
+_NAMED_LEADS = (
+    "{verb} a {adj} {noun}", "{verb} {n} {adj} ideas", "{verb} the {noun} {name} sent",
+    "Help {name} {lverb} a {noun}", "{name} wants you to {lverb} a {adj} {noun}",
+)  # fmt: skip
+_NAMED_SUBJECTS = (
+    "about {topic}", "on {name2}", "covering {topic} in {name2}", "comparing {name2} with {topic}",
+    "on what {name2} knows of {topic}", "about {name2}",
+)  # fmt: skip
+_NAMED_TAILS = (
+    "for {audience}", "for {name3}", "in under {n} words", "mentioning {name3}",
+    "with a {adj2} tone", "so {name3} can reply", "",
+)  # fmt: skip
+_NAMED_CLS = (
+    "Classify the {noun} from {name} as {adj} or {adj2}",
+    "Decide whether {name} is right about {name2}",
+    "Label the {name} {noun} as positive or negative",
+)  # fmt: skip
 _BLACKLISTED = ("image", "graph", "file", "map", "video", "diagram", "music")
 
 _NEXT = re.compile(r"### Task (\d+)\s*\nInstruction:\s*$")
@@ -91,6 +118,7 @@ class SyntheticTeacher:
     garbage_rate: float = 0.02  # unparseable classification answers
     latency: float = 0.0  # seconds per request
     tokens_per_second: float = 0.0  # decode rate; 0 means instant
+    names: bool = False  # invented names in every instruction: a far larger vocabulary
 
     def __call__(self, request: RecordedRequest) -> Reply:
         """Continue the prompt's task list up to the stop header."""
@@ -200,8 +228,28 @@ class SyntheticTeacher:
             instruction = f"{rng.choice(_VERBS)} {topic.split()[0]}."
         else:
             verb = rng.choice(_VERBS)
-            frames = _CLS_FRAMES if rng.random() < self.classification_rate else _FRAMES
-            instruction = rng.choice(frames).format(
+            classification = rng.random() < self.classification_rate
+            frames: tuple[str, ...]
+            if self.names:
+                lead = rng.choice(_NAMED_CLS if classification else _NAMED_LEADS)
+                parts = (lead, rng.choice(_NAMED_SUBJECTS), rng.choice(_NAMED_TAILS))
+                frames = (" ".join(p for p in parts if p) + ".",)
+            else:
+                frames = _CLS_FRAMES if classification else _FRAMES
+            frame = rng.choice(frames)
+            # Drawn only when asked for, so the default teacher's answers stay as they were.
+            named = (
+                {
+                    "name": _name(rng),
+                    "name2": _name(rng),
+                    "name3": _name(rng),
+                    "n": rng.randint(2, 60),
+                }
+                if self.names
+                else {}
+            )
+            instruction = frame.format(
+                **named,
                 verb=verb,
                 lverb=verb.lower(),
                 adj=rng.choice(_ADJECTIVES),
@@ -220,6 +268,10 @@ class SyntheticTeacher:
                 f"({rng.randint(100, 999)} words), ending with a {rng.choice(_ADJECTIVES)} note."
             )
         return instruction, task_input, output
+
+
+def _name(rng: random.Random) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
 
 
 def synthetic_handler() -> SyntheticTeacher:
