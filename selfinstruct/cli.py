@@ -111,7 +111,7 @@ def bootstrap(
         str | None,
         typer.Option(
             help="en or zh: the bundled seeds, prompts and filter defaults of that language "
-            "[default: en]."
+            "(default: en)."
         ),
     ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests in flight at most.")] = None,
@@ -412,7 +412,7 @@ class _Bar:
 @app.command()
 def init(
     path: Annotated[
-        Path, typer.Argument(help="File to write [default: run.toml].", show_default=False)
+        Path, typer.Argument(help="File to write (default: run.toml).", show_default=False)
     ] = Path("run.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     language: Annotated[str, typer.Option(help="en or zh: the language of the run.")] = "en",
@@ -448,7 +448,8 @@ def seeds_check(
     tokenizer: Annotated[
         str | None,
         typer.Option(
-            help="rouge or unicode (CJK-aware) [default: the language's].", show_default=False
+            help="rouge or unicode (CJK-aware) (default: rouge for en, unicode for zh).",
+            show_default=False,
         ),
     ] = None,
     threshold: Annotated[
