@@ -107,15 +107,22 @@ def bootstrap(
     ] = None,
     seeds: Annotated[Path | None, typer.Option(help="Seed task JSONL file.")] = None,
     prompts: Annotated[Path | None, typer.Option(help="Directory of prompt templates.")] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            help="en or zh: the bundled seeds, prompts and filter defaults of that language "
+            "(default: en)."
+        ),
+    ] = None,
     concurrency: Annotated[
         str | None,
         typer.Option(
             help="Requests in flight: a number, or auto to find the server's capacity "
-            "[default: auto]."
+            "(default: auto)."
         ),
     ] = None,
     max_concurrency: Annotated[
-        int | None, typer.Option(help="Ceiling of --concurrency auto [default: 1024].")
+        int | None, typer.Option(help="Ceiling of --concurrency auto (default: 1024).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of example sampling.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
@@ -147,6 +154,7 @@ def bootstrap(
         ("out", out),
         ("seeds", seeds),
         ("prompts", prompts),
+        ("language", language),
         ("seed", seed),
         ("prompts_per_round", prompts_per_round),
         ("teacher.base_urls", base_url or None),
@@ -218,8 +226,8 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     from selfinstruct.store import RunDir
 
     # Everything that can be checked is checked before the run directory is touched.
-    seed_set = load_seeds(cfg.seeds)
-    prompt_set = load_prompts(cfg.prompts)
+    seed_set = load_seeds(cfg.seeds, language=cfg.language)
+    prompt_set = load_prompts(cfg.prompts, language=cfg.language)
     api_key = os.environ.get("OPENAI_API_KEY") or None
     teacher = cfg.teacher
     kind = teacher.backend
@@ -423,3 +431,95 @@ class _Bar:
         """End the line on a terminal."""
         if self._tty and self._shown:
             sys.stderr.write("\n")
+
+
+@app.command()
+def init(
+    path: Annotated[
+        Path, typer.Argument(help="File to write (default: run.toml).", show_default=False)
+    ] = Path("run.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    language: Annotated[str, typer.Option(help="en or zh: the language of the run.")] = "en",
+) -> None:
+    """Write a commented run.toml holding every setting and its default."""
+    from selfinstruct.config import LANGUAGES
+    from selfinstruct.runtoml import render_run_toml
+
+    if language not in LANGUAGES:
+        _fail(f"--language: unknown language {language!r} (choose from: {', '.join(LANGUAGES)})")
+    text = render_run_toml(language)
+    try:
+        # Mode "x" creates the file or fails if it exists: no race with another writer.
+        with path.open("w" if force else "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        _fail(f"{path}: already exists; pass --force to overwrite it")
+    except OSError as exc:
+        _fail(f"{path}: {exc.strerror or exc}")
+    typer.echo(f"wrote {path}; use it with: selfinstruct bootstrap --config {path}")
+
+
+seeds_app = typer.Typer(help="Inspect seed task files.", no_args_is_help=True)
+app.add_typer(seeds_app, name="seeds")
+
+
+@seeds_app.command("check")
+def seeds_check(
+    path: Annotated[Path, typer.Argument(help="Seed task JSONL file.")],
+    language: Annotated[
+        str, typer.Option(help="en or zh: how words are counted and the default tokenizer.")
+    ] = "en",
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            help="rouge or unicode (CJK-aware) (default: rouge for en, unicode for zh).",
+            show_default=False,
+        ),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="ROUGE-L F above which two tasks are too close.")
+    ] = 0.7,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on near-duplicate or repeated instructions too.")
+    ] = False,
+) -> None:
+    """Validate a seed file (file:line:field errors) and print its statistics."""
+    from selfinstruct.config import LANGUAGE_FILTER_DEFAULTS, LANGUAGES
+    from selfinstruct.seedcheck import format_stats, seed_stats
+    from selfinstruct.seeds import load_seeds
+
+    if language not in LANGUAGES:
+        _fail(f"--language: unknown language {language!r} (choose from: {', '.join(LANGUAGES)})")
+    chosen = tokenizer or LANGUAGE_FILTER_DEFAULTS[language]["tokenizer"]
+    if chosen not in ("rouge", "unicode"):
+        _fail(f"--tokenizer: unknown tokenizer {chosen!r} (choose from: rouge, unicode)")
+    try:
+        seed_set = load_seeds(path)
+    except SelfInstructError as exc:
+        _fail(f"{exc}; the seed file is invalid")
+    english = language == "en"
+    bar = _Bar("similarity") if len(seed_set.tasks) > 2000 else None
+    stats = seed_stats(
+        seed_set.tasks,
+        english=english,
+        tokenizer=chosen,  # type: ignore[arg-type]  # checked just above
+        threshold=threshold,
+        progress=bar,
+    )
+    if bar is not None:
+        bar.close()
+    typer.echo(f"{path}: valid, sha256 {seed_set.digest[:16]}")
+    unit = "words" if english else "length"
+    for line in format_stats(stats, unit=unit):
+        typer.echo(line)
+    if chosen == "rouge" and any(_has_cjk(t.instruction) for t in seed_set.tasks):
+        typer.echo(
+            "note: some instructions are in Chinese or Japanese, which the rouge tokenizer "
+            "drops entirely; pass --language zh (or --tokenizer unicode) to compare them"
+        )
+    if strict and stats.has_warnings:
+        _fail("near-duplicate or repeated instructions (--strict)")
+
+
+def _has_cjk(text: str) -> bool:
+    return any("\u3040" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text)

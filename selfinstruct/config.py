@@ -31,6 +31,43 @@ DEFAULT_BLACKLIST = (
     # Stanford Alpaca's additions.
     "video", "audio", "music", "flowchart", "diagram",
 )  # fmt: skip
+# Our Chinese counterparts of the list above, entry by entry (Chinese has no spaces, so
+# entries match as substrings; see filters.py). "draw" is not bare 画, which would also
+# reject text tasks about 刻画 (portraying), 漫画 (comics) or 画家 (painters); "go to" meant
+# acting on the web or in the world, so its counterparts are the web ones.
+ZH_BLACKLIST = (
+    "图片", "图像",              # image(s)
+    "图表",                      # graph(s)
+    "照片",                      # picture(s)
+    "文件", "附件",              # file(s)
+    "地图",                      # map(s)
+    "画出", "画一幅", "画一张", "绘制",  # draw
+    "绘图", "作图",              # plot
+    "访问网站", "打开网页",      # go to
+    "视频", "音频", "音乐", "流程图", "示意图",  # video, audio, music, flowchart, diagram
+)  # fmt: skip
+
+Language = Literal["en", "zh"]
+LANGUAGES: tuple[str, ...] = ("en", "zh")
+
+# The filter settings whose default depends on the language; a value given in the config
+# file or on the command line always wins. The Chinese length limits count each CJK
+# character as a word: our choice, about 1.5 (lower bound) and 2 (upper bound) characters
+# per English word, so that the English limits of 4 and 150 words carry over.
+LANGUAGE_FILTER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "en": {
+        "min_words": 4,
+        "max_words": 150,
+        "blacklist": list(DEFAULT_BLACKLIST),
+        "tokenizer": "rouge",
+    },
+    "zh": {
+        "min_words": 6,
+        "max_words": 300,
+        "blacklist": list(ZH_BLACKLIST),
+        "tokenizer": "unicode",
+    },
+}
 
 
 class _Strict(BaseModel):
@@ -117,11 +154,21 @@ class TeacherConfig(_Strict):
 class FilterConfig(_Strict):
     """Which candidates are rejected."""
 
-    min_words: int = Field(default=4, ge=0, description="Reject instructions with fewer words.")
-    max_words: int = Field(default=150, ge=1, description="Reject instructions with more words.")
+    min_words: int = Field(
+        default=4,
+        ge=0,
+        description="Reject instructions with fewer words (a CJK character counts as a word "
+        "outside English); default by language: en 4, zh 6.",
+    )
+    max_words: int = Field(
+        default=150,
+        ge=1,
+        description="Reject instructions with more words; default by language: en 150, zh 300.",
+    )
     blacklist: list[str] = Field(
         default_factory=lambda: list(DEFAULT_BLACKLIST),
-        description="Reject instructions containing any of these words or phrases.",
+        description="Reject instructions containing any of these words or phrases; default by "
+        "language: Self-Instruct's and Alpaca's list for en, its Chinese counterparts for zh.",
     )
     rouge_threshold: float = Field(
         default=ROUGE_THRESHOLD,
@@ -130,7 +177,9 @@ class FilterConfig(_Strict):
         description="Reject when ROUGE-L F against any pool instruction exceeds this.",
     )
     tokenizer: Literal["rouge", "unicode"] = Field(
-        default="rouge", description="ROUGE tokenizer: rouge-score's default or Unicode-aware."
+        default="rouge",
+        description="ROUGE tokenizer: rouge (rouge-score's, ASCII words only) or unicode (each "
+        "CJK character a token); default by language: en rouge, zh unicode.",
     )
 
 
@@ -156,7 +205,11 @@ class RunConfig(_Strict):
     prompts: Path | None = Field(
         default=None, description="Directory of prompt templates; None = bundled prompts."
     )
-    language: Literal["en"] = Field(default="en", description="Language of the tasks.")
+    language: Language = Field(
+        default="en",
+        description="Language of the tasks, en or zh: picks the bundled seeds and prompts and "
+        "the filter defaults (blacklist, length limits, tokenizer).",
+    )
     seed: int = Field(default=42, description="Random seed for choosing in-context examples.")
     num_examples: int = Field(
         default=8, ge=1, le=64, description="In-context tasks per prompt (Self-Instruct: 8)."
@@ -195,6 +248,11 @@ class RunConfig(_Strict):
             t.presence_penalty = defaults[2]
         if t.max_tokens is None:
             t.max_tokens = defaults[3]
+        filters = self.filters
+        for key, value in LANGUAGE_FILTER_DEFAULTS[self.language].items():
+            # Only unset fields take the language's default; assigning marks them set.
+            if key not in filters.model_fields_set and getattr(filters, key) != value:
+                setattr(filters, key, value)
         if self.num_machine_examples > self.num_examples:
             raise ValueError("num_machine_examples must not exceed num_examples")
         if self.filters.min_words > self.filters.max_words:

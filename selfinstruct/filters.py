@@ -7,6 +7,27 @@ import string
 from dataclasses import dataclass
 
 from selfinstruct.config import FilterConfig
+from selfinstruct.similarity import tokenize
+
+# Scripts written without spaces (CJK ideographs, kana): a blacklist entry made of them
+# matches inside a longer run of such characters, where no word boundary can be; next to
+# them, as in 生成video脚本, a Latin entry needs none either.
+_NO_SPACE = "\u3005-\u3007\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_NO_SPACE_SCRIPT = re.compile(f"[{_NO_SPACE}]")
+# Full-width marks that cannot open a sentence (separators and closing brackets); opening
+# ones such as 《 (a title: 《红楼梦》的作者是谁？) and “ stay allowed, as ¿ and ¡ do.
+_CJK_NO_START = frozenset("，。、；：？！…）》」』】〕～")
+# Self-Instruct's "Write a program" rule, in English and in our Chinese counterpart
+# (编写/写 + optional 一个/一段 + 程序, after an optional 请).
+_WRITE_A_PROGRAM = re.compile(r"write a program|请?(?:编写|写)(?:一个|一段)?程序", re.I)
+
+
+def _entry_pattern(word: str) -> str:
+    """Match `word` as a whole word; an edge in a no-space script needs no boundary."""
+    # "Not after a word character outside the no-space scripts", and likewise after.
+    before = "" if _NO_SPACE_SCRIPT.match(word[:1]) else f"(?<![^\\W{_NO_SPACE}])"
+    after = "" if _NO_SPACE_SCRIPT.match(word[-1:]) else f"(?![^\\W{_NO_SPACE}])"
+    return before + re.escape(word) + after
 
 
 @dataclass(frozen=True)
@@ -17,8 +38,24 @@ class Verdict:
     detail: str = ""
 
 
+def count_words(text: str, *, english: bool = True) -> int:
+    """Count the words that the length limits compare.
+
+    English counts whitespace-separated words, as Self-Instruct does. Other languages
+    count the unicode tokenizer's tokens: each CJK character, kana or Hangul syllable is
+    one word (those scripts put no spaces between words), any other run of letters and
+    digits is one word, and punctuation counts for nothing.
+    """
+    return len(text.split()) if english else len(tokenize(text, "unicode"))
+
+
 class InstructionFilters:
-    """The instruction-side heuristics of Self-Instruct and Stanford Alpaca."""
+    """The instruction-side heuristics of Self-Instruct and Stanford Alpaca.
+
+    With ``english=False`` (every language but English) words are counted by
+    `count_words`, full-width separators and closing marks count as punctuation at the
+    start too, and the first-character ASCII check is off.
+    """
 
     def __init__(self, config: FilterConfig, *, english: bool = True) -> None:
         self._config = config
@@ -26,7 +63,7 @@ class InstructionFilters:
         words = sorted(config.blacklist, key=len, reverse=True)
         self._blacklist = (
             # Lookarounds rather than \b, so entries such as "c++" or ".net" match too.
-            re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.I)
+            re.compile("(" + "|".join(_entry_pattern(w) for w in words) + ")", re.I)
             if words
             else None
         )
@@ -36,16 +73,16 @@ class InstructionFilters:
         text = instruction.strip()
         if not text:
             return Verdict("too_short", f"0 words < {max(self._config.min_words, 1)}")
-        n_words = len(text.split())
+        n_words = count_words(text, english=self._english)
         if n_words < self._config.min_words:
             return Verdict("too_short", f"{n_words} words < {self._config.min_words}")
         if n_words > self._config.max_words:
             return Verdict("too_long", f"{n_words} words > {self._config.max_words}")
         if self._blacklist is not None and (hit := self._blacklist.search(text)):
             return Verdict("blacklisted_word", hit.group(1).lower())
-        if text.lower().startswith("write a program"):
+        if _WRITE_A_PROGRAM.match(text):
             return Verdict("write_a_program")
-        if text[0] in string.punctuation:
+        if text[0] in string.punctuation or (not self._english and text[0] in _CJK_NO_START):
             return Verdict("starts_with_punctuation", text[0])
         if self._english and not text[0].isascii():
             return Verdict("starts_with_non_ascii", text[0])

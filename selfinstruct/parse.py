@@ -7,13 +7,15 @@ from dataclasses import dataclass
 
 from selfinstruct.records import Candidate
 
-# A task header such as "### Task 12", "Task 12:" or "**Task 12**".
+# A task header such as "### Task 12", "Task 12:" or "**Task 12**". Colons may be
+# full-width (：), as a teacher writing Chinese tends to type them.
 _HEADER = re.compile(
-    r"^[ \t]*(?:#+[ \t]*)?(?:\*\*)?task[ \t]*\d+[ \t]*[:.]?(?:\*\*)?[ \t]*$", re.M | re.I
+    r"^[ \t]*(?:#+[ \t]*)?(?:\*\*)?task[ \t]*\d+[ \t]*[:.：]?(?:\*\*)?[ \t]*$", re.M | re.I
 )
 # A field label at the start of a line, tolerating markdown bold around it.
 _FIELD = re.compile(
-    r"^[ \t]*(?:\*\*)?(instruction|input|output)s?(?:\*\*)?[ \t]*:(?:\*\*)?[ \t]*", re.M | re.I
+    r"^[ \t]*(?:\*\*)?(instruction|input|output)s?(?:\*\*)?[ \t]*[:：](?:\*\*)?[ \t]*",
+    re.M | re.I,
 )
 # Ways models say "this task has no input".
 _NO_INPUT = frozenset(
@@ -28,6 +30,14 @@ _NO_INPUT = frozenset(
         "(none)",
         "n/a",
         "-",
+        # Chinese teachers: "none", "no input", with ASCII or full-width brackets.
+        "无",
+        "(无)",
+        "（无）",
+        "无输入",
+        "(无输入)",
+        "（无输入）",
+        "（no input）",
     }
 )
 
@@ -103,8 +113,11 @@ def parse_alpaca(text: str, *, truncated: bool) -> list[Candidate | Unparsed]:
     return results
 
 
-# A numbered item such as "12. ...", "12) ..." or "**12.** ...".
-_ITEM = re.compile(r"^[ \t]*(?:\*\*)?(\d{1,3})[.)](?:\*\*)?(?:[ \t]+|$)", re.M)
+# A numbered item such as "12. ...", "12) ..." or "**12.** ...", or in Chinese "12、..."
+# (the enumeration comma needs no space after it).
+_ITEM = re.compile(
+    r"^[ \t]*(?:\*\*)?(\d{1,3})(?:[.)](?:\*\*)?(?:[ \t]+|$)|、(?:\*\*)?[ \t]*)", re.M
+)
 
 
 def parse_instruction_list(text: str, *, continued: bool, truncated: bool) -> list[str | Unparsed]:
@@ -136,12 +149,16 @@ def parse_instruction_list(text: str, *, continued: bool, truncated: bool) -> li
 
 _YES = frozenset({"yes", "true"})
 _NO = frozenset({"no", "false"})
+# A Chinese yes (是, 是的) or no (否, 不是) standing alone: at the end or before punctuation
+# or a space, so that 是否 ("whether"), 是/否 and 不是分类任务 stay unreadable, as
+# "Yes/No" and "Not a classification task." do in English.
+_ZH_YES_NO = re.compile(r"(是的|不是|是|否)(?=$|[\s，。；：！、,.;:!)）”\"'*])")
 
 
 def parse_yes_no(text: str) -> bool | None:
     """Read a classification answer; None when it is neither yes nor no."""
     # Chat models often repeat the label of the line they answer.
-    text = re.sub(r"^\s*(?:\*\*)?classification(?:\*\*)?\s*:", "", text, flags=re.I)
+    text = re.sub(r"^\s*(?:\*\*)?classification(?:\*\*)?\s*[:：]", "", text, flags=re.I)
     words = text.strip().split()
     if not words:
         return None
@@ -150,15 +167,17 @@ def parse_yes_no(text: str) -> bool | None:
         return True
     if word in _NO:
         return False
+    if (zh := _ZH_YES_NO.match(words[0].lstrip("*\"'(（“「"))) is not None:
+        return zh.group(1) in ("是", "是的")
     return None
 
 
 _INSTANCE_FIELD = re.compile(
-    r"^[ \t]*(?:\*\*)?(input|output|label|class label)(?:\*\*)?[ \t]*:(?:\*\*)?[ \t]*",
+    r"^[ \t]*(?:\*\*)?(input|output|label|class label)(?:\*\*)?[ \t]*[:：](?:\*\*)?[ \t]*",
     re.M | re.I,
 )
 _EXAMPLE_HEADER = re.compile(
-    r"^[ \t]*(?:\*\*)?example[ \t]*\d*[ \t]*[:.]?(?:\*\*)?[ \t]*$", re.M | re.I
+    r"^[ \t]*(?:\*\*)?example[ \t]*\d*[ \t]*[:.：]?(?:\*\*)?[ \t]*$", re.M | re.I
 )
 
 

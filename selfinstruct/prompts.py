@@ -44,9 +44,11 @@ class PromptSet:
             raise PromptError(f"{self.source / name}: no value for ${exc.args[0]}") from None
 
 
-def default_prompts_dir() -> Path:
-    """Return the bundled prompt directory, from a checkout or an installed wheel."""
-    return Path(str(resources.files("selfinstruct") / "data" / "prompts"))
+def default_prompts_dir(language: str = "en") -> Path:
+    """Return the bundled prompt directory of a language, from a checkout or a wheel."""
+    base = resources.files("selfinstruct") / "data" / "prompts"
+    # English templates sit at the top; other languages in a subdirectory named by code.
+    return Path(str(base if language == "en" else base / language))
 
 
 def _identifiers(template: Template) -> set[str]:
@@ -61,9 +63,12 @@ def _identifiers(template: Template) -> set[str]:
     return found
 
 
-def load_prompts(directory: Path | None = None) -> PromptSet:
-    """Read and check every template; an unknown or missing variable names file and variable."""
-    directory = directory or default_prompts_dir()
+def load_prompts(directory: Path | None = None, *, language: str = "en") -> PromptSet:
+    """Read and check every template; an unknown or missing variable names file and variable.
+
+    Without a directory, read the bundled templates of `language`.
+    """
+    directory = directory or default_prompts_dir(language)
     if not directory.is_dir():
         raise PromptError(f"{directory}: prompt directory not found")
     templates: dict[str, Template] = {}

@@ -44,14 +44,21 @@ class SeedSet:
     digest: str
 
 
-def default_seeds_path() -> Path:
-    """Return the bundled seed file, from a checkout or an installed wheel."""
-    return Path(str(resources.files("selfinstruct") / "data" / "seeds" / "seed_tasks.jsonl"))
+# The bundled seed file of each language (RunConfig.language).
+SEED_FILES = {"en": "seed_tasks.jsonl", "zh": "seed_tasks_zh.jsonl"}
 
 
-def load_seeds(path: Path | None = None) -> SeedSet:
-    """Read a seed file, raising SeedError that names file, line and field on any defect."""
-    path = path or default_seeds_path()
+def default_seeds_path(language: str = "en") -> Path:
+    """Return the bundled seed file of a language, from a checkout or an installed wheel."""
+    return Path(str(resources.files("selfinstruct") / "data" / "seeds" / SEED_FILES[language]))
+
+
+def load_seeds(path: Path | None = None, *, language: str = "en") -> SeedSet:
+    """Read a seed file, raising SeedError that names file, line and field on any defect.
+
+    Without a path, read the bundled seeds of `language`.
+    """
+    path = path or default_seeds_path(language)
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -249,7 +249,9 @@ class RunDir:
                 f"this version reads format {FORMAT}"
             )
         new_identity: dict[str, Any] = header["identity"]
-        for key in sorted(set(stored_identity) | set(new_identity)):
+        # Name a setting that other defaults follow (mode, language) before what it changed.
+        keys = sorted(set(stored_identity) | set(new_identity))
+        for key in sorted(keys, key=lambda k: k not in ("mode", "language")):
             old, new = stored_identity.get(key), new_identity.get(key)
             if old != new:
                 raise ConfigError(
