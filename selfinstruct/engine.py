@@ -492,6 +492,7 @@ class Bootstrap:
         slots = self.config.teacher.concurrency
         if self.backend.max_concurrency is not None:
             slots = min(slots, self.backend.max_concurrency)
+        slots = max(slots, self.backend.min_concurrency or 1)
         self._gate = _PriorityGate(slots)
         idle_rounds = 0
         next_commit = state.rounds_committed
