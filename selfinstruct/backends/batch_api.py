@@ -485,7 +485,9 @@ class BatchAPIBackend(Backend):
             errors = 0
             counts = found.request_counts
             line = found.status + (
-                f" {counts.completed + counts.failed}/{counts.total}" if counts else ""
+                f" {counts.completed + counts.failed}/{counts.total}"
+                if counts and counts.total
+                else ""
             )
             if line != shown and found.status not in TERMINAL:
                 self._say(f"batch {batch.batch_id}: {line}")
