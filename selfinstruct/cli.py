@@ -298,7 +298,7 @@ def status(
     """Show where a run stands: tasks, rejections by stage and reason, requests, tokens, cost."""
     import json
 
-    from selfinstruct.backends.batch_api import BATCH_PRICE_FACTOR, batch_usage
+    from selfinstruct.backends.batch_api import BATCH_PRICE_FACTOR, batch_usage, pending_batches
     from selfinstruct.pricing import price_for
     from selfinstruct.store import CONFIG, read_state
 
@@ -342,9 +342,11 @@ def status(
             f"  {stage:<14}{usage.requests:>9}{usage.prompt_tokens:>13}"
             f"{usage.completion_tokens:>13}{cost:>11}"
         )
-    if batched:
+    pending = pending_batches(out)
+    if batched or pending:
         n_batched = sum(u.requests for u in batched.values())
-        typer.echo(f"batch API  {n_batched} requests answered at half price (Batch API)")
+        waiting = f"; {pending} batches pending" if pending else ""
+        typer.echo(f"batch API  {n_batched} requests answered at half price{waiting}")
     if p_in is not None and p_out is not None:
         per_task = total_cost / state.accepted if state.accepted else 0.0
         half = ", half that through the Batch API" if batched else ""

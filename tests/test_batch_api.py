@@ -23,7 +23,7 @@ from conftest import cli_env, run_cli
 from openai.types import Completion as OpenAICompletion
 from openai.types.chat import ChatCompletion
 
-from selfinstruct.backends.batch_api import BATCHES, BatchAPIBackend
+from selfinstruct.backends.batch_api import BATCHES, BatchAPIBackend, request_body
 from selfinstruct.config import TeacherConfig
 from selfinstruct.errors import TeacherError
 from selfinstruct.records import Request, SamplingParams
@@ -303,6 +303,53 @@ def test_a_failed_batch_stops_with_the_reason(server: OpenAITestServer, tmp_path
         _complete(server, tmp_path, _requests(2))
 
 
+def test_a_lost_create_reply_does_not_make_a_second_batch(
+    server: OpenAITestServer, tmp_path: Path
+) -> None:
+    server.push_batch_plans(BatchPlan(drop_create_reply=True))
+    requests = _requests(2)
+    assert _complete(server, tmp_path, requests) == [echo_text(r.prompt) for r in requests]
+    assert len(server.batches) == 1
+
+
+@pytest.mark.parametrize("created", [False, True], ids=["not-created", "created"])
+def test_resume_after_an_upload_finds_or_creates_its_batch(
+    server: OpenAITestServer, client: openai.OpenAI, tmp_path: Path, created: bool
+) -> None:
+    requests = _requests(3)
+    config = TeacherConfig(model="test-model")
+    data = b"".join(
+        json.dumps(
+            {
+                "custom_id": r.key,
+                "method": "POST",
+                "url": "/v1/completions",
+                "body": request_body(config, r),
+            }
+        ).encode()
+        + b"\n"
+        for r in requests
+    )
+    uploaded = client.files.create(file=("in.jsonl", data, "application/jsonl"), purpose="batch")
+    if created:
+        client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/completions", completion_window="24h"
+        )
+    # What a run killed before it logged the batch id leaves behind, with a torn last line.
+    record = {
+        "event": "file",
+        "file_id": uploaded.id,
+        "endpoint": "/v1/completions",
+        "requests": [[r.key, r.stage] for r in requests],
+        "time": time.time(),
+    }
+    (tmp_path / BATCHES).write_bytes(json.dumps(record).encode() + b'\n{"event": "bat')
+    assert _complete(server, tmp_path, requests) == [echo_text(r.prompt) for r in requests]
+    assert len(server.batches) == 1
+    log = [json.loads(line) for line in (tmp_path / BATCHES).read_text().splitlines()]
+    assert [e["event"] for e in log] == ["file", "batch", "end"]
+
+
 # -- the CLI, end to end ---------------------------------------------------------------
 
 
@@ -363,7 +410,8 @@ def test_bootstrap_with_batch_api_matches_direct_requests(tmp_path: Path, api: s
     usage = json.loads((out / "state.json").read_text())["usage"]
     tokens = sum(u["prompt_tokens"] + u["completion_tokens"] for u in usage.values())
     assert f"cost       {tokens / 1e6 / 2:.2f} USD" in status.stdout
-    assert f"batch API  {len(logged)} requests answered at half price" in status.stdout
+    answered = sum(len(b.answered) for b in batches)
+    assert f"batch API  {answered} requests answered at half price\n" in status.stdout
 
 
 def _wait_for(predicate: Any, timeout: float = 60.0) -> None:

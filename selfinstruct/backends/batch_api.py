@@ -40,6 +40,8 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # OpenAI's limits on one batch input file: 50,000 requests and 200 MB (Batch API guide).
 MAX_BATCH_REQUESTS = 50_000
 MAX_BATCH_BYTES = 190 * 1024 * 1024  # a margin under 200 MB for the multipart envelope
+# Seconds allowed to upload or download a batch file (up to 200 MB).
+TRANSFER_TIMEOUT = 600.0
 # How many batches one request may ride in before its failure is final.
 MAX_ATTEMPTS = 3
 # Polling backs off from batch_poll_seconds up to this multiple of it.
@@ -269,7 +271,9 @@ class BatchAPIBackend(Backend):
                 raise batch.error
             await self._collect(batch)
             assert batch.results is not None
-            if (completion := batch.results.get(key)) is not None:
+            # Popped, not kept: the engine logs it and asks for each key once per run, and
+            # a later run downloads the output again if it needs it.
+            if (completion := batch.results.pop(key, None)) is not None:
                 return completion
             if batch.stop_message is not None:
                 raise TeacherError(batch.stop_message)
@@ -357,7 +361,9 @@ class BatchAPIBackend(Backend):
         name = f"selfinstruct-{int(time.time())}-{len(taken)}.jsonl"
         try:
             uploaded = await self._client.files.create(
-                file=(name, data, "application/jsonl"), purpose="batch"
+                file=(name, data, "application/jsonl"),
+                purpose="batch",
+                timeout=max(self._config.timeout, TRANSFER_TIMEOUT),
             )
         except openai.APIError as exc:
             self._fail_queued(taken, f"{self._url}: cannot upload a batch file: {_describe(exc)}")
@@ -529,7 +535,11 @@ class BatchAPIBackend(Backend):
                 if file_id is None:
                     continue
                 try:
-                    content = (await self._client.files.content(file_id)).content
+                    content = (
+                        await self._client.files.content(
+                            file_id, timeout=max(self._config.timeout, TRANSFER_TIMEOUT)
+                        )
+                    ).content
                 except openai.NotFoundError:
                     continue  # expired or deleted: its requests are asked again
                 except openai.APIError as exc:

@@ -166,7 +166,9 @@ class BatchPlan:
     ``answered_lines`` lines. With "completed", lines past ``answered_lines`` are left out
     of both files, as a faulty server might. ``line_faults`` maps zero-based line numbers to replies
     that answer those lines instead of the handler (their errors go to the error file).
-    ``delay`` replaces the server's ``batch_delay`` for this batch.
+    ``delay`` replaces the server's ``batch_delay`` for this batch. ``drop_create_reply``
+    creates the batch but closes the connection instead of answering, as when a reply is
+    lost on the way.
     """
 
     outcome: BatchOutcome = "completed"
@@ -174,6 +176,7 @@ class BatchPlan:
     line_faults: dict[int, Reply] = field(default_factory=dict)
     delay: float | None = None
     message: str = "The batch input file failed validation (test server plan)."
+    drop_create_reply: bool = False
 
 
 @dataclass(frozen=True)
@@ -623,6 +626,10 @@ class OpenAITestServer:
             snapshot = dict(obj)
         thread.start()
         return snapshot
+
+    def _batch_plan(self, batch_id: str) -> BatchPlan:
+        with self._lock:
+            return self._batches[batch_id].plan
 
     def _batch_object(self, batch_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -1287,7 +1294,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
                     raise _BadRequest(f"We could not parse the JSON body: {exc}") from exc
                 if not isinstance(body, dict):
                     raise _BadRequest("The request body must be a JSON object.")
-                self._send_json(200, owner._create_batch(body))
+                created = owner._create_batch(body)
+                if owner._batch_plan(str(created["id"])).drop_create_reply:
+                    self.close_connection = True
+                    return
+                self._send_json(200, created)
             else:
                 m = _BATCH_CANCEL_PATH.fullmatch(path)
                 assert m is not None
