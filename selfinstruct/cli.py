@@ -213,7 +213,7 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     teacher = cfg.teacher
     kind = teacher.backend
     if kind == "auto":
-        if api_key is not None or teacher.base_urls:
+        if api_key is not None or teacher.base_urls or teacher.batch_api:
             kind = "openai"
         elif _importable("llama_cpp"):
             kind = "local"

@@ -481,6 +481,22 @@ def test_killed_run_waits_on_its_pending_batch_instead_of_resubmitting(tmp_path:
     assert (out / "pool.jsonl").read_bytes() == (tmp_path / "direct" / "pool.jsonl").read_bytes()
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--backend", "local"], "--batch-api is for --backend openai, not local"),
+        ([], "OPENAI_API_KEY is not set"),
+    ],
+)
+def test_batch_api_without_an_api_is_one_line(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    done = run_cli("bootstrap", "--batch-api", "--out", str(tmp_path / "run"), *extra)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and message in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_batch_api_needs_a_server_that_has_it(tmp_path: Path) -> None:
     with OpenAITestServer() as server:
         done = run_cli(
