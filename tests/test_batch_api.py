@@ -24,7 +24,7 @@ from openai.types import Completion as OpenAICompletion
 from openai.types.chat import ChatCompletion
 
 from selfinstruct.backends.batch_api import BATCHES, BatchAPIBackend, request_body
-from selfinstruct.config import TeacherConfig
+from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import TeacherError
 from selfinstruct.records import Request, SamplingParams
 from selfinstruct.testing.server import BatchPlan, OpenAITestServer, Reply, echo_text
@@ -394,6 +394,13 @@ def test_bootstrap_with_batch_api_matches_direct_requests(tmp_path: Path, api: s
         batches = server.batches
     out = tmp_path / "batch"
     assert len(batches) >= 3  # instructions, classification, instances
+    # The first batch carries the whole first window's instruction requests.
+    defaults = RunConfig()
+    window = defaults.lookahead + 1
+    first = batches[0].custom_ids
+    assert len(first) == window * defaults.prompts_per_round
+    assert {k.split("/")[0] for k in first} == {f"r{n}" for n in range(window)}
+    assert all("/instructions/" in k for k in first)
     assert {b.endpoint for b in batches} == {f"/v1/{'chat/' if api == 'chat' else ''}completions"}
     assert all(b.status == "completed" for b in batches)
     carried = Counter(k for b in batches for k in b.custom_ids)
