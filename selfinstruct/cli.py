@@ -140,6 +140,17 @@ def bootstrap(
     ] = None,
     model_path: Annotated[Path | None, typer.Option(help="GGUF file for --backend local.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for --backend local.")] = None,
+    batch_api: Annotated[
+        bool | None,
+        typer.Option(
+            "--batch-api/--no-batch-api",
+            help="Send requests through the OpenAI Batch API: half the price, answers within "
+            "24 hours; pending batches are picked up again on resume.",
+        ),
+    ] = None,
+    batch_poll_seconds: Annotated[
+        float | None, typer.Option(help="Seconds between checks of a pending batch [default: 30].")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
     """Grow the task pool of a run directory to --target; re-run the same command to resume."""
@@ -170,6 +181,8 @@ def bootstrap(
         ("teacher.max_tokens", max_tokens),
         ("teacher.timeout", timeout),
         ("teacher.max_retries", max_retries),
+        ("teacher.batch_api", batch_api),
+        ("teacher.batch_poll_seconds", batch_poll_seconds),
     ):
         _set(overrides, dotted, value)
     _log_warnings()
@@ -232,7 +245,7 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     teacher = cfg.teacher
     kind = teacher.backend
     if kind == "auto":
-        if api_key is not None or teacher.base_urls:
+        if api_key is not None or teacher.base_urls or teacher.batch_api:
             kind = "openai"
         elif _importable("llama_cpp"):
             kind = "local"
@@ -248,6 +261,8 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
 
         if teacher.base_urls:
             raise ConfigError("--base-url is for --backend openai, not local")
+        if teacher.batch_api:
+            raise ConfigError("--batch-api is for --backend openai, not local")
         backend = LocalLlamaBackend(
             teacher, teacher.model_path, n_threads=teacher.threads, n_ctx=teacher.context
         )
@@ -259,7 +274,26 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
                 "OPENAI_API_KEY is not set: export it to use api.openai.com, or pass "
                 "--base-url URL for an OpenAI-compatible server (vllm serve, llama.cpp)"
             )
-        backend = OpenAICompatBackend(teacher, api_key)
+        if teacher.batch_api:
+            from selfinstruct.backends.batch_api import BatchAPIBackend
+
+            if len(teacher.base_urls) > 1:
+                raise ConfigError(
+                    "--batch-api sends every batch to one endpoint: pass one --base-url"
+                )
+            backend = BatchAPIBackend(
+                teacher, api_key, cfg.out, notify=None if progress is None else _note
+            )
+        else:
+            backend = OpenAICompatBackend(teacher, api_key)
+    if not teacher.batch_api and progress is not None:
+        from selfinstruct.backends.batch_api import pending_batches
+
+        if (pending := pending_batches(cfg.out)) > 0:
+            _note(
+                f"warning: {pending} batches of an earlier --batch-api run are still pending; "
+                "without --batch-api their requests are sent, and paid for, again"
+            )
     run = RunDir(cfg.out)
     try:
         await backend.preflight()
@@ -273,6 +307,13 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     finally:
         run.close()
         await backend.aclose()
+
+
+def _note(message: str) -> None:
+    """Print a one-line event (a batch submitted or finished) above the progress line."""
+    prefix = "\r\033[K" if sys.stderr.isatty() else ""
+    sys.stderr.write(f"{prefix}{message}\n")
+    sys.stderr.flush()
 
 
 @app.command()
@@ -289,6 +330,7 @@ def status(
     """Show where a run stands: tasks, rejections by stage and reason, requests, tokens, cost."""
     import json
 
+    from selfinstruct.backends.batch_api import BATCH_PRICE_FACTOR, batch_usage, pending_batches
     from selfinstruct.pricing import price_for
     from selfinstruct.store import CONFIG, read_state
 
@@ -313,21 +355,36 @@ def status(
         typer.echo(f"  {stage:<14}{reason:<28}{count:>8}")
     typer.echo(f"{'stage':<16}{'requests':>9}{'prompt tok':>13}{'compl. tok':>13}{'cost USD':>11}")
     total_cost = 0.0
+    # Requests answered through the Batch API are billed at half price; the rest in full.
+    batched = batch_usage(out)
     for stage, usage in sorted(state.usage.items()):
         cost = ""
         if p_in is not None and p_out is not None:
-            value = (usage.prompt_tokens * p_in + usage.completion_tokens * p_out) / 1e6
+            b = batched.get(stage)
+            b_in, b_out = (b.prompt_tokens, b.completion_tokens) if b else (0, 0)
+            full_in = max(usage.prompt_tokens - b_in, 0)
+            full_out = max(usage.completion_tokens - b_out, 0)
+            value = (
+                (full_in + b_in * BATCH_PRICE_FACTOR) * p_in
+                + (full_out + b_out * BATCH_PRICE_FACTOR) * p_out
+            ) / 1e6
             total_cost += value
             cost = f"{value:.2f}"
         typer.echo(
             f"  {stage:<14}{usage.requests:>9}{usage.prompt_tokens:>13}"
             f"{usage.completion_tokens:>13}{cost:>11}"
         )
+    pending = pending_batches(out)
+    if batched or pending:
+        n_batched = sum(u.requests for u in batched.values())
+        waiting = f"; {pending} batches pending" if pending else ""
+        typer.echo(f"batch API  {n_batched} requests answered at half price{waiting}")
     if p_in is not None and p_out is not None:
         per_task = total_cost / state.accepted if state.accepted else 0.0
+        half = ", half that through the Batch API" if batched else ""
         typer.echo(
-            f"cost       {total_cost:.2f} USD at {p_in}/{p_out} USD per million tokens in/out "
-            f"({per_task * 1000:.3f} USD per 1000 tasks)"
+            f"cost       {total_cost:.2f} USD at {p_in}/{p_out} USD per million tokens in/out"
+            f"{half} ({per_task * 1000:.3f} USD per 1000 tasks)"
         )
     else:
         typer.echo("cost       unknown model price: pass --price-in and --price-out")

@@ -120,6 +120,23 @@ class TeacherConfig(_Strict):
     max_concurrency: int = Field(
         default=1024, ge=1, le=65536, description="Ceiling of concurrency = auto."
     )
+    batch_api: bool = Field(
+        default=False,
+        description="Send requests through the OpenAI Batch API: half the price, answers "
+        "within 24 hours; batch ids are kept in the run directory for resume.",
+    )
+    batch_poll_seconds: float = Field(
+        default=30.0, gt=0, description="Seconds between checks of a pending batch, at first."
+    )
+    batch_quiet_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Submit the queued requests as one batch once none has been queued "
+        "for this long.",
+    )
+    batch_max_requests: int = Field(
+        default=50_000, ge=1, le=50_000, description="Requests per batch at most (OpenAI: 50,000)."
+    )
     backend: Literal["auto", "openai", "local"] = Field(
         default="auto",
         description="openai: an OpenAI-compatible API; local: llama.cpp in-process on the CPU; "
@@ -270,6 +287,11 @@ OPERATIONAL = frozenset(
         "teacher.max_retries",
         "teacher.concurrency",
         "teacher.max_concurrency",
+        # The same model answers through the Batch API; only the price and latency differ.
+        "teacher.batch_api",
+        "teacher.batch_poll_seconds",
+        "teacher.batch_quiet_seconds",
+        "teacher.batch_max_requests",
         "teacher.backend",  # the model is named by teacher.model, which stays identity
         "teacher.model_path",
         "teacher.threads",

@@ -451,7 +451,9 @@ class Bootstrap:
         """Return how many requests may be in flight now: the backend's and the config's limit."""
         limits = [self.backend.concurrency(), self.config.teacher.concurrency]
         numbers = [n for n in limits if isinstance(n, int)]
-        return min(numbers) if numbers else self.config.teacher.max_concurrency
+        slots = min(numbers) if numbers else self.config.teacher.max_concurrency
+        # A backend that gathers requests (the Batch API) needs a whole window in flight.
+        return max(slots, self.backend.min_concurrency or 1)
 
     async def run_until_target(self) -> Progress:
         """Fetch and apply rounds until the pool reaches the target; resumable at any point."""

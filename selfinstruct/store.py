@@ -7,6 +7,8 @@ Layout of ``outputs/<run>/``::
     pool.jsonl       accepted tasks, append-only
     rejected.jsonl   every rejected candidate with its reason, append-only
     responses.jsonl  every teacher response, keyed by request; replayed on resume
+    batches.jsonl    with --batch-api only: batches submitted and how they ended
+                     (written by backends/batch_api.py)
     lock             held (flock) by the one process writing the run
 
 A round's pool and rejected lines are appended, flushed and fsynced before state.json

@@ -190,6 +190,10 @@ OPERATIONAL_FIELDS = [
     "teacher.backend",
     "teacher.model_path",
     "teacher.threads",
+    "teacher.batch_api",
+    "teacher.batch_poll_seconds",
+    "teacher.batch_quiet_seconds",
+    "teacher.batch_max_requests",
 ]
 IDENTITY_FIELDS = [
     "seed",

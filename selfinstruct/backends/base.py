@@ -13,6 +13,9 @@ class Backend(ABC):
 
     # How many requests it can usefully serve at once; None = as many as configured.
     max_concurrency: int | None = None
+    # How many it wants in flight at least, whatever the configured concurrency: a backend
+    # that gathers requests into batches (the Batch API) needs a whole window at once.
+    min_concurrency: int | None = None
 
     def concurrency(self) -> int | None:
         """Return how many requests it takes at once now (may change); None: no limit."""

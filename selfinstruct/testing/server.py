@@ -1,10 +1,13 @@
 """Serve a loopback OpenAI-compatible API for tests, over real HTTP/1.1.
 
 The server speaks just enough of the OpenAI REST API (``/v1/completions``,
-``/v1/chat/completions``, ``/v1/models``) for the real ``openai`` client to talk to it.
+``/v1/chat/completions``, ``/v1/models``, and the Files and Batch APIs: ``/v1/files``,
+``/v1/batches``) for the real ``openai`` client to talk to it.
 What it answers is decided by a *handler* (a plain function of the recorded request),
 optionally preceded by scripted faults (:meth:`OpenAITestServer.push_faults`), seeded
-random faults (``fault_rate``) and a concurrency cap (``capacity``).
+random faults (``fault_rate``) and a concurrency cap (``capacity``). Batches are
+processed in a background thread that asks the same handler for each line, after
+``batch_delay`` seconds, unless a pushed :class:`BatchPlan` says otherwise.
 
 Run it by hand with ``python -m selfinstruct.testing.server --port 8000``.
 """
@@ -12,6 +15,8 @@ Run it by hand with ``python -m selfinstruct.testing.server --port 8000``.
 from __future__ import annotations
 
 import argparse
+import email.parser
+import email.policy
 import hashlib
 import importlib
 import json
@@ -22,6 +27,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +36,11 @@ from types import FrameType
 from typing import Any, Literal
 
 __all__ = [
+    "BatchPlan",
     "Endpoint",
     "Handler",
     "OpenAITestServer",
+    "RecordedBatch",
     "RecordedRequest",
     "Reply",
     "ServerStats",
@@ -135,6 +143,61 @@ class Reply:
 Handler = Callable[[RecordedRequest], Reply]
 
 
+BatchOutcome = Literal["completed", "expired", "failed", "cancelled"]
+BatchStatus = Literal[
+    "validating",
+    "failed",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "expired",
+    "cancelling",
+    "cancelled",
+]
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Script how the server treats the next batch (see :meth:`OpenAITestServer.push_batch_plans`).
+
+    ``outcome`` "expired" answers the first ``answered_lines`` lines (all when None) and
+    lists the rest as expired in the error file; "failed" fails the batch at validation
+    with ``message``; "cancelled" ends it as if a user cancelled it, after
+    ``answered_lines`` lines. With "completed", lines past ``answered_lines`` are left out
+    of both files, as a faulty server might. ``line_faults`` maps zero-based line numbers to replies
+    that answer those lines instead of the handler (their errors go to the error file).
+    ``delay`` replaces the server's ``batch_delay`` for this batch. ``drop_create_reply``
+    creates the batch but closes the connection instead of answering, as when a reply is
+    lost on the way.
+    """
+
+    outcome: BatchOutcome = "completed"
+    answered_lines: int | None = None
+    line_faults: dict[int, Reply] = field(default_factory=dict)
+    delay: float | None = None
+    message: str = "The batch input file failed validation (test server plan)."
+    drop_create_reply: bool = False
+
+
+@dataclass(frozen=True)
+class RecordedBatch:
+    """Describe one batch the server accepted, as it stands now.
+
+    ``custom_ids`` are those of the input file's lines, in order; ``answered`` those the
+    handler answered (successfully or not), in the order it answered them.
+    """
+
+    id: str
+    endpoint: str
+    input_file_id: str
+    status: BatchStatus
+    custom_ids: tuple[str, ...]
+    answered: tuple[str, ...]
+    metadata: dict[str, str]
+    output_file_id: str | None
+    error_file_id: str | None
+
+
 @dataclass(frozen=True)
 class ServerStats:
     """Summarise traffic and load since the server started.
@@ -204,9 +267,12 @@ class OpenAITestServer:
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = True,
+        batch_delay: float = 0.0,
     ) -> None:
         if capacity is not None and capacity < 1:
             raise ValueError("capacity must be at least 1")
+        if batch_delay < 0:
+            raise ValueError("batch_delay must not be negative")
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError("fault_rate must be within [0, 1]")
         self.handler: Handler = handler if handler is not None else echo_handler
@@ -237,6 +303,14 @@ class OpenAITestServer:
         self._busy_seconds = 0.0
         self._last_change = 0.0
         self._started_at = 0.0
+
+        self.batch_delay = batch_delay
+        self._files: dict[str, _StoredFile] = {}
+        self._batches: dict[str, _BatchJob] = {}
+        self._batch_plans: deque[BatchPlan] = deque()
+        self._batch_requests: list[RecordedRequest] = []
+        self._batch_threads: list[threading.Thread] = []
+        self._next_object_id = 0
 
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -279,6 +353,10 @@ class OpenAITestServer:
         httpd.server_close()
         if self._serve_thread is not None:
             self._serve_thread.join(_JOIN_TIMEOUT)
+        with self._lock:
+            batch_threads = list(self._batch_threads)
+        for thread in batch_threads:
+            thread.join(_JOIN_TIMEOUT)
 
     def __enter__(self) -> OpenAITestServer:
         return self.start()
@@ -357,6 +435,31 @@ class OpenAITestServer:
         """Return how many admitted requests are being served right now."""
         with self._lock:
             return self._in_flight
+
+    def push_batch_plans(self, *plans: BatchPlan) -> None:
+        """Queue plans that decide, in order, what happens to the next batches created."""
+        with self._lock:
+            self._batch_plans.extend(plans)
+
+    @property
+    def batches(self) -> list[RecordedBatch]:
+        """Return every batch created, in creation order, with its current status."""
+        with self._lock:
+            return [job.recorded() for job in self._batches.values()]
+
+    @property
+    def batch_requests(self) -> list[RecordedRequest]:
+        """Return the batch lines the handler was asked to answer, in order.
+
+        They are not in :attr:`requests`, which holds direct HTTP generation requests only.
+        """
+        with self._lock:
+            return list(self._batch_requests)
+
+    def file_content(self, file_id: str) -> bytes:
+        """Return the bytes of an uploaded or generated file (KeyError when unknown)."""
+        with self._lock:
+            return self._files[file_id].data
 
     def stats(self) -> ServerStats:
         """Return counts and load figures since start."""
@@ -446,6 +549,417 @@ class OpenAITestServer:
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)
+
+    # -- Files and Batch APIs (called from worker threads) ---------------------------
+
+    def _new_id(self, prefix: str) -> str:
+        with self._lock:
+            self._next_object_id += 1
+            number = self._next_object_id
+        # OpenAI's ids are opaque; a counter plus a hash keeps them unique and readable.
+        tail = hashlib.sha256(f"{self.port}:{number}".encode()).hexdigest()[:16]
+        return f"{prefix}{number:04d}{tail}"
+
+    def _store_file(self, filename: str, purpose: str, data: bytes) -> _StoredFile:
+        stored = _StoredFile(self._new_id("file-"), filename, purpose, data, int(time.time()))
+        with self._lock:
+            self._files[stored.id] = stored
+        return stored
+
+    def _get_file(self, file_id: str) -> _StoredFile | None:
+        with self._lock:
+            return self._files.get(file_id)
+
+    def _delete_file(self, file_id: str) -> bool:
+        with self._lock:
+            return self._files.pop(file_id, None) is not None
+
+    def _create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Validate a create-batch body, start processing it, and return the Batch object."""
+        endpoint = body.get("endpoint")
+        if endpoint not in _BATCH_ENDPOINTS:
+            raise _BadRequest(
+                f"endpoint must be one of {', '.join(_BATCH_ENDPOINTS)} on the test server"
+            )
+        if body.get("completion_window") != "24h":
+            raise _BadRequest("completion_window must be '24h'")
+        metadata = body.get("metadata") or {}
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise _BadRequest("metadata must map strings to strings")
+        file_id = body.get("input_file_id")
+        stored = self._get_file(file_id) if isinstance(file_id, str) else None
+        if stored is None:
+            raise _NotFound(f"No such File object: {file_id}")
+        if stored.purpose != "batch":
+            raise _BadRequest(f"File {file_id} has purpose {stored.purpose!r}, not 'batch'")
+        now = int(time.time())
+        obj: dict[str, Any] = {
+            "id": self._new_id("batch_"),
+            "object": "batch",
+            "endpoint": endpoint,
+            "errors": None,
+            "input_file_id": file_id,
+            "completion_window": "24h",
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": now,
+            "in_progress_at": None,
+            "expires_at": now + 24 * 3600,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": dict(metadata),
+        }
+        with self._lock:
+            plan = self._batch_plans.popleft() if self._batch_plans else BatchPlan()
+            job = _BatchJob(obj, stored.data, plan)
+            self._batches[obj["id"]] = job
+            thread = threading.Thread(
+                target=self._process_batch,
+                args=(job,),
+                name=f"openai-test-server:{self.port}:batch",
+                daemon=True,
+            )
+            self._batch_threads.append(thread)
+            snapshot = dict(obj)
+        thread.start()
+        return snapshot
+
+    def _batch_plan(self, batch_id: str) -> BatchPlan:
+        with self._lock:
+            return self._batches[batch_id].plan
+
+    def _batch_object(self, batch_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            job = self._batches.get(batch_id)
+            return None if job is None else dict(job.obj)
+
+    def _cancel_batch(self, batch_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            job = self._batches.get(batch_id)
+            if job is None:
+                return None
+            if job.obj["status"] in ("validating", "in_progress"):
+                job.obj["status"] = "cancelling"
+                job.obj["cancelling_at"] = int(time.time())
+                job.cancel.set()
+            return dict(job.obj)
+
+    def _list_batches(self, after: str | None, limit: int) -> dict[str, Any]:
+        with self._lock:
+            newest_first = [dict(job.obj) for job in reversed(self._batches.values())]
+        if after is not None:
+            ids = [b["id"] for b in newest_first]
+            newest_first = newest_first[ids.index(after) + 1 :] if after in ids else []
+        page = newest_first[:limit]
+        return {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(newest_first) > len(page),
+        }
+
+    def _set_status(self, job: _BatchJob, status: BatchStatus, **fields: Any) -> None:
+        with self._lock:
+            job.obj["status"] = status
+            job.obj[f"{status}_at"] = int(time.time())
+            job.obj.update(fields)
+
+    def _process_batch(self, job: _BatchJob) -> None:
+        """Validate, answer and finalise one batch, as OpenAI's batch workers would."""
+        plan = job.plan
+        delay = self.batch_delay if plan.delay is None else plan.delay
+        # A tenth of the time validating, the rest answering lines at an even pace.
+        if self._stopping.wait(delay * 0.1):
+            return
+        lines, errors = _parse_batch_file(job.input, str(job.obj["endpoint"]))
+        if not errors and plan.outcome == "failed":
+            errors = [{"code": "invalid_request", "message": plan.message, "param": None}]
+        if errors:
+            self._set_status(job, "failed", errors={"object": "list", "data": errors})
+            return
+        with self._lock:
+            job.custom_ids = tuple(str(line["custom_id"]) for line in lines)
+            if job.obj["status"] == "cancelling":
+                cancelled_early = True
+            else:
+                cancelled_early = False
+                job.obj["status"] = "in_progress"
+                job.obj["in_progress_at"] = int(time.time())
+            job.obj["request_counts"] = {"total": len(lines), "completed": 0, "failed": 0}
+        limit = len(lines) if plan.answered_lines is None else plan.answered_lines
+        outputs: list[bytes] = []
+        failures: list[bytes] = []
+        start = time.monotonic()
+        done = 0
+        for number, line in enumerate(lines):
+            if cancelled_early or number >= limit:
+                break
+            due = start + delay * 0.9 * (number + 1) / len(lines)
+            if job.cancel.wait(max(0.0, due - time.monotonic())):
+                break
+            if self._stopping.is_set():
+                return
+            ok, out = self._answer_batch_line(job, number, line)
+            (outputs if ok else failures).append(out)
+            done += 1
+            with self._lock:
+                job.obj["request_counts"]["completed" if ok else "failed"] += 1
+        if self._stopping.is_set():
+            return
+        final: BatchStatus = "completed"
+        unfinished: dict[str, str] | None = None  # the error of each line left unanswered
+        if job.cancel.is_set() or plan.outcome == "cancelled":
+            final = "cancelled"
+            unfinished = {
+                "code": "batch_cancelled",
+                "message": "This request was not executed because the batch was cancelled.",
+            }
+        elif plan.outcome == "expired":
+            final = "expired"
+            unfinished = {
+                "code": "batch_expired",
+                "message": "This request could not be executed before the completion "
+                "window expired.",
+            }
+        if unfinished is not None:
+            failures.extend(
+                _batch_line(str(line["custom_id"]), None, unfinished) for line in lines[done:]
+            )
+        if final == "cancelled" and not job.cancel.is_set():
+            self._set_status(job, "cancelling")
+        elif final == "completed":
+            self._set_status(job, "finalizing")
+        output_id = error_id = None
+        batch_id = str(job.obj["id"])
+        if outputs:
+            output_id = self._store_file(
+                f"{batch_id}_output.jsonl", "batch_output", b"".join(outputs)
+            ).id
+        if failures:
+            error_id = self._store_file(
+                f"{batch_id}_error.jsonl", "batch_output", b"".join(failures)
+            ).id
+        self._set_status(job, final, output_file_id=output_id, error_file_id=error_id)
+
+    def _answer_batch_line(
+        self, job: _BatchJob, number: int, line: dict[str, Any]
+    ) -> tuple[bool, bytes]:
+        """Answer one input line with the handler; return (success, output line)."""
+        custom_id = str(line["custom_id"])
+        endpoint: Endpoint = "chat" if line["url"] == "/v1/chat/completions" else "completions"
+        body = line["body"]
+        request_id = self._next_id()
+        with self._lock:
+            job.answered.append(custom_id)
+        try:
+            prompts = _prompts_of(endpoint, body)
+        except _BadRequest as exc:
+            return False, _batch_line(
+                custom_id, _line_response(request_id, 400, _error_body(400, str(exc))), None
+            )
+        now = time.monotonic()
+        records = [
+            RecordedRequest(endpoint, body, p, {}, now, index=i, request_id=request_id)
+            for i, p in enumerate(prompts)
+        ]
+        with self._lock:
+            self._batch_requests.extend(records)
+        fault = job.plan.line_faults.get(number)
+        replies = (
+            [fault] * len(records)
+            if fault is not None
+            else [self._call_handler(r) for r in records]
+        )
+        lead = next((r for r in replies if not r.ok), None)
+        if lead is None:
+            completion = _RequestHandler._completion(endpoint, request_id, body, records, replies)
+            return True, _batch_line(custom_id, _line_response(request_id, 200, completion), None)
+        status = 500 if lead.drop_connection or lead.status == 200 else lead.status
+        message = lead.text or _DEFAULT_MESSAGES.get(status, "Test server error.")
+        return False, _batch_line(
+            custom_id, _line_response(request_id, status, _error_body(status, message)), None
+        )
+
+
+_BATCH_ENDPOINTS = ("/v1/completions", "/v1/chat/completions")
+_FILE_PURPOSES = ("batch", "fine-tune", "assistants", "user_data")
+_FILE_PATH = re.compile(r"/v1/files/([^/]+)")
+_FILE_CONTENT_PATH = re.compile(r"/v1/files/([^/]+)/content")
+_BATCH_PATH = re.compile(r"/v1/batches/([^/]+)")
+_BATCH_CANCEL_PATH = re.compile(r"/v1/batches/([^/]+)/cancel")
+# OpenAI's documented limit on the requests of one batch input file.
+_MAX_BATCH_LINES = 50_000
+
+
+@dataclass
+class _StoredFile:
+    id: str
+    filename: str
+    purpose: str
+    data: bytes
+    created_at: int
+
+    def object(self) -> dict[str, Any]:
+        """Return the file's FileObject as OpenAI serves it."""
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.data),
+            "created_at": self.created_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
+
+
+@dataclass
+class _BatchJob:
+    obj: dict[str, Any]
+    input: bytes
+    plan: BatchPlan
+    custom_ids: tuple[str, ...] = ()
+    answered: list[str] = field(default_factory=list)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def recorded(self) -> RecordedBatch:
+        """Return an immutable snapshot for tests; the caller holds the server lock."""
+        return RecordedBatch(
+            id=str(self.obj["id"]),
+            endpoint=str(self.obj["endpoint"]),
+            input_file_id=str(self.obj["input_file_id"]),
+            status=self.obj["status"],
+            custom_ids=self.custom_ids,
+            answered=tuple(self.answered),
+            metadata=dict(self.obj["metadata"]),
+            output_file_id=self.obj["output_file_id"],
+            error_file_id=self.obj["error_file_id"],
+        )
+
+
+def _parse_batch_file(
+    data: bytes, endpoint: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split a batch input file into its lines, or list what makes it invalid."""
+    lines: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def error(number: int, message: str, param: str | None = None) -> None:
+        errors.append(
+            {"code": "invalid_request", "message": message, "param": param, "line": number}
+        )
+
+    for number, raw in enumerate(data.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            error(number, "The line is not valid JSON.")
+            continue
+        if not isinstance(line, dict):
+            error(number, "The line must be a JSON object.")
+            continue
+        custom_id = line.get("custom_id")
+        if not isinstance(custom_id, str) or not custom_id:
+            error(number, "custom_id must be a non-empty string.", "custom_id")
+        elif custom_id in seen:
+            error(number, f"Duplicate custom_id {custom_id!r}.", "custom_id")
+        else:
+            seen.add(custom_id)
+        if line.get("method") != "POST":
+            error(number, "method must be POST.", "method")
+        if line.get("url") != endpoint:
+            error(number, f"url must match the batch endpoint {endpoint}.", "url")
+        if not isinstance(line.get("body"), dict):
+            error(number, "body must be a JSON object.", "body")
+        lines.append(line)
+    if not lines and not errors:
+        errors.append(
+            {
+                "code": "empty_file",
+                "message": "The input file has no requests.",
+                "param": None,
+                "line": None,
+            }
+        )
+    if len(lines) > _MAX_BATCH_LINES:
+        errors.append(
+            {
+                "code": "too_many_requests",
+                "message": f"At most {_MAX_BATCH_LINES} requests per batch.",
+                "param": None,
+                "line": None,
+            }
+        )
+    return lines, errors
+
+
+def _line_response(request_id: int, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"status_code": status, "request_id": f"req_test_{request_id}", "body": body}
+
+
+def _batch_line(
+    custom_id: str, response: dict[str, Any] | None, error: dict[str, Any] | None
+) -> bytes:
+    """Serialise one line of a batch output or error file, in OpenAI's shape."""
+    line_id = (
+        "batch_req_"
+        + hashlib.sha256(f"{custom_id}:{time.monotonic_ns()}".encode()).hexdigest()[:24]
+    )
+    payload = {"id": line_id, "custom_id": custom_id, "response": response, "error": error}
+    return json.dumps(payload).encode("utf-8") + b"\n"
+
+
+def _prompts_of(endpoint: Endpoint, body: dict[str, Any]) -> list[str]:
+    """Check a generation body and return its prompt texts (raise _BadRequest when invalid)."""
+    if "model" not in body:
+        raise _BadRequest("you must provide a model parameter")
+    if body.get("stream"):
+        raise _BadRequest("stream=true is not supported by the test server")
+    if body.get("n", 1) != 1:
+        raise _BadRequest("n>1 is not supported by the test server")
+    if endpoint == "chat":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _BadRequest("'messages' must be a non-empty array")
+        return ["\n\n".join(_message_text(m) for m in messages)]
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    raise _BadRequest("'prompt' must be a string or a non-empty array of strings")
+
+
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """Parse a multipart/form-data body into {field name: (file name, bytes)}."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise _BadRequest("Content-Type must be multipart/form-data")
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise _BadRequest("the multipart body could not be parsed")
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        fields[name] = (part.get_filename(), data)
+    return fields
 
 
 def _rate_limited_now() -> Reply:
@@ -543,6 +1057,10 @@ _DEFAULT_MESSAGES: dict[int, str] = {
 
 class _BadRequest(Exception):
     """Signal a request the server answers with a 400."""
+
+
+class _NotFound(Exception):
+    """Signal a request for an object the server does not have (a 404)."""
 
 
 class _HTTPServer(HTTPServer):
@@ -678,7 +1196,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # http.server dispatches on do_<METHOD>; other methods get OpenAI's 404, not a 501.
     do_PUT = _not_found
     do_PATCH = _not_found
-    do_DELETE = _not_found
+
+    def do_DELETE(self) -> None:
+        path = self._path()
+        if not self._authorised():
+            self._unauthorised()
+        elif (m := _FILE_PATH.fullmatch(path)) is not None:
+            self._read_body()
+            if self.owner._delete_file(m.group(1)):
+                self._send_json(200, {"id": m.group(1), "object": "file", "deleted": True})
+            else:
+                self._send_error(404, f"No such File object: {m.group(1)}")
+        else:
+            self._not_found()
 
     # -- routes ------------------------------------------------------------------------
 
@@ -692,21 +1222,99 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 for m in self.owner.models
             ]
             self._send_json(200, {"object": "list", "data": data})
+        elif self._path().startswith(("/v1/files", "/v1/batches")):
+            self._get_object(self._path())
         else:
             self._not_found()
+
+    def _get_object(self, path: str) -> None:
+        """Serve a file, a file's content, a batch, or the list of batches."""
+        owner = self.owner
+        self._read_body()
+        if (m := _FILE_PATH.fullmatch(path)) is not None:
+            stored = owner._get_file(m.group(1))
+            if stored is None:
+                self._send_error(404, f"No such File object: {m.group(1)}")
+            else:
+                self._send_json(200, stored.object())
+        elif (m := _FILE_CONTENT_PATH.fullmatch(path)) is not None:
+            stored = owner._get_file(m.group(1))
+            if stored is None:
+                self._send_error(404, f"No such File object: {m.group(1)}")
+            else:
+                self._send(200, stored.data, {"Content-Type": "application/octet-stream"})
+        elif (m := _BATCH_PATH.fullmatch(path)) is not None:
+            batch = owner._batch_object(m.group(1))
+            if batch is None:
+                self._send_error(404, f"No batch found with id '{m.group(1)}'.")
+            else:
+                self._send_json(200, batch)
+        elif path == "/v1/batches":
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            after = query.get("after", [None])[0]
+            try:
+                limit = int(query.get("limit", ["20"])[0])
+            except ValueError:
+                self._send_error(400, "limit must be an integer")
+                return
+            self._send_json(200, owner._list_batches(after, max(1, min(limit, 100))))
+        else:
+            self._send_error(404, f"Invalid URL ({self.command} {self.path})")
 
     def do_POST(self) -> None:
         routes: dict[str, Endpoint] = {
             "/v1/completions": "completions",
             "/v1/chat/completions": "chat",
         }
-        endpoint = routes.get(self._path())
+        path = self._path()
+        endpoint = routes.get(path)
         if not self._authorised():
             self._unauthorised()
-        elif endpoint is None:
-            self._not_found()
-        else:
+        elif endpoint is not None:
             self._generate(endpoint)
+        elif path in ("/v1/files", "/v1/batches") or _BATCH_CANCEL_PATH.fullmatch(path):
+            self._post_object(path)
+        else:
+            self._not_found()
+
+    def _post_object(self, path: str) -> None:
+        """Upload a file, create a batch, or cancel one."""
+        owner = self.owner
+        raw = self._read_body()
+        try:
+            if path == "/v1/files":
+                fields = _multipart_fields(self.headers.get("Content-Type", ""), raw)
+                purpose = fields.get("purpose", (None, b""))[1].decode("utf-8", "replace")
+                filename, data = fields.get("file", (None, b""))
+                if "file" not in fields:
+                    raise _BadRequest("a 'file' field is required")
+                if purpose not in _FILE_PURPOSES:
+                    raise _BadRequest(f"purpose must be one of {', '.join(_FILE_PURPOSES)}")
+                stored = owner._store_file(filename or "upload", purpose, data)
+                self._send_json(200, stored.object())
+            elif path == "/v1/batches":
+                try:
+                    body = json.loads(raw or b"null")
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise _BadRequest(f"We could not parse the JSON body: {exc}") from exc
+                if not isinstance(body, dict):
+                    raise _BadRequest("The request body must be a JSON object.")
+                created = owner._create_batch(body)
+                if owner._batch_plan(str(created["id"])).drop_create_reply:
+                    self.close_connection = True
+                    return
+                self._send_json(200, created)
+            else:
+                m = _BATCH_CANCEL_PATH.fullmatch(path)
+                assert m is not None
+                batch = owner._cancel_batch(m.group(1))
+                if batch is None:
+                    raise _NotFound(f"No batch found with id '{m.group(1)}'.")
+                self._send_json(200, batch)
+        except _BadRequest as exc:
+            self._send_error(400, str(exc))
+        except _NotFound as exc:
+            self._send_error(404, str(exc))
 
     # -- generation --------------------------------------------------------------------
 
@@ -718,23 +1326,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             raise _BadRequest(f"We could not parse the JSON body of your request: {exc}") from exc
         if not isinstance(body, dict):
             raise _BadRequest("The request body must be a JSON object.")
-        if "model" not in body:
-            raise _BadRequest("you must provide a model parameter")
-        if body.get("stream"):
-            raise _BadRequest("stream=true is not supported by the test server")
-        if body.get("n", 1) != 1:
-            raise _BadRequest("n>1 is not supported by the test server")
-        if endpoint == "chat":
-            messages = body.get("messages")
-            if not isinstance(messages, list) or not messages:
-                raise _BadRequest("'messages' must be a non-empty array")
-            return body, ["\n\n".join(_message_text(m) for m in messages)]
-        prompt = body.get("prompt")
-        if isinstance(prompt, str):
-            return body, [prompt]
-        if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-            return body, list(prompt)
-        raise _BadRequest("'prompt' must be a string or a non-empty array of strings")
+        return body, _prompts_of(endpoint, body)
 
     def _generate(self, endpoint: Endpoint) -> None:
         owner = self.owner
@@ -801,8 +1393,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             200, self._completion(endpoint, request_id, body, records, replies), headers
         )
 
+    @staticmethod
     def _completion(
-        self,
         endpoint: Endpoint,
         request_id: int,
         body: dict[str, Any],
@@ -874,6 +1466,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fault-seed", type=int, default=0)
     parser.add_argument("--api-key", default=None, help="require this bearer token")
     parser.add_argument(
+        "--batch-delay", type=float, default=0.0, help="seconds a batch takes to process"
+    )
+    parser.add_argument(
         "--handler",
         default=None,
         metavar="MODULE:FACTORY",
@@ -889,6 +1484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_key=args.api_key,
         host=args.host,
         port=args.port,
+        batch_delay=args.batch_delay,
     )
     # SIGTERM (e.g. from a supervising script) should stop as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, _raise_interrupt)
