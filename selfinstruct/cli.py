@@ -329,7 +329,7 @@ def export(
             "--push-to-hub",
             metavar="REPO",
             help="Also upload the records as a dataset to this Hugging Face Hub repo "
-            "(needs HF_TOKEN and the [hf] extra).",
+            "(needs HF_TOKEN, and pyarrow and datasets installed).",
         ),
     ] = None,
     private: Annotated[

@@ -90,10 +90,12 @@ def _jsonl(rows: list[dict[str, Any]]) -> bytes:
 
 
 def _require_hf(module: str) -> None:
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"this export needs {module}: {HF_INSTALL_HINT}")
+    try:
+        importlib.import_module(module)  # needed next anyway; fails early, before any write
+    except ImportError:
+        raise ConfigError(f"this export needs {module}: {HF_INSTALL_HINT}") from None
 
 
 def load_run_pool(run: Path) -> list[Task]:

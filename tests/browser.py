@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import select
+import shlex
 import shutil
 import subprocess
 import sys
@@ -148,9 +149,10 @@ def check_page(
     from_chrome, to_write = os.pipe()  # and writes replies to fd 4
     with tempfile.TemporaryDirectory(prefix="selfinstruct-chromium-") as profile:
         args = [chromium, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},900"]
-        command = " ".join(f"'{a}'" for a in args) + f" 3<&{to_read} 4>&{to_write}"
+        # bash moves the pipe ends to fds 3 and 4 (dash takes single-digit fds only).
+        command = " ".join(map(shlex.quote, args)) + f" about:blank 3<&{to_read} 4>&{to_write}"
         proc = subprocess.Popen(
-            ["sh", "-c", f"exec {command} about:blank"],
+            ["bash", "-c", f"exec {command}"],
             pass_fds=(to_read, to_write),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
