@@ -362,12 +362,10 @@ def export(
 
 @app.command()
 def report(
-    run: Annotated[
-        Path, typer.Argument(metavar="[RUN]", help="Run directory [default: outputs/default].")
-    ] = DEFAULT_OUT,
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")] = DEFAULT_OUT,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Directory to write [default: RUN/report]."),
+        typer.Option("--output", "-o", help="Directory to write (default: RUN/report)."),
     ] = None,
     parser: Annotated[
         str,
@@ -377,11 +375,11 @@ def report(
         Path | None, typer.Option(help="The run's seed file, if it has moved since the run.")
     ] = None,
     price_in: Annotated[
-        float | None, typer.Option(help="USD per million prompt tokens [default: known price].")
+        float | None, typer.Option(help="USD per million prompt tokens (default: known price).")
     ] = None,
     price_out: Annotated[
         float | None,
-        typer.Option(help="USD per million completion tokens [default: known price]."),
+        typer.Option(help="USD per million completion tokens (default: known price)."),
     ] = None,
 ) -> None:
     """Write report.html (self-contained, opens offline) and PNG figures of a run."""

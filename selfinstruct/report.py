@@ -667,6 +667,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9rem; max-width: 60rem; }
 .grid { display: flex; flex-wrap: wrap; gap: 2rem; align-items: flex-start; }
+.grid figure { max-width: 620px; }
 """
 
 
@@ -890,7 +891,7 @@ def _page(
             pngs["classification"],
             "classification share",
             "Tasks the teacher judged to be classification (their instances were generated "
-            "output-first).",
+            "output-first). Alpaca mode does not ask, so its tasks are 'not asked'.",
         ),
         _table(("kind", "tasks"), share.items(), {1}),
         "</div></body></html>",

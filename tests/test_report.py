@@ -164,6 +164,29 @@ def test_spacy_is_used_when_installed_and_heuristic_otherwise(
         verb_objects(texts, "spacy")
 
 
+def test_every_figure_draws_with_no_data() -> None:
+    from selfinstruct.report import (
+        Lengths,
+        VerbStats,
+        plot_classification,
+        plot_lengths,
+        plot_rejections,
+        plot_rouge,
+        plot_usage,
+        plot_verbs,
+    )
+
+    pngs = [
+        plot_verbs(VerbStats(0, 0, [])),
+        plot_rouge([], 0.7),
+        plot_lengths(Lengths([], [], [], 0)),
+        plot_rejections({}, []),
+        plot_usage(0, {}, [], None),
+        plot_classification({}),
+    ]
+    assert all(png.startswith(PNG_MAGIC) for png in pngs)
+
+
 # -- the report of a real run ----------------------------------------------------------------
 
 
