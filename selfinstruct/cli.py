@@ -392,7 +392,10 @@ def status(
 
 @app.command()
 def export(
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (a directory for --format hf)."),
+    ] = None,
     out: OutOption = DEFAULT_OUT,
     fmt: Annotated[
         str,
@@ -400,20 +403,110 @@ def export(
             "--format",
             "-f",
             help="alpaca: JSON [{instruction, input, output}], one per instance; "
+            "jsonl: the same, one a line; sharegpt: JSONL of conversations (from/value); "
+            "openai: JSONL of messages (OpenAI chat fine-tuning); parquet: one Parquet "
+            "file; hf: a Hugging Face datasets directory (save_to_disk); "
             "tasks: JSONL in the seed schema.",
         ),
     ] = "alpaca",
+    system: Annotated[
+        str | None, typer.Option(help="System message for the sharegpt and openai formats.")
+    ] = None,
+    push_to_hub: Annotated[
+        str | None,
+        typer.Option(
+            "--push-to-hub",
+            metavar="REPO",
+            help="Also upload the records as a dataset to this Hugging Face Hub repo "
+            "(needs HF_TOKEN, and pyarrow and datasets installed).",
+        ),
+    ] = None,
+    private: Annotated[
+        bool, typer.Option(help="With --push-to-hub: create the repo as private.")
+    ] = False,
 ) -> None:
     """Write the run's accepted tasks for fine-tuning (valid while a run is going, too)."""
-    from selfinstruct.export import FORMATS, export_run
+    from selfinstruct.export import FORMATS, HF_TOKEN_ENV, export_run
+    from selfinstruct.export import push_to_hub as push
 
     if fmt not in FORMATS:
         _fail(f"--format: unknown format {fmt!r} (choose from: {', '.join(FORMATS)})")
+    if output is None and push_to_hub is None:
+        _fail("--output: missing; name the file to write (or pass --push-to-hub REPO)")
+    if push_to_hub is not None and not os.environ.get(HF_TOKEN_ENV):
+        # Checked before any file is written, so a missing token costs nothing.
+        _fail(f"--push-to-hub needs a Hugging Face token: export {HF_TOKEN_ENV}=hf_... first")
     try:
-        n = export_run(out, output, fmt)
+        if output is not None:
+            n = export_run(out, output, fmt, system=system)
+            typer.echo(f"wrote {n} records to {output}")
+        if push_to_hub is not None:
+            n = push(out, push_to_hub, private=private)
+            typer.echo(f"pushed {n} records to the Hugging Face Hub dataset {push_to_hub}")
     except SelfInstructError as exc:
         _fail(str(exc))
-    typer.echo(f"wrote {n} records to {output}")
+    except OSError as exc:
+        _fail(f"{exc.filename or output}: {exc.strerror or exc}")
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")] = DEFAULT_OUT,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Directory to write (default: RUN/report)."),
+    ] = None,
+    parser: Annotated[
+        str,
+        typer.Option(help="Verb/object parser: spacy, heuristic, or auto (spacy when installed)."),
+    ] = "auto",
+    seeds: Annotated[
+        Path | None, typer.Option(help="The run's seed file, if it has moved since the run.")
+    ] = None,
+    price_in: Annotated[
+        float | None, typer.Option(help="USD per million prompt tokens (default: known price).")
+    ] = None,
+    price_out: Annotated[
+        float | None,
+        typer.Option(help="USD per million completion tokens (default: known price)."),
+    ] = None,
+) -> None:
+    """Write report.html (self-contained, opens offline) and PNG figures of a run."""
+    from selfinstruct.report import PARSERS, build_report
+
+    if parser not in PARSERS:
+        _fail(f"--parser: unknown parser {parser!r} (choose from: {', '.join(PARSERS)})")
+    if (price_in is None) != (price_out is None):
+        _fail("--price-in and --price-out go together; pass both")
+    price = (price_in, price_out) if price_in is not None and price_out is not None else None
+    bars: dict[str, _Bar] = {}
+
+    def progress(label: str, done: int, total: int) -> None:
+        if label not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[label] = _Bar(label)
+        bars[label](done, total)
+
+    try:
+        result = build_report(
+            run,
+            output,
+            parser=parser,
+            seeds=seeds,
+            price=price,
+            progress=progress,
+        )
+    except SelfInstructError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or run}: {exc.strerror or exc}")
+    for bar in bars.values():
+        bar.close()
+    typer.echo(
+        f"wrote {result.html} and {len(result.pngs)} PNGs beside it "
+        f"({result.tasks} tasks; verbs parsed by {result.parser})"
+    )
 
 
 @app.command()
@@ -488,6 +581,7 @@ class _Bar:
         """End the line on a terminal."""
         if self._tty and self._shown:
             sys.stderr.write("\n")
+        self._shown = False  # closing twice ends the line once
 
 
 @app.command()

@@ -1,50 +1,226 @@
-"""Write a run's committed pool in formats that fine-tuning tools read."""
+"""Write a run's committed pool in formats that fine-tuning tools read.
+
+Every format but ``tasks`` has one record per instance, as the Self-Instruct and Alpaca
+releases did. The chat formats put the instruction, then a blank line and the input when
+there is one, in the user turn, and the output in the assistant turn:
+
+    alpaca    JSON list of {instruction, input, output}
+    jsonl     the same records, one JSON object a line
+    sharegpt  JSONL of {"conversations": [{"from": "human", "value"}, {"from": "gpt", ...}]}
+    openai    JSONL of {"messages": [{"role": "user", "content"}, {"role": "assistant", ...}]},
+              the OpenAI chat fine-tuning format
+    parquet   one Parquet file with string columns instruction, input, output (pyarrow)
+    hf        a Hugging Face ``datasets`` directory (``Dataset.save_to_disk``)
+    tasks     JSONL in the seed schema, so a finished pool can seed another run
+
+pyarrow and datasets are the optional ``[hf]`` extra, imported only when asked for.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from selfinstruct.errors import RunDirError
+from selfinstruct.errors import ConfigError, RunDirError
+from selfinstruct.records import Task
 from selfinstruct.store import CONFIG, atomic_write, load_pool
 
-ExportFormat = Literal["alpaca", "tasks"]
-FORMATS: tuple[ExportFormat, ...] = ("alpaca", "tasks")
+ExportFormat = Literal["alpaca", "jsonl", "sharegpt", "openai", "parquet", "hf", "tasks"]
+FORMATS: tuple[ExportFormat, ...] = (
+    "alpaca",
+    "jsonl",
+    "sharegpt",
+    "openai",
+    "parquet",
+    "hf",
+    "tasks",
+)
+HF_INSTALL_HINT = 'pip install "selfinstruct[hf]" (in a checkout: pip install -e ".[hf]")'
+# The environment variable huggingface_hub itself reads; the token is never written anywhere.
+HF_TOKEN_ENV = "HF_TOKEN"
+# Files that `Dataset.save_to_disk` writes: a directory holding them may be replaced.
+_HF_MARKERS = ("dataset_info.json", "state.json")
 
 
-def export_run(run: Path, output: Path, fmt: ExportFormat = "alpaca") -> int:
-    """Write the committed pool of `run` to `output`; return how many records were written.
+def user_turn(instruction: str, task_input: str) -> str:
+    """Return the user message of a chat record: the instruction, then the input if any."""
+    return f"{instruction}\n\n{task_input}" if task_input else instruction
 
-    alpaca: a JSON list with one {instruction, input, output} per instance, as the
-    Self-Instruct and Alpaca releases did. tasks: JSONL in the seed schema, so a finished
-    pool can seed another run (is_classification is false where the mode never asked).
-    Only committed rounds are read, so exporting while a run is going yields a valid file.
-    """
-    if not (run / CONFIG).exists():
-        raise RunDirError(f"{run}: not a run directory (no {CONFIG}); pass --out RUN_DIR")
-    pool = load_pool(run)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "tasks":
-        lines = [
-            json.dumps(
-                {
-                    "id": task.id,
-                    "name": task.name,
-                    "instruction": task.instruction,
-                    "instances": [i.model_dump() for i in task.instances],
-                    "is_classification": bool(task.is_classification),
-                },
-                ensure_ascii=False,
-            )
-            for task in pool
-        ]
-        atomic_write(output, "".join(line + "\n" for line in lines).encode())
-        return len(lines)
-    records: list[dict[str, Any]] = [
+
+def alpaca_records(pool: list[Task]) -> list[dict[str, str]]:
+    """Return one {instruction, input, output} record per instance, in pool order."""
+    return [
         {"instruction": task.instruction, "input": inst.input, "output": inst.output}
         for task in pool
         for inst in task.instances
     ]
-    atomic_write(output, json.dumps(records, ensure_ascii=False, indent=2).encode() + b"\n")
+
+
+def _sharegpt(record: Mapping[str, str], system: str | None) -> dict[str, Any]:
+    turns = [{"from": "system", "value": system}] if system else []
+    turns.append({"from": "human", "value": user_turn(record["instruction"], record["input"])})
+    turns.append({"from": "gpt", "value": record["output"]})
+    return {"conversations": turns}
+
+
+def _openai(record: Mapping[str, str], system: str | None) -> dict[str, Any]:
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": user_turn(record["instruction"], record["input"])})
+    messages.append({"role": "assistant", "content": record["output"]})
+    return {"messages": messages}
+
+
+def _task_line(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "name": task.name,
+        "instruction": task.instruction,
+        "instances": [i.model_dump() for i in task.instances],
+        "is_classification": bool(task.is_classification),
+    }
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+
+
+def _require_hf(module: str) -> None:
+    import importlib
+
+    try:
+        importlib.import_module(module)  # needed next anyway; fails early, before any write
+    except ImportError:
+        raise ConfigError(f"this export needs {module}: {HF_INSTALL_HINT}") from None
+
+
+def load_run_pool(run: Path) -> list[Task]:
+    """Return the committed pool of a run directory, or raise RunDirError when it is none."""
+    if not (run / CONFIG).exists():
+        raise RunDirError(f"{run}: not a run directory (no {CONFIG}); pass --out RUN_DIR")
+    return load_pool(run)
+
+
+def export_run(
+    run: Path, output: Path, fmt: ExportFormat = "alpaca", system: str | None = None
+) -> int:
+    """Write the committed pool of `run` to `output` in `fmt`; return the records written.
+
+    Only committed rounds are read, so exporting while a run is going yields a valid file.
+    `system` adds a system turn to the chat formats (sharegpt, openai). Files are
+    replaced atomically; an hf directory is built beside `output` and renamed into place.
+    """
+    if system is not None and fmt not in ("sharegpt", "openai"):
+        raise ConfigError(f"--system applies to the chat formats sharegpt and openai, not {fmt}")
+    if fmt in ("parquet", "hf"):
+        _require_hf("pyarrow")
+    if fmt == "hf":
+        _require_hf("datasets")
+        _check_hf_target(output)
+    pool = load_run_pool(run)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "tasks":
+        atomic_write(output, _jsonl([_task_line(task) for task in pool]))
+        return len(pool)
+    records = alpaca_records(pool)
+    if fmt == "alpaca":
+        atomic_write(output, json.dumps(records, ensure_ascii=False, indent=2).encode() + b"\n")
+    elif fmt == "jsonl":
+        atomic_write(output, _jsonl(list(records)))
+    elif fmt == "sharegpt":
+        atomic_write(output, _jsonl([_sharegpt(r, system) for r in records]))
+    elif fmt == "openai":
+        atomic_write(output, _jsonl([_openai(r, system) for r in records]))
+    elif fmt == "parquet":
+        _write_parquet(output, records)
+    else:
+        _write_hf(output, records)
+    return len(records)
+
+
+def _arrow_table(records: list[dict[str, str]]) -> Any:
+    import pyarrow as pa
+
+    # An explicit schema keeps the column types string even for an empty pool.
+    schema = pa.schema(
+        [("instruction", pa.string()), ("input", pa.string()), ("output", pa.string())]
+    )
+    return pa.Table.from_pylist(records, schema=schema)
+
+
+def _write_parquet(output: Path, records: list[dict[str, str]]) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = output.with_name(output.name + ".tmp")
+    pq.write_table(_arrow_table(records), tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, output)
+
+
+def _check_hf_target(output: Path) -> None:
+    """Refuse to replace anything but an earlier `save_to_disk` directory."""
+    if output.is_file():
+        raise ConfigError(f"{output}: is a file; the hf format writes a directory")
+    if output.is_dir() and any(output.iterdir()):
+        if not all((output / name).exists() for name in _HF_MARKERS):
+            raise ConfigError(
+                f"{output}: a non-empty directory that is not a saved dataset; "
+                "choose an empty or new directory"
+            )
+
+
+def hf_dataset(records: list[dict[str, str]]) -> Any:
+    """Return a `datasets.Dataset` of the records (columns instruction, input, output)."""
+    import datasets
+
+    columns = ("instruction", "input", "output")
+    features = datasets.Features({name: datasets.Value("string") for name in columns})
+    return datasets.Dataset.from_dict(
+        {name: [r[name] for r in records] for name in columns}, features=features
+    )
+
+
+def _write_hf(output: Path, records: list[dict[str, str]]) -> None:
+    # Saved into a fresh sibling directory, then swapped in: a crash leaves the old copy.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        hf_dataset(records).save_to_disk(str(tmp))
+        if output.exists():
+            old = output.with_name(f".{output.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(output, old)
+            os.replace(tmp, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def push_to_hub(run: Path, repo: str, private: bool = False) -> int:
+    """Upload the run's records as a dataset to the Hugging Face Hub repo `repo`.
+
+    The token comes from the HF_TOKEN environment variable and is handed to
+    huggingface_hub only; nothing writes it to disk or to a log.
+    """
+    token = os.environ.get(HF_TOKEN_ENV) or None
+    if token is None:
+        raise ConfigError(
+            f"--push-to-hub needs a Hugging Face token: export {HF_TOKEN_ENV}=hf_... "
+            "(a write token from your account settings)"
+        )
+    _require_hf("pyarrow")
+    _require_hf("datasets")
+    records = alpaca_records(load_run_pool(run))
+    try:
+        hf_dataset(records).push_to_hub(repo, token=token, private=private)
+    except Exception as exc:  # network, auth or repo errors from huggingface_hub
+        # huggingface_hub's message names the repo and the HTTP status; scrub the token anyway.
+        message = str(exc).replace(token, "***")
+        raise ConfigError(f"--push-to-hub {repo}: {type(exc).__name__}: {message}") from None
     return len(records)

