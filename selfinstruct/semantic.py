@@ -228,9 +228,15 @@ class SemanticIndex:
                 fh.truncate(len(reused) * row)
             self._log = open(path, "ab")  # noqa: SIM115 - kept open for the run, see close()
         rest = wanted[len(reused) :]
-        for start in range(0, len(rest), batch):
-            chunk = rest[start : start + batch]
-            self._append(chunk, self._embedder.embed(chunk))
+        if rest:
+            # Batches of similar lengths pad little; padding never changes a vector (the
+            # attention mask hides it), so the index gets rows in order all the same.
+            order = sorted(range(len(rest)), key=lambda i: len(rest[i]))
+            vectors = np.zeros((len(rest), DIMENSION), dtype=np.float32)
+            for start in range(0, len(order), batch):
+                chosen = order[start : start + batch]
+                vectors[chosen] = self._embedder.embed([rest[i] for i in chosen])
+            self._append(rest, vectors)
         return len(rest)
 
     def best_above(self, query: str | Vectors) -> SemanticMatch | None:
