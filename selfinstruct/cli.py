@@ -139,18 +139,19 @@ def bootstrap(
         ),
     ] = None,
     price_in: Annotated[
-        float | None, typer.Option(help="USD per million prompt tokens [default: known price].")
+        float | None,
+        typer.Option(help="USD per million prompt tokens, for --max-cost (default: known price)."),
     ] = None,
     price_out: Annotated[
         float | None,
-        typer.Option(help="USD per million completion tokens [default: known price]."),
+        typer.Option(help="USD per million completion tokens (default: known price)."),
     ] = None,
     semantic_dedup: Annotated[
         float | None,
         typer.Option(
             metavar="THRESHOLD",
             help="Also reject instructions whose embedding cosine similarity to the pool "
-            "exceeds THRESHOLD, e.g. 0.9 (needs the [semantic] extra).",
+            "exceeds THRESHOLD, e.g. 0.8 (needs the semantic extra).",
         ),
     ] = None,
     dry_run: Annotated[
