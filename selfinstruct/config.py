@@ -198,6 +198,36 @@ class FilterConfig(_Strict):
         description="ROUGE tokenizer: rouge (rouge-score's, ASCII words only) or unicode (each "
         "CJK character a token); default by language: en rouge, zh unicode.",
     )
+    semantic_threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Also reject when the cosine similarity of all-MiniLM-L6-v2 sentence "
+        "embeddings to any pool instruction exceeds this; None = off (needs the [semantic] "
+        "extra).",
+    )
+
+
+class BudgetConfig(_Strict):
+    """When to stop paying: limits across the whole run (every session), and prices."""
+
+    max_cost: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Stop cleanly once the teacher cost of the run reaches this many USD "
+        "(needs a known model price, or price_in and price_out).",
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Stop cleanly once the run's prompt plus completion tokens reach this.",
+    )
+    price_in: float | None = Field(
+        default=None, ge=0.0, description="USD per million prompt tokens; None = known price."
+    )
+    price_out: float | None = Field(
+        default=None, ge=0.0, description="USD per million completion tokens; None = known price."
+    )
 
 
 # (temperature, top_p, presence_penalty, max_tokens) of the instruction request per mode:
@@ -247,6 +277,7 @@ class RunConfig(_Strict):
     )
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
     max_instances: int = Field(
         default=5, ge=1, le=100, description="Keep at most this many instances per task."
@@ -295,6 +326,11 @@ OPERATIONAL = frozenset(
         "teacher.backend",  # the model is named by teacher.model, which stays identity
         "teacher.model_path",
         "teacher.threads",
+        # A budget says when to stop paying, not what the run produces.
+        "budget.max_cost",
+        "budget.max_tokens",
+        "budget.price_in",
+        "budget.price_out",
         # Paths may move; their content is part of the identity through its hash.
         "seeds",
         "prompts",

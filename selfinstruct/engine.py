@@ -15,13 +15,14 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from selfinstruct import __version__
 from selfinstruct.backends.base import Backend
+from selfinstruct.budget import Budget
 from selfinstruct.concurrency import PriorityGate
 from selfinstruct.config import RunConfig, identity
-from selfinstruct.errors import TeacherError
+from selfinstruct.errors import BudgetSpent, TeacherError
 from selfinstruct.filters import InstructionFilters, check_instances, check_output
 from selfinstruct.parse import (
     Unparsed,
@@ -51,8 +52,13 @@ from selfinstruct.seeds import SeedSet
 from selfinstruct.similarity import NoveltyIndex
 from selfinstruct.store import FORMAT, RunDir, load_admitted_rejections, load_pool
 
+if TYPE_CHECKING:
+    from selfinstruct.semantic import SemanticIndex
+
 # Stop rather than pay forever when a teacher's answers never yield a task.
 MAX_IDLE_ROUNDS = 50
+# The semantic index's vectors, appended as instructions join it (see semantic.py).
+SEMANTIC_LOG = "semantic.vec"
 
 
 @dataclass(frozen=True)
@@ -151,8 +157,13 @@ class Bootstrap:
         admitted = load_admitted_rejections(run.path, run.state.rejected_bytes)
         admitted.update({t.seq: t.instruction for t in self.pool if t.seq is not None})
         self.index = NoveltyIndex(config.filters.rouge_threshold, config.filters.tokenizer)
-        self.index.add_many(t.instruction for t in seeds.tasks)
-        self.index.add_many(admitted[k] for k in sorted(admitted))
+        self._index_texts = [t.instruction for t in seeds.tasks]
+        self._index_texts += [admitted[k] for k in sorted(admitted)]
+        self.index.add_many(self._index_texts)
+        # Loaded when the run starts (embedding is slow), in the same order as the ROUGE index.
+        self.semantic: SemanticIndex | None = None
+        self._budget = Budget.from_config(config)
+        self._sending = 0  # requests on the wire now
         self._next_seq = max(admitted, default=-1) + 1
         self._novelty_round = run.state.rounds_committed
         self._novelty_turn: asyncio.Condition | None = None
@@ -236,7 +247,13 @@ class Bootstrap:
         assert gate is not None
         await gate.acquire(round_number)
         try:
-            (completion,) = await self.backend.complete([request])
+            if self._budget is not None:
+                self._budget.check(self.run.state.usage)  # raises before anything is sent
+            self._sending += 1
+            try:
+                (completion,) = await self.backend.complete([request])
+            finally:
+                self._sending -= 1
         finally:
             gate.release()
         self._sent += 1
@@ -323,6 +340,23 @@ class Bootstrap:
                         )
                     )
                     continue
+                vector = None
+                if self.semantic is not None:
+                    vector = self.semantic.embed(cand.instruction)
+                    near = self.semantic.best_above(vector)
+                    if near is not None:
+                        detail = f"cosine {near.score:.3f} with: {near.text}"
+                        rejections.append(
+                            _rejection(
+                                "instructions",
+                                "semantic_duplicate",
+                                cand.instruction,
+                                detail,
+                                **extra,
+                            )
+                        )
+                        continue
+                    self.semantic.add(cand.instruction, vector)
                 self.index.add(cand.instruction)
                 admitted.append(
                     _Admitted(self._next_seq, cand.instruction, cand.input, cand.output)
@@ -330,30 +364,69 @@ class Bootstrap:
                 self._next_seq += 1
         return admitted
 
+    def _classify_request(
+        self, tag: str, instruction: str, retry_seed: int | None = None
+    ) -> Request:
+        """Ask whether an instruction is a classification task: greedy, or sampled to retry."""
+        prompt = render_classify(self.prompts, self._classify_examples, instruction)
+        limit = self.config.teacher.classify_max_tokens
+        if retry_seed is None:
+            params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=limit, stop=("\n",))
+            return self._request(tag, "classify", prompt, params)
+        params = SamplingParams(
+            temperature=0.7, top_p=1.0, max_tokens=limit, stop=("\n",), seed=retry_seed
+        )
+        return self._request(tag + "/retry", "classify", prompt, params)
+
+    def _instances_request(self, tag: str, instruction: str, is_cls: bool, seed: int) -> Request:
+        """Ask for instances: input-first for ordinary tasks, output-first for classification."""
+        cfg = self.config.teacher
+        prompt = render_instances(
+            self.prompts, self._instance_examples[is_cls], instruction, output_first=is_cls
+        )
+        params = SamplingParams(
+            temperature=cfg.instances_temperature,
+            top_p=1.0,
+            max_tokens=cfg.instances_max_tokens,
+            stop=("\nTask:", "Task:"),
+            seed=seed,
+        )
+        return self._request(tag, "instances", prompt, params)
+
+    def preview(self) -> list[Request]:
+        """Return one request of each kind the next round would send, for --dry-run.
+
+        The instruction request is exactly the next round's first; classify and instance
+        requests are shown for seed instructions, as generated ones do not exist yet.
+        """
+        round_number = self.run.state.rounds_committed
+        requests = [self._instruction_request(round_number, 0)]
+        if self.config.mode == "alpaca":
+            return requests
+        tag = f"r{round_number}/t0"
+        ordinary = next((t for t in self.seeds.tasks if not t.is_classification), None)
+        labelled = next((t for t in self.seeds.tasks if t.is_classification), None)
+        first = (ordinary or labelled or self.seeds.tasks[0]).instruction
+        requests.append(self._classify_request(tag, first))
+        seed = _derived_seed(self.config.seed, round_number, 2000)
+        for task, is_cls in ((ordinary, False), (labelled, True)):
+            if task is not None:
+                requests.append(self._instances_request(tag, task.instruction, is_cls, seed))
+        return requests
+
     async def _complete_task(
         self, round_number: int, pos: int, item: _Admitted
     ) -> tuple[tuple[int, str, bool | None, list[Instance]] | None, list[dict[str, Any]]]:
         """Classify an admitted instruction and generate its instances."""
-        cfg = self.config.teacher
         tag = f"r{round_number}/t{pos}"
         rejections: list[dict[str, Any]] = []
-        prompt = render_classify(self.prompts, self._classify_examples, item.instruction)
-        greedy = SamplingParams(
-            temperature=0.0, top_p=1.0, max_tokens=cfg.classify_max_tokens, stop=("\n",)
-        )
-        answer = await self._answer(round_number, self._request(tag, "classify", prompt, greedy))
+        answer = await self._answer(round_number, self._classify_request(tag, item.instruction))
         is_cls = parse_yes_no(answer.text)
         if is_cls is None:
             # A greedy retry would repeat itself; sample once more instead.
-            retry = SamplingParams(
-                temperature=0.7,
-                top_p=1.0,
-                max_tokens=cfg.classify_max_tokens,
-                stop=("\n",),
-                seed=_derived_seed(self.config.seed, round_number, 1000 + pos),
-            )
+            retry_seed = _derived_seed(self.config.seed, round_number, 1000 + pos)
             second = await self._answer(
-                round_number, self._request(tag + "/retry", "classify", prompt, retry)
+                round_number, self._classify_request(tag, item.instruction, retry_seed)
             )
             is_cls = parse_yes_no(second.text)
             if is_cls is None:
@@ -368,17 +441,10 @@ class Bootstrap:
                     )
                 )
                 return None, rejections
-        prompt = render_instances(
-            self.prompts, self._instance_examples[is_cls], item.instruction, output_first=is_cls
+        seed = _derived_seed(self.config.seed, round_number, 2000 + pos)
+        reply = await self._answer(
+            round_number, self._instances_request(tag, item.instruction, is_cls, seed)
         )
-        params = SamplingParams(
-            temperature=cfg.instances_temperature,
-            top_p=1.0,
-            max_tokens=cfg.instances_max_tokens,
-            stop=("\nTask:", "Task:"),
-            seed=_derived_seed(self.config.seed, round_number, 2000 + pos),
-        )
-        reply = await self._answer(round_number, self._request(tag, "instances", prompt, params))
         parsed = parse_instances(
             reply.text, output_first=is_cls, truncated=reply.finish_reason == "length"
         )
@@ -461,6 +527,7 @@ class Bootstrap:
         state = self.run.state
         self._novelty_turn = asyncio.Condition()
         self._gate = PriorityGate(self._slots)
+        self._open_semantic()
         idle_rounds = 0
         next_commit = state.rounds_committed
         next_start = next_commit
@@ -491,11 +558,57 @@ class Bootstrap:
                     )
                 if self._progress is not None:
                     self._progress(self._snapshot(start))
+        except BudgetSpent as spent:
+            await self._drain(in_flight)
+            while next_commit in in_flight and _succeeded(in_flight[next_commit]):
+                self._commit(next_commit, in_flight.pop(next_commit).result())
+                next_commit += 1
+            self.run.save_state()  # so `status` shows what was spent, committed or not
+            spent.progress = self._snapshot(start)
+            if state.accepted < self.config.target:
+                raise
         finally:
             for task in in_flight.values():
                 task.cancel()
             await asyncio.gather(*in_flight.values(), return_exceptions=True)
+            if self.semantic is not None:
+                self.semantic.close()
         return self._snapshot(start)
+
+    def _open_semantic(self) -> None:
+        """Load the semantic index (seeds, then admitted instructions) when it is enabled."""
+        threshold = self.config.filters.semantic_threshold
+        if threshold is None or self.semantic is not None:
+            return
+        from selfinstruct.semantic import SemanticIndex
+
+        self.semantic = SemanticIndex(threshold, log=self.run.path / SEMANTIC_LOG)
+        self.semantic.load(self._index_texts)
+
+    async def _drain(self, in_flight: dict[int, asyncio.Task[_RoundResult]]) -> None:
+        """Once the budget is spent, let the requests already paid for land in the log.
+
+        No new request is sent (every send checks the budget first), so each round either
+        finishes from answers it has, fails with BudgetSpent, or waits for a novelty turn
+        that an earlier, failed round will never pass on.
+        """
+
+        def stuck(round_number: int) -> bool:
+            turn_holder = in_flight.get(self._novelty_round)
+            return (
+                round_number > self._novelty_round
+                and turn_holder is not None
+                and turn_holder.done()
+            )
+
+        while True:
+            live = [t for r, t in in_flight.items() if not t.done() and not stuck(r)]
+            if live:
+                await asyncio.wait(live, return_when=asyncio.FIRST_COMPLETED)
+            elif self._sending:
+                await asyncio.sleep(0.02)  # a stuck round's request is still on the wire
+            else:
+                return
 
     def _snapshot(self, start: float) -> Progress:
         state = self.run.state
@@ -509,6 +622,10 @@ class Bootstrap:
             requests_sent=self._sent,
             requests_replayed=self._replayed,
         )
+
+
+def _succeeded(task: asyncio.Task[_RoundResult]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
 
 
 def request_digest(prompt: str, params: SamplingParams) -> str:

@@ -9,6 +9,7 @@ each into a one-line message and a non-zero exit, never a traceback::
     │   ├── SeedError      a seed file: names file, line and field
     │   └── PromptError    a prompt template: names file and variable
     ├── RunDirError        the run directory is locked, foreign or damaged
+    ├── BudgetSpent        --max-cost or --max-tokens is reached; the run is saved
     └── TeacherError       the teacher failed persistently (names the endpoint)
         └── AuthError      the teacher rejected or lacks credentials
 """
@@ -40,6 +41,18 @@ class PromptError(InputError):
 
 class RunDirError(SelfInstructError):
     """Report a run directory that is locked, foreign or damaged."""
+
+
+class BudgetSpent(SelfInstructError):
+    """Report that the run's budget is spent; committed work is saved and resumable.
+
+    `progress` is where the run stood when it stopped (an engine Progress), set by the
+    engine before the error leaves it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.progress: object | None = None
 
 
 class TeacherError(SelfInstructError):

@@ -237,6 +237,12 @@ class RunDir:
         fh.flush()
         self._lock_fh = fh
 
+    def check_identity(self, header: dict[str, Any]) -> None:
+        """Refuse a header whose identity differs from the stored run's; reads only."""
+        config_path = self.path / CONFIG
+        if config_path.exists():
+            self._check_identity(config_path, header)
+
     def _check_identity(self, config_path: Path, header: dict[str, Any]) -> None:
         try:
             stored = json.loads(config_path.read_bytes())
@@ -382,6 +388,13 @@ class RunDir:
         self.state.rejected_bytes += len(rejected_data)
         self.state.accepted += pool_data.count(b"\n")
         self.state.rejections.update(reasons)
+        atomic_write(self.path / STATE, self.state.to_json())
+
+    def save_state(self) -> None:
+        """Rewrite the commit record as it stands, with usage up to the last logged response."""
+        assert self._responses is not None
+        self._responses.flush()
+        os.fsync(self._responses.fileno())
         atomic_write(self.path / STATE, self.state.to_json())
 
     def close(self) -> None:

@@ -194,6 +194,10 @@ OPERATIONAL_FIELDS = [
     "teacher.batch_poll_seconds",
     "teacher.batch_quiet_seconds",
     "teacher.batch_max_requests",
+    "budget.max_cost",
+    "budget.max_tokens",
+    "budget.price_in",
+    "budget.price_out",
 ]
 IDENTITY_FIELDS = [
     "seed",
@@ -220,6 +224,7 @@ IDENTITY_FIELDS = [
     "filters.blacklist",
     "filters.rouge_threshold",
     "filters.tokenizer",
+    "filters.semantic_threshold",
 ]
 
 
@@ -251,6 +256,8 @@ OPERATIONAL_CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("teacher.max_concurrency", {"teacher": {"max_concurrency": 64}}),
     ("teacher.timeout", {"teacher": {"timeout": 10.0}}),
     ("teacher.max_retries", {"teacher": {"max_retries": 0}}),
+    ("budget.max_cost", {"budget": {"max_cost": 20.0, "price_in": 1.0, "price_out": 2.0}}),
+    ("budget.max_tokens", {"budget": {"max_tokens": 10**9}}),
 ]
 
 
@@ -272,6 +279,7 @@ IDENTITY_CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("filters.rouge_threshold", {"filters": {"rouge_threshold": 0.6}}),
     ("num_machine_examples", {"num_machine_examples": 0}),
     ("lookahead", {"lookahead": 0}),
+    ("filters.semantic_threshold", {"filters": {"semantic_threshold": 0.85}}),
 ]
 
 

@@ -1,0 +1,106 @@
+"""`bootstrap --dry-run` as a user runs it: it shows the plan, writes nothing, sends nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from pathlib import Path
+
+from conftest import run_cli
+
+from selfinstruct.testing.server import OpenAITestServer
+
+
+def _args(base_url: str, out: Path, *extra: str) -> list[str]:
+    return ["bootstrap", "--base-url", base_url, "--model", "test-model", "--out", str(out), *extra]
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[str, int]]:
+    return {
+        p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(directory.iterdir())
+    }
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(
+    teacher: OpenAITestServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    done = run_cli(
+        *_args(teacher.base_url, out, "--dry-run", "--target", "500", "--max-tokens", "200000"),
+        "--price-in",
+        "0.5",
+        "--price-out",
+        "1.5",
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    for line in (
+        f"run        {out} (new)",
+        "mode       self-instruct",
+        "teacher    test-model (completions API, openai backend)",
+        f"endpoints  {teacher.base_url}",
+        "target     500 tasks (500 to go)",
+        "budget     200,000 tokens",
+        "prices     0.5 / 1.5 USD per million tokens in/out",
+    ):
+        assert line in text, line
+    # One prompt of each kind, as the engine renders them.
+    assert "prompt 1: instructions" in text and "\n9.\n" in text
+    assert "prompt 2: classify" in text and "Classification:" in text
+    assert "input-first" in text and "output-first" in text
+    assert "estimate to reach 500 tasks, from defaults" in text
+    assert "--max-tokens 200,000 stops the run at about" in text
+    assert not out.exists()
+    assert teacher.requests == []
+
+
+def test_dry_run_opens_no_connection(tmp_path: Path) -> None:
+    # A bare listening socket: any connection at all, even GET /v1/models, would queue here.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        done = run_cli(*_args(url, tmp_path / "run", "--dry-run"), api_key="sk-dry")
+        assert done.returncode == 0, done.stderr
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            pass
+        else:
+            conn.close()
+            raise AssertionError("the dry run connected to the teacher")
+
+
+def test_dry_run_of_an_existing_run_uses_observed_rates_and_writes_nothing(
+    teacher: OpenAITestServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    assert run_cli(*_args(teacher.base_url, out, "--target", "20", "-q")).returncode == 0
+    before = _snapshot(out)
+    sent = len(teacher.requests)
+    done = run_cli(*_args(teacher.base_url, out, "--dry-run", "--target", "100"))
+    assert done.returncode == 0, done.stderr
+    assert "rates observed in this run" in done.stdout
+    assert "(exists:" in done.stdout and "to go)" in done.stdout
+    assert "cost USD" in done.stdout
+    assert _snapshot(out) == before  # not a byte, not a timestamp
+    assert len(teacher.requests) == sent
+
+    # A command the real run would refuse is refused by the dry run too.
+    refused = run_cli(*_args(teacher.base_url, out, "--dry-run", "--temperature", "0.2"))
+    assert refused.returncode == 1 and "teacher.temperature" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert _snapshot(out) == before
+
+
+def test_dry_run_alpaca_shows_its_one_prompt(teacher: OpenAITestServer, tmp_path: Path) -> None:
+    done = run_cli(*_args(teacher.base_url, tmp_path / "run", "--dry-run", "--mode", "alpaca"))
+    assert done.returncode == 0, done.stderr
+    assert "prompt 1: instructions: new tasks" in done.stdout
+    assert "prompt 2" not in done.stdout
+    assert "### Task 9" in done.stdout
+    # No known price for test-model: the estimate says how to get one.
+    assert "pass --price-in and --price-out" in done.stdout
+    assert teacher.requests == [] and not (tmp_path / "run").exists()
