@@ -188,6 +188,11 @@ OPERATIONAL_FIELDS = [
     "teacher.backend",
     "teacher.model_path",
     "teacher.threads",
+    "teacher.tensor_parallel_size",
+    "teacher.pipeline_parallel_size",
+    "teacher.data_parallel_size",
+    "teacher.gpu_memory_utilization",
+    "teacher.distributed_executor_backend",
 ]
 IDENTITY_FIELDS = [
     "seed",
@@ -208,6 +213,8 @@ IDENTITY_FIELDS = [
     "teacher.instances_max_tokens",
     "teacher.instances_temperature",
     "teacher.context",
+    "teacher.max_model_len",
+    "teacher.engine_args",
     "max_instances",
     "filters.min_words",
     "filters.max_words",
@@ -244,6 +251,18 @@ OPERATIONAL_CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("teacher.concurrency", {"teacher": {"concurrency": 512}}),
     ("teacher.timeout", {"teacher": {"timeout": 10.0}}),
     ("teacher.max_retries", {"teacher": {"max_retries": 0}}),
+    (
+        "teacher.vllm_layout",
+        {
+            "teacher": {
+                "tensor_parallel_size": 4,
+                "pipeline_parallel_size": 2,
+                "data_parallel_size": 2,
+                "gpu_memory_utilization": 0.8,
+                "distributed_executor_backend": "ray",
+            }
+        },
+    ),
 ]
 
 
@@ -265,6 +284,7 @@ IDENTITY_CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("filters.rouge_threshold", {"filters": {"rouge_threshold": 0.6}}),
     ("num_machine_examples", {"num_machine_examples": 0}),
     ("lookahead", {"lookahead": 0}),
+    ("teacher.max_model_len", {"teacher": {"max_model_len": 2048}}),
 ]
 
 
