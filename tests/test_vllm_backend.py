@@ -34,6 +34,7 @@ from selfinstruct.backends.vllm_offline import (
     check_chat_template,
     check_installed,
     llm_kwargs,
+    own_request_id,
     pick_replica,
     prompt_too_long,
     replica_devices,
@@ -192,6 +193,14 @@ def test_prompt_too_long_reads_vllm_v1_refusal() -> None:
     assert prompt_too_long("temperature must be non-negative") is None
 
 
+def test_engine_output_ids_map_back_to_ours() -> None:
+    live = {"7", "12"}
+    assert own_request_id("7", live) == "7"
+    assert own_request_id("12-9f3ac2b1", live) == "12"  # a suffix added inside the engine
+    assert own_request_id("3", live) is None  # aborted or already answered
+    assert own_request_id("3-12", live) is None
+
+
 def test_requests_go_to_the_least_loaded_live_replica() -> None:
     assert pick_replica([3, 1, 2], [True, True, True]) == 1
     assert pick_replica([2, 2, 2], [True, True, True]) == 0
@@ -343,6 +352,9 @@ def scripted_engine(spec: ReplicaSpec) -> ScriptedEngine:
     """Build the stand-in in a replica process (module level, so spawn can pickle it)."""
     if spec.model == "broken":
         raise OSError("broken is not a model directory")
+    if spec.model == "slow to load":
+        Path(os.environ["SCRIPTED_LOAD_MARKER"]).touch()  # the parent's env, inherited
+        time.sleep(600)
     return ScriptedEngine(tag=f"{spec.model}:{os.getpid()}")
 
 
@@ -447,6 +459,29 @@ def test_cancelled_requests_are_aborted_and_close_is_prompt() -> None:
     backend = asyncio.run(go())
     assert [r.process.exitcode for r in backend._replicas] == [0]
     assert backend._pending == {}
+
+
+def test_closing_while_the_model_loads_does_not_wait_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "loading"
+    monkeypatch.setenv("SCRIPTED_LOAD_MARKER", str(marker))
+
+    async def go() -> VLLMOfflineBackend:
+        backend = _backend(model="slow to load")
+        loading = asyncio.ensure_future(backend.preflight())
+        for _ in range(600):  # until the replica is inside its (endless) load
+            if marker.exists():
+                break
+            await asyncio.sleep(0.05)
+        loading.cancel()
+        started = time.monotonic()
+        await backend.aclose()
+        assert time.monotonic() - started < 15
+        return backend
+
+    backend = asyncio.run(go())
+    assert backend._replicas[0].process.exitcode == 128 + 15  # SIGTERM, unwound
 
 
 # -- without vLLM ----------------------------------------------------------------------------
@@ -601,6 +636,7 @@ def test_gpu_short_bootstrap_and_export(gpu_model: str, tmp_path: Path) -> None:
     assert len({t["instruction"] for t in pool}) == len(pool)
     header = json.loads((gpu_run / "config.json").read_text())
     assert header["config"]["teacher"]["backend"] == "vllm"
+    assert header["config"]["teacher"]["concurrency"] == 1024  # raised for vLLM's batching
     assert header["identity"]["teacher.model"] == gpu_model
     exported = gpu_run / "data.json"
     done = run_cli("export", "-d", str(gpu_run), "-o", str(exported))

@@ -35,7 +35,7 @@ import queue
 import re
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -176,6 +176,18 @@ def prompt_too_long(message: str) -> int | None:
     """Return the prompt's length when vLLM refused it for exceeding the context."""
     found = _TOO_LONG.search(message)
     return int(found.group(1)) if found else None
+
+
+def own_request_id(engine_id: str, live: Container[str]) -> str | None:
+    """Map the id on an engine output back to ours, or None for one no longer wanted.
+
+    Newer vLLM releases append a random suffix ("-" and hex) to request ids inside the engine
+    (vllm-project/vllm#27987); outputs are meant to carry ours, and this copes either way.
+    """
+    if engine_id in live:
+        return engine_id
+    base = engine_id.rpartition("-")[0]
+    return base if base and base in live else None
 
 
 def pick_replica(outstanding: Sequence[int], alive: Sequence[bool]) -> int:
@@ -349,13 +361,14 @@ class VLLMEngine:
         """Run one engine step and collect the requests it finished."""
         finished: list[Finished] = []
         for out in self._engine.step():
-            if not out.finished or out.request_id not in self._live:
+            rid = own_request_id(str(out.request_id), self._live)
+            if not out.finished or rid is None:
                 continue
-            self._live.discard(out.request_id)
+            self._live.discard(rid)
             first = out.outputs[0]
             finished.append(
                 (
-                    str(out.request_id),
+                    rid,
                     first.text,
                     str(first.finish_reason or "stop"),
                     len(out.prompt_token_ids or ()),
@@ -375,6 +388,10 @@ def vllm_engine(spec: ReplicaSpec) -> Engine:
     return VLLMEngine(spec)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def replica_main(
     index: int,
     spec: ReplicaSpec,
@@ -385,10 +402,15 @@ def replica_main(
     """Run one replica: build the engine, say ready, serve until stopped."""
     # Ctrl-C reaches every process of the terminal; the parent decides when replicas stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # terminate() unwinds Python instead of killing outright, so vLLM's exit hooks still
+    # stop the processes it started (a replica told to stop while loading gets this).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     os.environ.update(spec.env)
     parent = multiprocessing.parent_process()
     try:
         engine = factory(spec)
+    except SystemExit:  # told to stop (SIGTERM) while loading
+        raise
     except BaseException as exc:  # anything at all: reported to the parent, which raises
         text = str(exc) if isinstance(exc, ConfigError) else one_line(exc)
         outbox.put(("fatal", index, f"vLLM cannot load {spec.model}: {text}"))
@@ -396,6 +418,8 @@ def replica_main(
     outbox.put(("ready", index))
     try:
         serve(engine, inbox, outbox.put, parent.is_alive if parent else (lambda: True))
+    except SystemExit:
+        raise
     except BaseException as exc:  # the engine died: reported to the parent, which raises
         outbox.put(("fatal", index, f"vLLM failed on replica {index}: {one_line(exc)}"))
     finally:
@@ -428,6 +452,10 @@ class VLLMOfflineBackend(Backend):
     vLLM refuses would be refused again. Pass `factory` (a picklable function) to run
     another engine in the replicas; the default builds `vllm.LLM` from the config.
     """
+
+    # No limit of its own: vLLM's scheduler queues what it cannot run yet, so the pipeline's
+    # gate is teacher.concurrency alone (the CLI raises it to DEFAULT_CONCURRENCY for vLLM).
+    max_concurrency = None
 
     def __init__(self, config: TeacherConfig, *, factory: EngineFactory | None = None) -> None:
         if factory is None:
@@ -545,7 +573,9 @@ class VLLMOfflineBackend(Backend):
                 with contextlib.suppress(OSError, ValueError):
                     replica.inbox.put(("stop",))
         for replica in self._replicas:
-            replica.process.join(STOP_GRACE_SECONDS)
+            # A loading replica reads no messages: no point waiting for it to see "stop".
+            loaded = replica.ready.done() and not replica.ready.cancelled()
+            replica.process.join(STOP_GRACE_SECONDS if loaded else 1.0)
             if replica.process.exitcode is None:
                 replica.process.terminate()
                 replica.process.join(10)
