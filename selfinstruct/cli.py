@@ -137,7 +137,8 @@ def bootstrap(
     backend: Annotated[
         str | None,
         typer.Option(
-            help="openai (OpenAI-compatible API) or local (llama.cpp on this CPU) "
+            help="openai (OpenAI-compatible API), local (llama.cpp on this CPU) or vllm "
+            "(vLLM on this machine's GPUs, needs --model) "
             "[default: openai with OPENAI_API_KEY or --base-url, else local when installed]."
         ),
     ] = None,
@@ -189,6 +190,26 @@ def bootstrap(
             "send nothing, write nothing.",
         ),
     ] = False,
+    tensor_parallel_size: Annotated[
+        int | None, typer.Option(help="--backend vllm: GPUs splitting each layer, per replica.")
+    ] = None,
+    pipeline_parallel_size: Annotated[
+        int | None, typer.Option(help="--backend vllm: pipeline stages per replica.")
+    ] = None,
+    data_parallel_size: Annotated[
+        int | None,
+        typer.Option(help="--backend vllm: replicas of the model, each on its own GPUs."),
+    ] = None,
+    gpu_memory_utilization: Annotated[
+        float | None, typer.Option(help="--backend vllm: share of GPU memory vLLM may use.")
+    ] = None,
+    distributed_executor_backend: Annotated[
+        str | None,
+        typer.Option(help="--backend vllm: mp (this node), ray (a Ray cluster) or auto."),
+    ] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option(help="--backend vllm: context length [default: the model's].")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
     """Grow the task pool of a run directory to --target; re-run the same command to resume."""
@@ -211,6 +232,12 @@ def bootstrap(
         ("teacher.backend", backend),
         ("teacher.model_path", model_path),
         ("teacher.threads", threads),
+        ("teacher.tensor_parallel_size", tensor_parallel_size),
+        ("teacher.pipeline_parallel_size", pipeline_parallel_size),
+        ("teacher.data_parallel_size", data_parallel_size),
+        ("teacher.gpu_memory_utilization", gpu_memory_utilization),
+        ("teacher.distributed_executor_backend", distributed_executor_backend),
+        ("teacher.max_model_len", max_model_len),
         ("teacher.api", api),
         ("teacher.concurrency", concurrency),
         ("teacher.max_concurrency", max_concurrency),
@@ -337,6 +364,20 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
         )
         if "model" not in teacher.model_fields_set:  # name the GGUF in the run's identity
             teacher.model = backend.model_path.name.removesuffix(".gguf")
+    elif kind == "vllm":
+        from selfinstruct.backends.vllm_offline import DEFAULT_CONCURRENCY, VLLMOfflineBackend
+
+        if teacher.base_urls:
+            raise ConfigError("--base-url is for --backend openai, not vllm")
+        if "model" not in teacher.model_fields_set:
+            raise ConfigError(
+                "--backend vllm needs --model NAME_OR_PATH (a Hugging Face model id or a "
+                "local model directory)"
+            )
+        backend = VLLMOfflineBackend(teacher)
+        if "concurrency" not in teacher.model_fields_set:
+            # vLLM batches whatever is in flight, so let the pipeline put everything in.
+            teacher.concurrency = DEFAULT_CONCURRENCY
     else:
         if api_key is None and not teacher.base_urls:
             raise AuthError(

@@ -137,9 +137,10 @@ class TeacherConfig(_Strict):
     batch_max_requests: int = Field(
         default=50_000, ge=1, le=50_000, description="Requests per batch at most (OpenAI: 50,000)."
     )
-    backend: Literal["auto", "openai", "local"] = Field(
+    backend: Literal["auto", "openai", "local", "vllm"] = Field(
         default="auto",
         description="openai: an OpenAI-compatible API; local: llama.cpp in-process on the CPU; "
+        "vllm: vLLM on this machine's GPUs, no server (the [vllm] extra); "
         "auto: openai when OPENAI_API_KEY or base_urls is set, else local when installed.",
     )
     model_path: Path | None = Field(
@@ -151,6 +152,49 @@ class TeacherConfig(_Strict):
     )
     context: int = Field(
         default=4096, ge=256, multiple_of=256, description="Local backend context, in tokens."
+    )
+    # The vllm backend. How the model is spread over GPUs is operational (the same model,
+    # laid out for the hardware at hand); what it computes (context, dtype, quantization in
+    # engine_args) is identity.
+    tensor_parallel_size: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="vllm backend: GPUs that split each layer, per replica.",
+    )
+    pipeline_parallel_size: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="vllm backend: pipeline stages per replica (each on its own GPUs or node).",
+    )
+    data_parallel_size: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="vllm backend: independent replicas of the model, each on its own "
+        "tensor_parallel_size x pipeline_parallel_size GPUs; requests go to the least loaded.",
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description="vllm backend: share of each GPU's memory vLLM may take (weights + KV cache).",
+    )
+    distributed_executor_backend: Literal["auto", "mp", "ray"] = Field(
+        default="auto",
+        description="vllm backend: how a replica drives its GPUs: mp (processes on this node), "
+        "ray (a Ray cluster: `ray start --head`, then `ray start --address`), auto: vLLM decides.",
+    )
+    max_model_len: int | None = Field(
+        default=None,
+        ge=16,
+        description="vllm backend: context length in tokens; None = the model's own.",
+    )
+    engine_args: dict[str, str | int | float | bool] | None = Field(
+        default=None,
+        description="vllm backend: further vllm.LLM keyword arguments, e.g. "
+        '{dtype = "half", quantization = "awq", enforce_eager = true}.',
     )
 
     @field_validator("concurrency")
@@ -331,6 +375,11 @@ OPERATIONAL = frozenset(
         "budget.max_tokens",
         "budget.price_in",
         "budget.price_out",
+        "teacher.tensor_parallel_size",
+        "teacher.pipeline_parallel_size",
+        "teacher.data_parallel_size",
+        "teacher.gpu_memory_utilization",
+        "teacher.distributed_executor_backend",
         # Paths may move; their content is part of the identity through its hash.
         "seeds",
         "prompts",

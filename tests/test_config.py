@@ -198,6 +198,11 @@ OPERATIONAL_FIELDS = [
     "budget.max_tokens",
     "budget.price_in",
     "budget.price_out",
+    "teacher.tensor_parallel_size",
+    "teacher.pipeline_parallel_size",
+    "teacher.data_parallel_size",
+    "teacher.gpu_memory_utilization",
+    "teacher.distributed_executor_backend",
 ]
 IDENTITY_FIELDS = [
     "seed",
@@ -218,6 +223,8 @@ IDENTITY_FIELDS = [
     "teacher.instances_max_tokens",
     "teacher.instances_temperature",
     "teacher.context",
+    "teacher.max_model_len",
+    "teacher.engine_args",
     "max_instances",
     "filters.min_words",
     "filters.max_words",
@@ -258,6 +265,18 @@ OPERATIONAL_CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("teacher.max_retries", {"teacher": {"max_retries": 0}}),
     ("budget.max_cost", {"budget": {"max_cost": 20.0, "price_in": 1.0, "price_out": 2.0}}),
     ("budget.max_tokens", {"budget": {"max_tokens": 10**9}}),
+    (
+        "teacher.vllm_layout",
+        {
+            "teacher": {
+                "tensor_parallel_size": 4,
+                "pipeline_parallel_size": 2,
+                "data_parallel_size": 2,
+                "gpu_memory_utilization": 0.8,
+                "distributed_executor_backend": "ray",
+            }
+        },
+    ),
 ]
 
 
@@ -280,6 +299,7 @@ IDENTITY_CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("num_machine_examples", {"num_machine_examples": 0}),
     ("lookahead", {"lookahead": 0}),
     ("filters.semantic_threshold", {"filters": {"semantic_threshold": 0.85}}),
+    ("teacher.max_model_len", {"teacher": {"max_model_len": 2048}}),
 ]
 
 
