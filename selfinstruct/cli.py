@@ -28,6 +28,9 @@ OutOption = Annotated[Path, typer.Option("--out", "-d", help="Run directory.")]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
+    key = os.environ.get("OPENAI_API_KEY")
+    if key and len(key) >= 4:  # a server may echo the request's headers in its error
+        message = message.replace(key, "[redacted]")
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
