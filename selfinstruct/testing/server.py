@@ -189,7 +189,8 @@ class OpenAITestServer:
     """Run an OpenAI-compatible HTTP server on loopback in a background thread.
 
     Use it as a context manager (``with OpenAITestServer(handler) as srv:``) or call
-    :meth:`start` and :meth:`stop`. Point a client at :attr:`base_url`.
+    :meth:`start` and :meth:`stop`. Point a client at :attr:`base_url`. ``history`` keeps
+    only the latest that many requests for :attr:`requests` and the other lists (None: all).
     """
 
     def __init__(
@@ -203,6 +204,7 @@ class OpenAITestServer:
         models: Sequence[str] = ("test-model",),
         host: str = "127.0.0.1",
         port: int = 0,
+        history: int | None = None,
     ) -> None:
         if capacity is not None and capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -219,10 +221,12 @@ class OpenAITestServer:
         self._lock = threading.Lock()
         self._rng = random.Random(fault_seed)
         self._fault_queue: deque[Reply] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._answered: list[tuple[RecordedRequest, Reply]] = []
-        self._faulted: list[tuple[RecordedRequest, Reply]] = []
-        self._rejected: list[RecordedRequest] = []
+        # A long soak run sends hundreds of thousands of requests: `history` bounds what is
+        # kept for inspection (the counts in stats() stay exact).
+        self._requests: deque[RecordedRequest] = deque(maxlen=history)
+        self._answered: deque[tuple[RecordedRequest, Reply]] = deque(maxlen=history)
+        self._faulted: deque[tuple[RecordedRequest, Reply]] = deque(maxlen=history)
+        self._rejected: deque[RecordedRequest] = deque(maxlen=history)
         self._handler_errors: list[BaseException] = []
         self._next_request_id = 0
         self._n_requests = 0
