@@ -19,6 +19,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -87,7 +88,8 @@ class Reply:
     which sends ``text`` verbatim with that finish reason). With any other status it
     sends an OpenAI-shaped error whose message is ``text`` (or a stock one).
     ``raw_body`` replaces the whole body verbatim; ``drop_connection`` closes the socket
-    without answering; ``delay`` seconds pass before answering either way.
+    without answering; ``reset_connection`` aborts it with a TCP RST (connection reset by
+    peer); ``delay`` seconds pass before answering either way.
     """
 
     text: str = ""
@@ -97,13 +99,14 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     raw_body: bytes | None = None
     drop_connection: bool = False
+    reset_connection: bool = False
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
         """Return whether this reply is a successful (200, not dropped) answer."""
-        return self.status == 200 and not self.drop_connection
+        return self.status == 200 and not self.drop_connection and not self.reset_connection
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = None, *, delay: float = 0.0) -> Reply:
@@ -125,6 +128,11 @@ class Reply:
     def dropped(cls, *, delay: float = 0.0) -> Reply:
         """Build a reply that closes the connection without sending any response."""
         return cls(drop_connection=True, delay=delay)
+
+    @classmethod
+    def reset(cls, *, delay: float = 0.0) -> Reply:
+        """Build a reply that aborts the connection with a TCP RST instead of answering."""
+        return cls(reset_connection=True, delay=delay)
 
     @classmethod
     def malformed(cls, body: bytes = b'{"id": "cmpl-broken", "choices": [') -> Reply:
@@ -786,6 +794,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # One HTTP response carries the whole batch, so the first failing reply decides it.
         lead = next((r for r in replies if not r.ok), replies[0])
         headers = {k: v for r in replies for k, v in r.headers.items()}
+        if lead.reset_connection:
+            # Linger 0: close() sends RST at once, as a crashed peer or a middlebox does.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
         if lead.drop_connection:
             self.close_connection = True
             return
