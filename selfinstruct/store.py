@@ -41,10 +41,21 @@ CONFIG = "config.json"
 LOCK = "lock"
 
 
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Name the file in a write error (a full disk), which os.write leaves nameless."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new file."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with _naming(tmp), open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -399,8 +410,9 @@ class RunDir:
             "finish_reason": completion.finish_reason,
             "usage": [completion.usage.prompt_tokens, completion.usage.completion_tokens],
         }
-        self._responses.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
-        self._responses.flush()
+        with _naming(self.path / RESPONSES):
+            self._responses.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+            self._responses.flush()
         self.state.usage.setdefault(stage, StageUsage()).add(completion.usage)
 
     def commit_round(
@@ -419,10 +431,12 @@ class RunDir:
             )
         rejected_data = b"".join(line + b"\n" for line in rejected_lines)
         for fh, data in ((self._pool, pool_data), (self._rejected, rejected_data)):
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.fsync(self._responses.fileno())
+            with _naming(Path(fh.name)):
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        with _naming(self.path / RESPONSES):
+            os.fsync(self._responses.fileno())
         self.state.rounds_committed = round_number + 1
         self.state.pool_bytes += len(pool_data)
         self.state.rejected_bytes += len(rejected_data)
@@ -434,10 +448,14 @@ class RunDir:
         """Close the logs and release the lock."""
         for fh in (self._pool, self._rejected, self._responses):
             if fh is not None:
+                # After a failed write (disk full) the buffer still holds the rest; what
+                # cannot be written now was never committed, and raising here would hide
+                # the error that named the file.
                 with contextlib.suppress(OSError):
                     fh.flush()
                     os.fsync(fh.fileno())
-                fh.close()
+                with contextlib.suppress(OSError):
+                    fh.close()
         self._pool = self._rejected = self._responses = None
         if self._lock_fh is not None:
             self._lock_fh.close()  # closing the descriptor releases the flock
