@@ -52,7 +52,6 @@ def main() -> None:
     teacher = SyntheticTeacher(
         latency=latency,
         tokens_per_second=rate,
-        names=True,
         near_duplicate_rate=args.near_duplicate_rate,
         blacklist_rate=args.blacklist_rate,
     )
@@ -60,7 +59,7 @@ def main() -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         out = args.keep or tmp / "run"
         servers = [
-            stack.enter_context(OpenAITestServer(teacher, capacity=args.capacity, record=False))
+            stack.enter_context(OpenAITestServer(teacher, capacity=args.capacity, history=0))
             for _ in range(args.servers)
         ]
         command = [

@@ -29,6 +29,9 @@ OutOption = Annotated[Path, typer.Option("--out", "-d", help="Run directory.")]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
+    key = os.environ.get("OPENAI_API_KEY")
+    if key and len(key) >= 4:  # a server may echo the request's headers in its error
+        message = message.replace(key, "[redacted]")
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -438,23 +441,28 @@ def status(
     ] = None,
 ) -> None:
     """Show where a run stands: tasks, rejections by stage and reason, requests, tokens, cost."""
-    import json
 
     from selfinstruct.backends.batch_api import BATCH_PRICE_FACTOR, batch_usage, pending_batches
     from selfinstruct.pricing import price_for
-    from selfinstruct.store import CONFIG, read_state
+    from selfinstruct.store import CONFIG, read_header, read_state
 
     state = read_state(out)
     if not (out / CONFIG).exists() or state is None:
         _fail(f"{out}: no run here (no {CONFIG} or state.json); pass --out RUN_DIR")
-    header = json.loads((out / CONFIG).read_text())
-    teacher = header["config"]["teacher"]
-    known = price_for(teacher["model"])
+    try:
+        header = read_header(out)
+        teacher = header["config"]["teacher"]
+        mode, model, api = header["config"]["mode"], teacher["model"], teacher["api"]
+    except SelfInstructError as exc:
+        _fail(str(exc))
+    except (KeyError, TypeError):
+        _fail(f"{out / CONFIG}: field 'config': incomplete; not written by this version")
+    known = price_for(model)
     p_in = price_in if price_in is not None else (known[0] if known else None)
     p_out = price_out if price_out is not None else (known[1] if known else None)
     typer.echo(f"run        {out}")
-    typer.echo(f"mode       {header['config']['mode']}")
-    typer.echo(f"teacher    {teacher['model']} ({teacher['api']} API)")
+    typer.echo(f"mode       {mode}")
+    typer.echo(f"teacher    {model} ({api} API)")
     typer.echo(f"tasks      {state.accepted} / {state.target or '?'}")
     typer.echo(f"rounds     {state.rounds_committed}")
     typer.echo(f"rejected   {sum(state.rejections.values())}")

@@ -419,18 +419,20 @@ def describe_validation_error(error: ValidationError, source: str) -> str:
     """Turn a pydantic error into one line naming the source and the field."""
     parts = []
     for item in error.errors():
-        loc = field_path(item["loc"]) or "(config)"
+        loc = field_path(item["loc"])
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
             msg = "unknown setting"
-        parts.append(f"{loc}: {msg}")
+        elif item["type"] == "value_error":  # our cross-field checks name their fields
+            msg = msg.removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
     return f"{source}: " + "; ".join(parts)
 
 
 def load_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
     """Build a RunConfig from defaults < TOML file < overrides (nested dict from CLI flags)."""
     data: dict[str, Any] = {}
-    source = "command line"
+    source = "command line" if path is None else f"command line (with {path})"
     if path is not None:
         try:
             raw = path.read_bytes()
@@ -442,7 +444,11 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
             raise ConfigError(f"{path}: not UTF-8 at byte {exc.start}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-        source = str(path)
+        # Check the file on its own first, so an error names the place the value came from.
+        try:
+            RunConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, str(path))) from None
     merged = _merge(data, overrides)
     try:
         return RunConfig.model_validate(merged)

@@ -51,12 +51,13 @@ def default_prompts_dir(language: str = "en") -> Path:
     return Path(str(base if language == "en" else base / language))
 
 
-def _identifiers(template: Template) -> set[str]:
-    found: set[str] = set()
+def _identifiers(template: Template) -> dict[str, int]:
+    """Return each variable the template uses with the line it first appears on."""
+    found: dict[str, int] = {}
     for match in template.pattern.finditer(template.template):
         name = match.group("named") or match.group("braced")
         if name is not None:
-            found.add(name)
+            found.setdefault(name, template.template[: match.start()].count("\n") + 1)
         elif match.group("invalid") is not None:
             line = template.template[: match.start()].count("\n") + 1
             raise ValueError(f"line {line}: a lone '$' (write $$ for a dollar sign)")
@@ -86,13 +87,13 @@ def load_prompts(directory: Path | None = None, *, language: str = "en") -> Prom
             used = _identifiers(template)
         except ValueError as exc:
             raise PromptError(f"{path}: {exc}") from None
-        if unknown := sorted(used - expected):
+        if unknown := sorted(set(used) - expected, key=lambda name: used[name]):
             raise PromptError(
-                f"{path}: unknown variable ${unknown[0]} (allowed: "
+                f"{path}:{used[unknown[0]]}: unknown variable ${unknown[0]} (allowed: "
                 + ", ".join(f"${v}" for v in sorted(expected))
                 + ")"
             )
-        if missing := sorted(expected - used):
+        if missing := sorted(expected - set(used)):
             raise PromptError(f"{path}: the template never uses ${missing[0]}")
         templates[name] = template
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")

@@ -43,10 +43,21 @@ CONFIG = "config.json"
 LOCK = "lock"
 
 
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Name the file in a write error (a full disk), which os.write leaves nameless."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new file."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with _naming(tmp), open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -180,6 +191,53 @@ def read_state(run: Path) -> State | None:
         return None
 
 
+def read_header(run: Path) -> dict[str, Any]:
+    """Return config.json's content, or raise RunDirError when it is missing, foreign or newer."""
+    path = run / CONFIG
+    try:
+        header = json.loads(path.read_bytes())
+        if not isinstance(header["identity"], dict) or not isinstance(header["config"], dict):
+            raise TypeError
+    except FileNotFoundError:
+        raise RunDirError(f"{run}: not a run directory (no {CONFIG}); pass --out RUN_DIR") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunDirError(f"{path}: unreadable; not a run directory of this tool") from None
+    if header.get("format") != FORMAT:
+        version = header.get("selfinstruct", "an unknown version")
+        raise RunDirError(
+            f"{path}: field 'format': run format {header.get('format')!r} (written by "
+            f"selfinstruct {version}); this version reads format {FORMAT} only"
+        )
+    return header  # type: ignore[no-any-return]
+
+
+def _check_log(path: Path, data: bytes, size: int, lines: int, next_round: int) -> None:
+    """Refuse a log whose committed part or uncommitted tail this tool did not write.
+
+    The committed part must end at a line boundary and hold the recorded number of lines;
+    after it there may only be the round that was being written when the run stopped.
+    Without these checks an edited or replaced file would be cut at an arbitrary byte.
+    """
+    if (size and data[size - 1 : size] != b"\n") or data.count(b"\n", 0, size) != lines:
+        raise RunDirError(
+            f"{path}: does not match its commit record ({lines} lines in the first {size} "
+            "bytes); the file was edited or replaced: restore it, or use another --out"
+        )
+    number = lines
+    for line in data[size:].split(b"\n")[:-1]:  # the last piece is a torn line, if any
+        number += 1
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # bytes a crash left half-written
+        if not isinstance(entry, dict) or entry.get("round") != next_round:
+            raise RunDirError(
+                f"{path}:{number}: field 'round': this line is after the last commit but not "
+                f"from round {next_round}, the one being written when the run stopped; the "
+                "file was edited: restore it, or use another --out"
+            )
+
+
 class RunDir:
     """Exclusive access to one run directory for the whole of a bootstrap."""
 
@@ -205,9 +263,11 @@ class RunDir:
             config_path = self.path / CONFIG
             if config_path.exists():
                 self._check_identity(config_path, header)
-            elif (self.path / POOL).exists():
+            elif found := [
+                n for n in (POOL, REJECTED, RESPONSES, STATE) if (self.path / n).exists()
+            ]:
                 raise RunDirError(
-                    f"{self.path}: has {POOL} but no {CONFIG}; not a run directory of this tool"
+                    f"{self.path}: has {found[0]} but no {CONFIG}; not a run directory of this tool"
                 )
             else:
                 atomic_write(config_path, json.dumps(header, indent=2).encode() + b"\n")
@@ -244,18 +304,7 @@ class RunDir:
             self._check_identity(config_path, header)
 
     def _check_identity(self, config_path: Path, header: dict[str, Any]) -> None:
-        try:
-            stored = json.loads(config_path.read_bytes())
-            stored_identity: dict[str, Any] = stored["identity"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise RunDirError(
-                f"{config_path}: unreadable; not a run directory of this tool"
-            ) from None
-        if stored.get("format") != FORMAT:
-            raise RunDirError(
-                f"{config_path}: written by a run format {stored.get('format')!r}, "
-                f"this version reads format {FORMAT}"
-            )
+        stored_identity: dict[str, Any] = read_header(self.path)["identity"]
         new_identity: dict[str, Any] = header["identity"]
         # Name a setting that other defaults follow (mode, language) before what it changed.
         keys = sorted(set(stored_identity) | set(new_identity))
@@ -272,15 +321,27 @@ class RunDir:
         pool_path, rejected_path = self.path / POOL, self.path / REJECTED
         if state is None:
             state = self._rebuild_state()
-        for path, size in ((pool_path, state.pool_bytes), (rejected_path, state.rejected_bytes)):
-            actual = path.stat().st_size if path.exists() else 0
-            if actual < size:
+        logs = (
+            (pool_path, state.pool_bytes, state.accepted),
+            (rejected_path, state.rejected_bytes, sum(state.rejections.values())),
+        )
+        # Everything is checked before anything is written: bad input changes no file.
+        cuts: list[tuple[Path, int]] = []
+        for path, size, lines in logs:
+            data = path.read_bytes() if path.exists() else b""
+            if len(data) < size:
                 raise RunDirError(
-                    f"{path}: shorter ({actual} bytes) than its commit record ({size} bytes); "
-                    "the file was edited or truncated"
+                    f"{path}: shorter ({len(data)} bytes) than its commit record ({size} "
+                    "bytes); the file was edited or truncated"
                 )
-            if actual > size:
-                os.truncate(path, size)  # drop a half-written round
+            _check_log(path, data, size, lines, state.rounds_committed)
+            if len(data) > size:
+                cuts.append((path, size))
+        for number, line, _ in read_lines(pool_path, state.pool_bytes):
+            _parse_task(pool_path, number, line)
+        load_admitted_rejections(self.path, state.rejected_bytes)
+        for path, size in cuts:
+            os.truncate(path, size)  # drop a half-written round
         self.state = state
         atomic_write(self.path / STATE, state.to_json())
         self._load_responses()
@@ -359,8 +420,9 @@ class RunDir:
             "finish_reason": completion.finish_reason,
             "usage": [completion.usage.prompt_tokens, completion.usage.completion_tokens],
         }
-        self._responses.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
-        self._responses.flush()
+        with _naming(self.path / RESPONSES):
+            self._responses.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+            self._responses.flush()
         self.state.usage.setdefault(stage, StageUsage()).add(completion.usage)
 
     def commit_round(
@@ -379,10 +441,12 @@ class RunDir:
             )
         rejected_data = b"".join(line + b"\n" for line in rejected_lines)
         for fh, data in ((self._pool, pool_data), (self._rejected, rejected_data)):
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.fsync(self._responses.fileno())
+            with _naming(Path(fh.name)):
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        with _naming(self.path / RESPONSES):
+            os.fsync(self._responses.fileno())
         self.state.rounds_committed = round_number + 1
         self.state.pool_bytes += len(pool_data)
         self.state.rejected_bytes += len(rejected_data)
@@ -401,10 +465,14 @@ class RunDir:
         """Close the logs and release the lock."""
         for fh in (self._pool, self._rejected, self._responses):
             if fh is not None:
+                # After a failed write (disk full) the buffer still holds the rest; what
+                # cannot be written now was never committed, and raising here would hide
+                # the error that named the file.
                 with contextlib.suppress(OSError):
                     fh.flush()
                     os.fsync(fh.fileno())
-                fh.close()
+                with contextlib.suppress(OSError):
+                    fh.close()
         self._pool = self._rejected = self._responses = None
         if self._lock_fh is not None:
             self._lock_fh.close()  # closing the descriptor releases the flock

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,17 +80,32 @@ def _is_overload(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and exc.status_code == 429
 
 
+# A server or proxy may echo the request's headers in an error body; keys never get printed.
+_SECRET = re.compile(r"(?i)(bearer\s+|api[-_ ]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+|sk-[\w-]{8,}")
+_MAX_MESSAGE = 300  # characters of a server's error message worth a terminal line
+
+
+def _redact(text: str) -> str:
+    return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+
+
 def describe_error(exc: BaseException) -> str:
-    """Summarise an API error in one line without echoing request headers."""
+    """Summarise an API error in one line without echoing request headers or keys."""
     if isinstance(exc, openai.APIStatusError):
         message = exc.message if isinstance(exc.message, str) else ""
-        return f"HTTP {exc.status_code}: {message.splitlines()[0] if message else ''}".strip()
+        first = message.splitlines()[0] if message else ""
+        first = re.sub(r"^Error code: \d+ - ", "", first)  # the SDK's prefix repeats the code
+        if len(first) > _MAX_MESSAGE:
+            first = first[:_MAX_MESSAGE] + "..."
+        return _redact(f"HTTP {exc.status_code}: {first}".strip())
     if isinstance(exc, openai.APITimeoutError):
         return "request timed out"
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
         return f"connection failed ({type(cause).__name__ if cause else 'no answer'})"
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, _BadResponse):
+        return str(exc)
+    return _redact(f"{type(exc).__name__}: {exc}")
 
 
 def _http_client(limits: Any) -> Any:
@@ -299,9 +315,9 @@ class OpenAICompatBackend(Backend):
                     f"{endpoint.url} rejected the API key: {describe_error(exc)}"
                 ) from None
             except (openai.APIError, _BadResponse) as exc:
-                tries = (
-                    f" after {self._config.max_retries + 1} attempts" if _is_transient(exc) else ""
-                )
+                attempts = self._config.max_retries + 1
+                tries = f" after {attempts} attempt{'s' * (attempts > 1)}"
+                tries = tries if _is_transient(exc) else ""
                 raise TeacherError(f"{endpoint.url}: {describe_error(exc)}{tries}") from None
             raise AssertionError("unreachable: tenacity re-raises the last error")
 

@@ -24,6 +24,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -95,7 +96,8 @@ class Reply:
     which sends ``text`` verbatim with that finish reason). With any other status it
     sends an OpenAI-shaped error whose message is ``text`` (or a stock one).
     ``raw_body`` replaces the whole body verbatim; ``drop_connection`` closes the socket
-    without answering; ``delay`` seconds pass before answering either way.
+    without answering; ``reset_connection`` aborts it with a TCP RST (connection reset by
+    peer); ``delay`` seconds pass before answering either way.
     """
 
     text: str = ""
@@ -105,13 +107,14 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     raw_body: bytes | None = None
     drop_connection: bool = False
+    reset_connection: bool = False
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
         """Return whether this reply is a successful (200, not dropped) answer."""
-        return self.status == 200 and not self.drop_connection
+        return self.status == 200 and not self.drop_connection and not self.reset_connection
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = None, *, delay: float = 0.0) -> Reply:
@@ -133,6 +136,11 @@ class Reply:
     def dropped(cls, *, delay: float = 0.0) -> Reply:
         """Build a reply that closes the connection without sending any response."""
         return cls(drop_connection=True, delay=delay)
+
+    @classmethod
+    def reset(cls, *, delay: float = 0.0) -> Reply:
+        """Build a reply that aborts the connection with a TCP RST instead of answering."""
+        return cls(reset_connection=True, delay=delay)
 
     @classmethod
     def malformed(cls, body: bytes = b'{"id": "cmpl-broken", "choices": [') -> Reply:
@@ -252,7 +260,8 @@ class OpenAITestServer:
     """Run an OpenAI-compatible HTTP server on loopback in a background thread.
 
     Use it as a context manager (``with OpenAITestServer(handler) as srv:``) or call
-    :meth:`start` and :meth:`stop`. Point a client at :attr:`base_url`.
+    :meth:`start` and :meth:`stop`. Point a client at :attr:`base_url`. ``history`` keeps
+    only the latest that many requests for :attr:`requests` and the other lists (None: all).
     """
 
     def __init__(
@@ -266,8 +275,8 @@ class OpenAITestServer:
         models: Sequence[str] = ("test-model",),
         host: str = "127.0.0.1",
         port: int = 0,
-        record: bool = True,
         batch_delay: float = 0.0,
+        history: int | None = None,
     ) -> None:
         if capacity is not None and capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -282,16 +291,16 @@ class OpenAITestServer:
         self.models = tuple(models)
         self.host = host
         self._requested_port = port
-        # Long benchmarks turn recording off: counts and load figures are kept either way.
-        self.record = record
 
         self._lock = threading.Lock()
         self._rng = random.Random(fault_seed)
         self._fault_queue: deque[Reply] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._answered: list[tuple[RecordedRequest, Reply]] = []
-        self._faulted: list[tuple[RecordedRequest, Reply]] = []
-        self._rejected: list[RecordedRequest] = []
+        # A long soak run sends hundreds of thousands of requests: `history` bounds what is
+        # kept for inspection (the counts in stats() stay exact).
+        self._requests: deque[RecordedRequest] = deque(maxlen=history)
+        self._answered: deque[tuple[RecordedRequest, Reply]] = deque(maxlen=history)
+        self._faulted: deque[tuple[RecordedRequest, Reply]] = deque(maxlen=history)
+        self._rejected: deque[RecordedRequest] = deque(maxlen=history)
         self._handler_errors: list[BaseException] = []
         self._next_request_id = 0
         self._n_requests = 0
@@ -482,8 +491,7 @@ class OpenAITestServer:
 
     def _record(self, records: list[RecordedRequest]) -> None:
         with self._lock:
-            if self.record:
-                self._requests.extend(records)
+            self._requests.extend(records)
             self._n_requests += 1
 
     def _next_id(self) -> int:
@@ -523,13 +531,12 @@ class OpenAITestServer:
 
     def _note_rejected(self, records: list[RecordedRequest]) -> None:
         with self._lock:
-            if self.record:
-                self._rejected.extend(records)
+            self._rejected.extend(records)
             self._n_rejected += 1
 
     def _note_outcome(self, records: list[RecordedRequest], replies: list[Reply]) -> None:
         with self._lock:
-            pairs = list(zip(records, replies, strict=True)) if self.record else []
+            pairs = list(zip(records, replies, strict=True))
             if all(reply.ok for reply in replies):
                 self._answered.extend(pairs)
                 self._n_answered += 1
@@ -1379,6 +1386,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # One HTTP response carries the whole batch, so the first failing reply decides it.
         lead = next((r for r in replies if not r.ok), replies[0])
         headers = {k: v for r in replies for k, v in r.headers.items()}
+        if lead.reset_connection:
+            # Linger 0: close() sends RST at once, as a crashed peer or a middlebox does.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
         if lead.drop_connection:
             self.close_connection = True
             return

@@ -7,6 +7,8 @@ pipeline (parsing, filters, novelty, resume) runs against the loopback server wi
 model. A share of its tasks is made to be rejected:
 near copies of the prompt's examples, blacklisted words, too-short instructions and empty
 outputs. Answers depend only on the request body, so replays and reruns agree.
+Its grammar is wide enough for a full 52,000-task run: at a 52K pool about three in four
+of its fresh instructions still pass the ROUGE-L novelty check.
 """
 
 from __future__ import annotations
@@ -63,33 +65,50 @@ _FRAMES = (
     "Using {topic} as the theme, {lverb} a {noun} aimed at {audience}.",
     "{verb} why {topic} matters, keeping the tone {adj} and the length short.",
 )
-# With `names=True` every instruction also names invented people, places or products,
-# built from syllables (thousands of distinct words), so tens of thousands of random
-# instructions stay below ROUGE-L 0.7 of each other, as a real teacher's do: the pool can
-# grow to 52,000 tasks without near duplicates taking over.
-_SYLLABLES = (
-    "bar", "ven", "tos", "kal", "mir", "dun", "sel", "rho", "pax", "lin", "qua", "zer",
-    "nob", "fen", "gri", "tal", "wex", "jor", "mau", "cid", "ost", "ply", "vek", "hum",
+# A long run needs tens of thousands of instructions that differ by ROUGE-L: most words of
+# each one come from independent single-word slots, so two of them rarely share 70%.
+_WIDE_FRAMES = (
+    "{verb} a {adj} {noun} about {mod} {head} for {people_mod} {people}, in {n} words.",
+    "{verb} how {mod} {head} changed {people_mod} {people} over {n} {period}.",
+    "For {people_mod} {people}, {lverb} {n} {adj} ideas on {mod} {head}.",
+    "{verb} the {adj} side of {mod} {head} in a {noun} for {people_mod} {people}.",
+    "{verb} what {people_mod} {people} should know about {mod} {head} within {n} {period}.",
+    "In a {adj} {noun}, {lverb} {mod} {head} to {people_mod} {people} using {n} steps.",
+)
+_WIDE_SHARE = 0.85  # of ordinary instructions; the rest use the short frames above
+_MODS = (
+    "coastal", "medieval", "urban", "solar", "alpine", "digital", "ancient", "tropical",
+    "volcanic", "nocturnal", "industrial", "wild", "frozen", "floating", "underground",
+    "seasonal", "nomadic", "lunar", "electric", "wooden", "silent", "migratory", "salty",
+    "hidden", "rural", "royal", "mechanical", "microscopic", "desert", "arctic", "ceramic",
+    "orbital", "herbal", "bamboo", "granite", "rainy", "vintage", "robotic", "woolen",
+    "copper", "glass", "paper", "marble", "velvet", "iron", "clay", "cotton", "amber",
+    "foggy", "windy", "muddy", "sunny", "icy", "leafy", "rocky", "sandy", "misty",
 )  # fmt: skip
-# Named instructions are built from independent parts, each with few fixed words, so
-# two of them share little beyond chance.
-_NAMED_LEADS = (
-    "{verb} a {adj} {noun}", "{verb} {n} {adj} ideas", "{verb} the {noun} {name} sent",
-    "Help {name} {lverb} a {noun}", "{name} wants you to {lverb} a {adj} {noun}",
+_HEADS = (
+    "bridges", "gardens", "markets", "festivals", "lighthouses", "railways", "orchards",
+    "bakeries", "canals", "libraries", "observatories", "vineyards", "harbors", "kitchens",
+    "workshops", "theaters", "monasteries", "greenhouses", "windmills", "caves", "reefs",
+    "forests", "deserts", "lagoons", "glaciers", "meadows", "swamps", "islands", "valleys",
+    "villages", "factories", "schools", "hospitals", "museums", "stadiums", "airports",
+    "tunnels", "towers", "farms", "mines", "ships", "clocks", "engines", "kites", "lanterns",
+    "quilts", "pottery", "textiles", "spices", "teas", "cheeses", "breads", "soups", "drums",
+    "bicycles", "telescopes", "compasses", "satellites", "beehives", "aquariums",
 )  # fmt: skip
-_NAMED_SUBJECTS = (
-    "about {topic}", "on {name2}", "covering {topic} in {name2}", "comparing {name2} with {topic}",
-    "on what {name2} knows of {topic}", "about {name2}",
+_PEOPLE_MODS = (
+    "curious", "retired", "young", "busy", "nervous", "veteran", "local", "visiting",
+    "amateur", "hungry", "sleepy", "thrifty", "patient", "restless", "bilingual", "sporty",
+    "shy", "cheerful", "grumpy", "ambitious", "careful", "creative", "elderly", "junior",
+    "senior", "remote", "weekend", "volunteer", "rookie", "seasoned", "adventurous", "quiet",
 )  # fmt: skip
-_NAMED_TAILS = (
-    "for {audience}", "for {name3}", "in under {n} words", "mentioning {name3}",
-    "with a {adj2} tone", "so {name3} can reply", "",
+_PEOPLE = (
+    "teachers", "nurses", "farmers", "pilots", "students", "parents", "chefs", "sailors",
+    "engineers", "librarians", "gardeners", "tourists", "drivers", "bakers", "painters",
+    "miners", "coaches", "doctors", "poets", "carpenters", "plumbers", "lawyers", "monks",
+    "dancers", "hikers", "divers", "cyclists", "fishermen", "shopkeepers", "programmers",
+    "architects", "astronomers", "beekeepers", "brewers", "tailors", "weavers", "potters",
 )  # fmt: skip
-_NAMED_CLS = (
-    "Classify the {noun} from {name} as {adj} or {adj2}",
-    "Decide whether {name} is right about {name2}",
-    "Label the {name} {noun} as positive or negative",
-)  # fmt: skip
+_PERIODS = ("days", "weeks", "months", "years", "decades", "centuries", "seasons", "hours")
 _BLACKLISTED = ("image", "graph", "file", "map", "video", "diagram", "music")
 
 _NEXT = re.compile(r"### Task (\d+)\s*\nInstruction:\s*$")
@@ -98,10 +117,10 @@ _LIST_NEXT = re.compile(r"\n(\d+)\.$")
 _LIST_ITEM = re.compile(r"^\d+\. (.+)$", re.M)
 _LAST_TASK = re.compile(r"Task: (.+)\n?$")
 _CLS_FRAMES = (
-    "Classify the {noun} about {topic} as {adj} or {adj2}.",
-    "Decide whether the statement about {topic} is true or false.",
-    "Label the sentiment of the {noun} on {topic} as positive, negative or neutral.",
-    "Which of the categories fits the {noun} about {topic} best: {adj}, {adj2} or other?",
+    "Classify the {noun} about {mod} {head} by {people_mod} {people} as {adj} or {adj2}.",
+    "Decide whether {people_mod} {people} would call {mod} {head} {adj} or {adj2}.",
+    "Label the sentiment of {people_mod} {people} toward {mod} {head}: {adj} or {adj2}.",
+    "Which of the categories fits the {noun} on {mod} {head} best: {adj}, {adj2} or other?",
 )
 _CLS_WORDS = ("classify", "label", "decide whether", "which of the categories")
 
@@ -118,7 +137,6 @@ class SyntheticTeacher:
     garbage_rate: float = 0.02  # unparseable classification answers
     latency: float = 0.0  # seconds per request
     tokens_per_second: float = 0.0  # decode rate; 0 means instant
-    names: bool = False  # invented names in every instruction: a far larger vocabulary
 
     def __call__(self, request: RecordedRequest) -> Reply:
         """Continue the prompt's task list up to the stop header."""
@@ -228,28 +246,12 @@ class SyntheticTeacher:
             instruction = f"{rng.choice(_VERBS)} {topic.split()[0]}."
         else:
             verb = rng.choice(_VERBS)
-            classification = rng.random() < self.classification_rate
             frames: tuple[str, ...]
-            if self.names:
-                lead = rng.choice(_NAMED_CLS if classification else _NAMED_LEADS)
-                parts = (lead, rng.choice(_NAMED_SUBJECTS), rng.choice(_NAMED_TAILS))
-                frames = (" ".join(p for p in parts if p) + ".",)
+            if rng.random() < self.classification_rate:
+                frames = _CLS_FRAMES
             else:
-                frames = _CLS_FRAMES if classification else _FRAMES
-            frame = rng.choice(frames)
-            # Drawn only when asked for, so the default teacher's answers stay as they were.
-            named = (
-                {
-                    "name": _name(rng),
-                    "name2": _name(rng),
-                    "name3": _name(rng),
-                    "n": rng.randint(2, 60),
-                }
-                if self.names
-                else {}
-            )
-            instruction = frame.format(
-                **named,
+                frames = _WIDE_FRAMES if rng.random() < _WIDE_SHARE else _FRAMES
+            instruction = rng.choice(frames).format(
                 verb=verb,
                 lverb=verb.lower(),
                 adj=rng.choice(_ADJECTIVES),
@@ -257,6 +259,12 @@ class SyntheticTeacher:
                 noun=rng.choice(_NOUNS),
                 topic=topic,
                 audience=rng.choice(_AUDIENCES),
+                mod=rng.choice(_MODS),
+                head=rng.choice(_HEADS),
+                people_mod=rng.choice(_PEOPLE_MODS),
+                people=rng.choice(_PEOPLE),
+                period=rng.choice(_PERIODS),
+                n=rng.randint(2, 99),
             )
         task_input = ""
         if rng.random() < 0.4:
@@ -268,10 +276,6 @@ class SyntheticTeacher:
                 f"({rng.randint(100, 999)} words), ending with a {rng.choice(_ADJECTIVES)} note."
             )
         return instruction, task_input, output
-
-
-def _name(rng: random.Random) -> str:
-    return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
 
 
 def synthetic_handler() -> SyntheticTeacher:
