@@ -34,6 +34,13 @@ _EXAMPLES: dict[str, Any] = {
     "prompts": "my_prompts",
     "teacher.model_path": "model.gguf",
     "teacher.threads": 4,
+    "teacher.max_model_len": 4096,
+    "teacher.engine_args": {"enforce_eager": True},
+    "filters.semantic_threshold": 0.85,
+    "budget.max_cost": 20.0,
+    "budget.max_tokens": 5_000_000,
+    "budget.price_in": 0.15,
+    "budget.price_out": 0.6,
 }
 
 
@@ -48,6 +55,8 @@ def toml_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
@@ -100,7 +109,9 @@ def _section(model: type[BaseModel], resolved: BaseModel, prefix: str) -> list[s
         if note is not None:
             lines.extend(_assignment(name, _json(value), commented=True))
         elif default is None:
-            lines.extend(_assignment(name, _EXAMPLES.get(dotted, ""), commented=True))
+            if dotted not in _EXAMPLES:
+                raise ValueError(f"{dotted}: no example value for a setting without a default")
+            lines.extend(_assignment(name, _EXAMPLES[dotted], commented=True))
         else:
             lines.extend(_assignment(name, _json(value), commented=False))
     return lines

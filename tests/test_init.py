@@ -20,7 +20,19 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 # Settings with no default at all: their commented line shows an example, not a default.
-NO_DEFAULT = {"seeds", "prompts", "teacher.model_path", "teacher.threads"}
+NO_DEFAULT = {
+    "seeds",
+    "prompts",
+    "teacher.model_path",
+    "teacher.threads",
+    "teacher.max_model_len",
+    "teacher.engine_args",
+    "filters.semantic_threshold",
+    "budget.max_cost",
+    "budget.max_tokens",
+    "budget.price_in",
+    "budget.price_out",
+}
 _ASSIGNMENT = re.compile(r"^(# )?([a-z_]+) = ")
 
 
