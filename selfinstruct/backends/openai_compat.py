@@ -98,11 +98,16 @@ def describe_error(exc: BaseException) -> str:
         if len(first) > _MAX_MESSAGE:
             first = first[:_MAX_MESSAGE] + "..."
         return _redact(f"HTTP {exc.status_code}: {first}".strip())
-    if isinstance(exc, openai.APITimeoutError):
-        return "request timed out"
     if isinstance(exc, openai.APIConnectionError):
+        # The SDK's aiohttp transport reports every connection error as a timeout; the
+        # first cause that is not the SDK's own says what really happened.
         cause = exc.__cause__
-        return f"connection failed ({type(cause).__name__ if cause else 'no answer'})"
+        while cause is not None and cause.__cause__ is not None:
+            cause = cause.__cause__
+        name = type(cause).__name__ if cause is not None else ""
+        if isinstance(exc, openai.APITimeoutError) and (not name or "Timeout" in name):
+            return "request timed out"
+        return f"connection failed ({name or 'no answer'})"
     if isinstance(exc, _BadResponse):
         return str(exc)
     return _redact(f"{type(exc).__name__}: {exc}")

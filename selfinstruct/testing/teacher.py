@@ -75,7 +75,6 @@ _WIDE_FRAMES = (
     "{verb} what {people_mod} {people} should know about {mod} {head} within {n} {period}.",
     "In a {adj} {noun}, {lverb} {mod} {head} to {people_mod} {people} using {n} steps.",
 )
-_WIDE_SHARE = 0.85  # of ordinary instructions; the rest use the short frames above
 _MODS = (
     "coastal", "medieval", "urban", "solar", "alpine", "digital", "ancient", "tropical",
     "volcanic", "nocturnal", "industrial", "wild", "frozen", "floating", "underground",
@@ -135,6 +134,9 @@ class SyntheticTeacher:
     empty_output_rate: float = 0.03
     classification_rate: float = 0.15
     garbage_rate: float = 0.02  # unparseable classification answers
+    # Share of ordinary instructions from the wide frames; the rest use the short ones,
+    # whose tasks resemble each other (0 gives the small, templated grammar alone).
+    wide_share: float = 0.85
     latency: float = 0.0  # seconds per request
     tokens_per_second: float = 0.0  # decode rate; 0 means instant
 
@@ -250,7 +252,7 @@ class SyntheticTeacher:
             if rng.random() < self.classification_rate:
                 frames = _CLS_FRAMES
             else:
-                frames = _WIDE_FRAMES if rng.random() < _WIDE_SHARE else _FRAMES
+                frames = _WIDE_FRAMES if rng.random() < self.wide_share else _FRAMES
             instruction = rng.choice(frames).format(
                 verb=verb,
                 lverb=verb.lower(),
