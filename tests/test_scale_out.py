@@ -59,7 +59,7 @@ def test_adaptive_concurrency_finds_the_servers_capacity() -> None:
     assert [c.text for c in results] == ["ok"] * 400
     limit = backend.limit
     assert limit.adaptive and not limit.slow_start  # it met the capacity and backed off
-    # It settles near the capacity: not stuck at its start (8), not far above (429 storms).
+    # It settles near the capacity: not stuck at its start (16), not far above (429 storms).
     assert capacity * 0.6 <= limit.limit <= capacity * 1.5
     assert stats.peak_in_flight == capacity  # it did use all of it
     assert stats.rejected_over_capacity < 0.2 * 400  # refusals stay a small share

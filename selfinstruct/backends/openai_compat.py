@@ -24,7 +24,7 @@ from selfinstruct.records import Completion, Request, Usage
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_BACKOFF = 60.0  # seconds; beyond this a server is down rather than busy
 MAX_RETRY_AFTER = 300.0  # honour long Retry-After values, within reason
-INITIAL_CONCURRENCY = 8  # where the adaptive limit starts probing
+INITIAL_CONCURRENCY = 16  # where the adaptive limit starts probing (the old fixed default)
 SET_ASIDE_AFTER = 3  # failures in a row before an endpoint is set aside
 SET_ASIDE_FIRST = 5.0  # seconds of the first pause; doubles with each set-aside in a row
 MAX_SET_ASIDE = 120.0
