@@ -30,26 +30,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from selfinstruct.engine import request_digest
-from selfinstruct.records import SamplingParams
+from selfinstruct.testing.keys import digest_of
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
 from selfinstruct.testing.teacher import SyntheticTeacher
-
-
-def _digest(request: RecordedRequest) -> str:
-    """Compute the log-key digest the engine gave a request, from what the server saw."""
-    body = request.body
-    stop = body.get("stop") or []
-    params = SamplingParams(
-        temperature=body["temperature"],
-        top_p=body["top_p"],
-        max_tokens=body["max_tokens"],
-        presence_penalty=body["presence_penalty"],
-        frequency_penalty=body["frequency_penalty"],
-        stop=tuple([stop] if isinstance(stop, str) else stop),
-        seed=body.get("seed"),
-    )
-    return request_digest(request.prompt, params)
 
 
 class _Watcher:
@@ -62,7 +45,7 @@ class _Watcher:
         self._lock = threading.Lock()
 
     def __call__(self, request: RecordedRequest) -> Reply:
-        if _digest(request) in self.logged:
+        if digest_of(request) in self.logged:
             with self._lock:
                 self.reasked += 1
         return self.teacher(request)

@@ -23,6 +23,21 @@ def teacher() -> Iterator[OpenAITestServer]:
         yield server
 
 
+def bootstrap_args(server: OpenAITestServer, out: Path, *extra: str) -> list[str]:
+    """Return the CLI arguments of a quiet bootstrap of `out` against a loopback teacher."""
+    return [
+        "bootstrap",
+        "--base-url",
+        server.base_url,
+        "--model",
+        "test-model",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
 def cli_env(api_key: str | None = None) -> dict[str, str]:
     """Return the environment for a CLI subprocess, with or without an API key."""
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}

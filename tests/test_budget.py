@@ -8,52 +8,22 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import bootstrap_args, run_cli
 
-from selfinstruct.engine import request_digest
-from selfinstruct.records import SamplingParams
-from selfinstruct.testing.server import OpenAITestServer, RecordedRequest
+from selfinstruct.testing.keys import digest_of
+from selfinstruct.testing.server import OpenAITestServer
 from selfinstruct.testing.teacher import SyntheticTeacher
 
 EXIT_BUDGET_SPENT = 3
 
 
 def _args(server: OpenAITestServer, out: Path, *extra: str) -> list[str]:
-    return [
-        "bootstrap",
-        "--base-url",
-        server.base_url,
-        "--model",
-        "test-model",
-        "--out",
-        str(out),
-        "--concurrency",
-        "4",
-        "--prompts-per-round",  # small rounds, so a budget stop falls between commits
-        "1",
-        "--quiet",
-        *extra,
-    ]
+    # Small rounds, so a budget stop falls between commits.
+    return bootstrap_args(server, out, "--concurrency", "4", "--prompts-per-round", "1", *extra)
 
 
 def _logged(out: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
-
-
-def _digest(request: RecordedRequest) -> str:
-    """Compute the log-key digest the engine gave this request, from what the server saw."""
-    body = request.body
-    stop = body.get("stop") or []
-    params = SamplingParams(
-        temperature=body["temperature"],
-        top_p=body["top_p"],
-        max_tokens=body["max_tokens"],
-        presence_penalty=body["presence_penalty"],
-        frequency_penalty=body["frequency_penalty"],
-        stop=tuple([stop] if isinstance(stop, str) else stop),
-        seed=body.get("seed"),
-    )
-    return request_digest(request.prompt, params)
 
 
 def _tokens(entries: list[dict[str, object]]) -> int:
@@ -118,7 +88,7 @@ def test_max_tokens_stops_cleanly_and_resumes_without_paying_twice(tmp_path: Pat
         )
         assert more.returncode == 0, more.stderr
         _check_consistent(out)
-        assert not [r for r in server.requests[before:] if _digest(r) in paid]
+        assert not [r for r in server.requests[before:] if digest_of(r) in paid]
         keys = [e["key"] for e in _logged(out)]
         assert len(keys) == len(set(keys))
     # Stopping and resuming changes nothing in what the run produces.

@@ -7,30 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import cli_env, run_cli
+from conftest import bootstrap_args, cli_env, run_cli
 
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest
 
 SECRET = "sk-test-secret-0123456789"
 
 
-def _bootstrap(server: OpenAITestServer, out: Path, *extra: str) -> list[str]:
-    return [
-        "bootstrap",
-        "--base-url",
-        server.base_url,
-        "--model",
-        "test-model",
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
-
-
 def test_bootstrap_status_export(teacher: OpenAITestServer, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = run_cli(*_bootstrap(teacher, out, "--target", "60"), api_key=SECRET)
+    done = run_cli(*bootstrap_args(teacher, out, "--target", "60"), api_key=SECRET)
     assert done.returncode == 0, done.stderr
     pool = [json.loads(line) for line in (out / "pool.jsonl").read_text().splitlines()]
     assert len(pool) >= 60
@@ -86,7 +72,7 @@ def test_bootstrap_status_export(teacher: OpenAITestServer, tmp_path: Path) -> N
     assert SECRET not in done.stdout + done.stderr
 
     # A larger target continues the same run; the first 60+ tasks stay as they were.
-    more = run_cli(*_bootstrap(teacher, out, "--target", "90"), api_key=SECRET)
+    more = run_cli(*bootstrap_args(teacher, out, "--target", "90"), api_key=SECRET)
     assert more.returncode == 0, more.stderr
     grown = (out / "pool.jsonl").read_text().splitlines()
     assert len(grown) >= 90
@@ -146,7 +132,7 @@ def test_bad_seed_file_names_line_and_field(teacher: OpenAITestServer, tmp_path:
     }
     bad = dict(good, id="b", is_classification="sometimes")
     seeds.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
-    done = run_cli(*_bootstrap(teacher, tmp_path / "run", "--seeds", str(seeds)))
+    done = run_cli(*bootstrap_args(teacher, tmp_path / "run", "--seeds", str(seeds)))
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"{seeds}:2: field 'is_classification'" in done.stderr
     assert not (tmp_path / "run").exists()
@@ -180,14 +166,14 @@ def test_config_file_and_flags(teacher: OpenAITestServer, tmp_path: Path) -> Non
 
 def test_changed_identity_is_refused_with_field(teacher: OpenAITestServer, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert run_cli(*_bootstrap(teacher, out, "--target", "10")).returncode == 0
+    assert run_cli(*bootstrap_args(teacher, out, "--target", "10")).returncode == 0
     before = (out / "pool.jsonl").read_bytes()
-    done = run_cli(*_bootstrap(teacher, out, "--target", "20", "--temperature", "0.3"))
+    done = run_cli(*bootstrap_args(teacher, out, "--target", "20", "--temperature", "0.3"))
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "teacher.temperature" in done.stderr and "0.7" in done.stderr
     assert (out / "pool.jsonl").read_bytes() == before
     # Operational settings may change.
-    done = run_cli(*_bootstrap(teacher, out, "--target", "20", "--concurrency", "3"))
+    done = run_cli(*bootstrap_args(teacher, out, "--target", "20", "--concurrency", "3"))
     assert done.returncode == 0, done.stderr
 
 
@@ -199,7 +185,7 @@ def test_export_of_missing_run_is_one_line(tmp_path: Path) -> None:
 
 def test_chat_api_runs_every_stage(teacher: OpenAITestServer, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = run_cli(*_bootstrap(teacher, out, "--target", "20", "--api", "chat"))
+    done = run_cli(*bootstrap_args(teacher, out, "--target", "20", "--api", "chat"))
     assert done.returncode == 0, done.stderr
     assert {r.endpoint for r in teacher.requests} == {"chat"}
     pool = [json.loads(line) for line in (out / "pool.jsonl").read_text().splitlines()]
@@ -220,9 +206,9 @@ def test_persistent_teacher_fault_stops_cleanly_and_resumes(tmp_path: Path) -> N
 
     out = tmp_path / "run"
     with OpenAITestServer(handler) as server:
-        assert run_cli(*_bootstrap(server, out, "--target", "20")).returncode == 0
+        assert run_cli(*bootstrap_args(server, out, "--target", "20")).returncode == 0
         broken["on"] = True
-        args = _bootstrap(server, out, "--target", "60", "--max-retries", "1")
+        args = bootstrap_args(server, out, "--target", "60", "--max-retries", "1")
         done = run_cli(*args)
         assert done.returncode != 0 and "Traceback" not in done.stderr
         assert server.base_url in done.stderr and "503" in done.stderr

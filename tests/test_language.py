@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import bootstrap_args, run_cli
 
 from selfinstruct.config import (
     DEFAULT_BLACKLIST,
@@ -299,19 +299,7 @@ def test_zh_seeds_are_pairwise_novel() -> None:
 
 
 def _bootstrap(server: OpenAITestServer, out: Path, *extra: str) -> list[str]:
-    return [
-        "bootstrap",
-        "--base-url",
-        server.base_url,
-        "--model",
-        "test-model",
-        "--out",
-        str(out),
-        "--quiet",
-        "--target",
-        "40",
-        *extra,
-    ]
+    return bootstrap_args(server, out, "--target", "40", *extra)
 
 
 def _lines(path: Path) -> list[dict[str, object]]:

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import cli_env
 
-from selfinstruct.engine import request_digest
-from selfinstruct.records import SamplingParams
+from selfinstruct.testing.keys import digest_of
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
 from selfinstruct.testing.teacher import SyntheticTeacher
 
@@ -47,22 +46,6 @@ def _args(server: OpenAITestServer, out: Path, mode: str, target: int) -> list[s
         str(CONCURRENCY),
         "--quiet",
     ]
-
-
-def _digest(request: RecordedRequest) -> str:
-    """Compute the log-key digest the engine gave this request, from what the server saw."""
-    body = request.body
-    stop = body.get("stop") or []
-    params = SamplingParams(
-        temperature=body["temperature"],
-        top_p=body["top_p"],
-        max_tokens=body["max_tokens"],
-        presence_penalty=body["presence_penalty"],
-        frequency_penalty=body["frequency_penalty"],
-        stop=tuple([stop] if isinstance(stop, str) else stop),
-        seed=body.get("seed"),
-    )
-    return request_digest(request.prompt, params)
 
 
 def _logged_keys(out: Path) -> list[str]:
@@ -186,7 +169,7 @@ def _crash_until_done(
                 kills += 1
         _, stderr = proc.communicate(timeout=120)
         # No request whose response had been logged is ever sent again.
-        repeated = [r for r in server.requests[seen_before:] if _digest(r) in logged]
+        repeated = [r for r in server.requests[seen_before:] if digest_of(r) in logged]
         assert repeated == [], f"attempt {attempt}: re-asked {len(repeated)} logged requests"
         # What is committed is final: the same bytes as the uninterrupted run, never less.
         pool, rejected = _committed(out)
@@ -278,7 +261,7 @@ def test_power_cut_mid_round_loses_nothing(
         seen = len(server.requests)
         done = subprocess.run(_args(server, out, mode, 120), env=cli_env(), capture_output=True)
         assert done.returncode == 0, done.stderr
-        assert [r for r in server.requests[seen:] if _digest(r) in logged] == []
+        assert [r for r in server.requests[seen:] if digest_of(r) in logged] == []
     for name in ("pool.jsonl", "rejected.jsonl"):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
 

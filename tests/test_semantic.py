@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, run_cli
+from conftest import bootstrap_args, cli_env, run_cli
 
 from selfinstruct import semantic
 from selfinstruct.similarity import rouge_l
@@ -86,21 +86,8 @@ def test_log_is_reused_and_cut_back(embedder: semantic.Embedder, tmp_path: Path)
 
 
 def _bootstrap(server: OpenAITestServer, out: Path, target: int, *extra: str) -> list[str]:
-    return [
-        "bootstrap",
-        "--base-url",
-        server.base_url,
-        "--model",
-        "test-model",
-        "--out",
-        str(out),
-        "--target",
-        str(target),
-        "--semantic-dedup",
-        "0.65",  # the synthetic teacher's tasks are templated, but not paraphrases
-        "--quiet",
-        *extra,
-    ]
+    # 0.65: the synthetic teacher's tasks are templated, but not paraphrases.
+    return bootstrap_args(server, out, "--target", str(target), "--semantic-dedup", "0.65", *extra)
 
 
 @needs_model
