@@ -3,10 +3,13 @@
 :class:`AdaptiveLimit` finds a server's capacity the way TCP finds a link's: it starts
 small, doubles each round trip while the server keeps up ("slow start"), and after the
 first sign of overload grows by one request per round trip ("congestion avoidance").
+After a decrease it first closes half the gap to where it stood before each round trip
+(TCP CUBIC's fast return to the last maximum), so the limit spends its time near the
+capacity rather than climbing back to it one request at a time.
 Overload is an HTTP 429, or latency far above what the same kind of request took
 before (a batching server such as vLLM slows down before it refuses). On overload the
 limit drops to a fraction of what was in flight when the refused request was sent, at
-most once per round trip, so one burst of 429s counts as one signal.
+most once per round trip, and by one more for each further refusal of the same burst.
 
 The limits are plain objects fed with events, so their behaviour is a table of cases
 in the tests; the clock is passed in for the same reason.
@@ -35,6 +38,8 @@ LATENCY_WEIGHT = 0.02
 RATIO_WEIGHT = 0.1
 # Grow only while this share of the limit is in use: an idle limit proves nothing.
 DEMAND_SHARE = 0.5
+# After a decrease, the share of the gap to the limit before it closed per round trip.
+RECOVERY = 0.5
 
 
 class ConcurrencyLimit:
@@ -92,6 +97,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._kinds: dict[str, _Kind] = {}
         self._last_decrease = float("-inf")
         self._round_trip: float | None = None  # seconds, from the answers
+        self._before_decrease = 0.0  # where the last decrease came down from
 
     @property
     def adaptive(self) -> bool:
@@ -116,24 +122,40 @@ class AdaptiveLimit(ConcurrencyLimit):
                 return
         if in_flight + 1 < DEMAND_SHARE * self._limit:
             return
-        # +1 per answer doubles the limit each round trip; +1/limit adds one per round trip.
-        step = 1.0 if self.slow_start else 1.0 / self._limit
+        # +1 per answer doubles the limit each round trip; +g/limit adds g per round trip:
+        # half the way back to the last maximum, and at least one request.
+        if self.slow_start:
+            step = 1.0
+        else:
+            gap = self._before_decrease - self._limit
+            step = max(1.0, RECOVERY * gap) / self._limit
         self._limit = min(float(self.maximum), self._limit + step)
 
     def on_overload(self, sent_at: float, in_flight: int) -> None:
-        """Drop below what was in flight, once per round trip of refusals."""
-        if sent_at < self._last_decrease:
-            return  # sent before the last decrease: the same burst, already answered
-        self._decrease(min(self._limit, float(in_flight)), BACKOFF)
+        """Drop below what was in flight once per round trip; then one per further refusal.
 
-    def _decrease(self, base: float, factor: float) -> None:
+        The first refusal of a burst scales the limit down; each other refusal of the same
+        burst is one more request than the server takes, so it takes one off. A small
+        overshoot near the capacity costs a few requests; a limit far above it (a slow
+        start that overshot) comes down to it within one burst, before retries run out.
+        """
+        if sent_at < self._last_decrease or not self._decrease(
+            min(self._limit, float(in_flight)), BACKOFF
+        ):
+            self._limit = max(1.0, self._limit - 1.0)
+            # ... and the level to return to is one lower too: where refusals began.
+            self._before_decrease = max(1.0, self._before_decrease - 1.0)
+
+    def _decrease(self, base: float, factor: float) -> bool:
         now = self._clock()
         if now - self._last_decrease < (self._round_trip or 0.0):
-            return
+            return False
         self._last_decrease = now
         self.slow_start = False
         self.decreases += 1
+        self._before_decrease = base
         self._limit = max(1.0, base * factor)
+        return True
 
     def describe(self) -> str:
         """Say that the limit is found by probing, and where it stands."""

@@ -51,7 +51,7 @@ def test_growth_stops_at_the_maximum() -> None:
     assert limit.limit == 20
 
 
-def test_429_drops_below_what_was_in_flight_then_grows_one_per_round_trip() -> None:
+def test_429_drops_below_what_was_in_flight_then_climbs_back() -> None:
     clock = Clock()
     limit = AdaptiveLimit(initial=100, maximum=1024, clock=clock)
     limit.on_overload(sent_at=0.0, in_flight=80)
@@ -62,21 +62,39 @@ def test_429_drops_below_what_was_in_flight_then_grows_one_per_round_trip() -> N
     assert limit.limit == before + 1
 
 
-def test_a_burst_of_429s_counts_once() -> None:
+def test_a_burst_of_429s_scales_down_once_then_one_per_refusal() -> None:
     clock = Clock()
     limit = AdaptiveLimit(initial=64, maximum=1024, clock=clock)
     clock.now = 10.0
     limit.on_overload(sent_at=9.9, in_flight=64)
     first = limit.limit
-    # Requests sent before that decrease answer 429 too: the same signal, already taken.
+    assert first == int(64 * BACKOFF) and limit.decreases == 1
+    # Requests sent before that decrease are refused too: the same signal, but each one is
+    # a request more than the server takes.
     clock.now = 10.05
     for _ in range(30):
         limit.on_overload(sent_at=9.95, in_flight=64)
-    assert limit.limit == first and limit.decreases == 1
-    # One sent after the decrease is new information.
+    assert limit.decreases == 1 and limit.limit == first - 30
+    # One sent after the decrease, a round trip later, is new information.
     clock.now = 12.0
-    limit.on_overload(sent_at=11.0, in_flight=first)
-    assert limit.decreases == 2 and limit.limit == int(first * BACKOFF)
+    limit.on_overload(sent_at=11.0, in_flight=first - 30)
+    assert limit.decreases == 2 and limit.limit == int((first - 30) * BACKOFF)
+
+
+def test_after_a_429_it_returns_quickly_to_where_refusals_began() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(initial=300, maximum=1024, clock=clock)
+    limit.on_overload(sent_at=0.0, in_flight=260)  # refused at 260 in flight
+    assert limit.limit == int(260 * BACKOFF)  # 247
+    for _ in range(3):  # three round trips at the new limit
+        for _ in range(limit.limit):
+            limit.on_success("instances", 0.5, limit.limit - 1)
+    # Halving the gap each round trip: 13 -> ~6 -> ~3 -> ~1 below, not 3 of 13 back.
+    assert 256 <= limit.limit <= 260
+    for _ in range(3):  # then one per round trip, probing above it
+        for _ in range(limit.limit):
+            limit.on_success("instances", 0.5, limit.limit - 1)
+    assert 260 <= limit.limit <= 263
 
 
 def test_rising_latency_backs_off_but_one_slow_answer_does_not() -> None:

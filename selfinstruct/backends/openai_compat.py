@@ -68,12 +68,12 @@ def _retry_after(exc: BaseException | None) -> float | None:
         return None  # an HTTP date: rare from these servers; fall back to backoff
 
 
-def _backoff(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
+def _backoff(exc: BaseException | None, attempt: int) -> float:
+    """Return the seconds to wait after failed attempt number `attempt` (1 is the first)."""
     if (after := _retry_after(exc)) is not None:
         return after
     # Full jitter keeps many clients that failed together from retrying together.
-    return random.uniform(0, min(MAX_BACKOFF, 0.5 * 2**state.attempt_number))
+    return random.uniform(0, min(MAX_BACKOFF, 0.5 * 2**attempt))
 
 
 def _is_overload(exc: BaseException) -> bool:
@@ -270,61 +270,92 @@ class OpenAICompatBackend(Backend):
             log.warning("teacher %s answers again", endpoint.url)
         endpoint.failures = endpoint.set_asides = 0
 
-    def _wait_after(self, failed: list[_Endpoint]) -> Callable[[RetryCallState], float]:
+    def _wait(self, exc: BaseException | None, attempt: int, failed: list[_Endpoint]) -> float:
         """Retry at once on another endpoint after a fault, if one answers; else back off."""
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if exc is not None and not _is_overload(exc) and failed:
-                if any(e is not failed[-1] for e in self._healthy(failed[-1])):
-                    return 0.0
-            return _backoff(state)
-
-        return wait
+        if exc is not None and not _is_overload(exc) and failed:
+            if any(e is not failed[-1] for e in self._healthy(failed[-1])):
+                return 0.0
+        return _backoff(exc, attempt)
 
     # -- one request -----------------------------------------------------------------------
 
     async def _complete_one(self, request: Request) -> Completion:
-        async with self._gate:
-            endpoint = self._endpoints[0]
-            failed: list[_Endpoint] = []  # where this request has failed, latest last
+        tried: list[_Endpoint] = []  # where each attempt went
+        failed: list[_Endpoint] = []  # where this request has failed, latest last
+        try:
+            try:
+                # The first attempt goes without tenacity: its per-call objects form
+                # reference cycles, and at hundreds of requests a second that garbage made
+                # the cyclic collector stop the event loop for ~100 ms at a time (measured
+                # with gc.callbacks). Only a request that fails pays for the machinery.
+                return await self._gated_attempt(request, tried, failed)
+            except Exception as exc:
+                if not _is_transient(exc) or self._config.max_retries < 1:
+                    raise
+                await asyncio.sleep(self._wait(exc, 1, failed))
+
+            def wait(state: RetryCallState) -> float:
+                exc = state.outcome.exception() if state.outcome else None
+                return self._wait(exc, state.attempt_number + 1, failed)
+
             retrying = AsyncRetrying(
                 retry=retry_if_exception(_is_transient),
-                stop=stop_after_attempt(self._config.max_retries + 1),
-                wait=self._wait_after(failed),
+                stop=stop_after_attempt(self._config.max_retries),
+                wait=wait,
                 reraise=True,
             )
-            try:
-                async for attempt in retrying:
-                    with attempt:
-                        endpoint = await self._pick(failed[-1] if failed else None)
-                        in_flight = sum(e.outstanding for e in self._endpoints)
-                        endpoint.outstanding += 1
-                        sent_at = self._clock()
-                        try:
-                            completion = await self._call(endpoint, request)
-                        except BaseException as exc:
-                            if _is_overload(exc):
-                                self.limit.on_overload(sent_at, in_flight + 1)
-                            elif _is_transient(exc):
-                                self._failed(endpoint, exc)
-                                failed.append(endpoint)
-                            raise
-                        finally:
-                            endpoint.outstanding -= 1
-                        self._answered(endpoint)
-                        self.limit.on_success(request.stage, self._clock() - sent_at, in_flight)
-                        return completion
-            except openai.AuthenticationError as exc:
-                raise AuthError(
-                    f"{endpoint.url} rejected the API key: {describe_error(exc)}"
-                ) from None
-            except (openai.APIError, _BadResponse) as exc:
-                attempts = self._config.max_retries + 1
-                tries = f" after {attempts} attempt{'s' * (attempts > 1)}"
-                tries = tries if _is_transient(exc) else ""
-                raise TeacherError(f"{endpoint.url}: {describe_error(exc)}{tries}") from None
-            raise AssertionError("unreachable: tenacity re-raises the last error")
+            async for attempt in retrying:
+                with attempt:
+                    return await self._gated_attempt(request, tried, failed)
+        except openai.AuthenticationError as exc:
+            url = (tried[-1] if tried else self._endpoints[0]).url
+            raise AuthError(f"{url} rejected the API key: {describe_error(exc)}") from None
+        except (openai.APIError, _BadResponse) as exc:
+            url = (tried[-1] if tried else self._endpoints[0]).url
+            attempts = self._config.max_retries + 1
+            tries = f" after {attempts} attempt{'s' * (attempts > 1)}"
+            tries = tries if _is_transient(exc) else ""
+            raise TeacherError(f"{url}: {describe_error(exc)}{tries}") from None
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _gated_attempt(
+        self, request: Request, tried: list[_Endpoint], failed: list[_Endpoint]
+    ) -> Completion:
+        """Wait for a slot, then make one attempt on the best endpoint.
+
+        A refused attempt gives its slot back while it waits to retry: after a 429 the limit
+        drops, and retries that kept their slots would keep the server above it. Retries
+        are let in before new requests.
+        """
+        await self._gate.acquire(-1 if tried else 0)
+        try:
+            endpoint = await self._pick(failed[-1] if failed else None)
+            tried.append(endpoint)
+            return await self._attempt(endpoint, request, failed)
+        finally:
+            self._gate.release()
+
+    async def _attempt(
+        self, endpoint: _Endpoint, request: Request, failed: list[_Endpoint]
+    ) -> Completion:
+        """Send one attempt to `endpoint`, telling the limit and the health record how it went."""
+        in_flight = sum(e.outstanding for e in self._endpoints)
+        endpoint.outstanding += 1
+        sent_at = self._clock()
+        try:
+            completion = await self._call(endpoint, request)
+        except BaseException as exc:
+            if _is_overload(exc):
+                self.limit.on_overload(sent_at, in_flight + 1)
+            elif _is_transient(exc):
+                self._failed(endpoint, exc)
+                failed.append(endpoint)
+            raise
+        finally:
+            endpoint.outstanding -= 1
+        self._answered(endpoint)
+        self.limit.on_success(request.stage, self._clock() - sent_at, in_flight)
+        return completion
 
     async def _call(self, endpoint: _Endpoint, request: Request) -> Completion:
         try:
