@@ -9,10 +9,13 @@ and peak memory are the tool's alone.
 Prints: time to N, requests, teacher utilisation (mean busy slots / K over the run),
 client CPU seconds per accepted task, and peak memory (max RSS of the bootstrap process).
 
-    python benchmarks/throughput.py --capacity 64 --target 3000
-    python benchmarks/throughput.py --capacity 256 --target 6000
-    python benchmarks/throughput.py --servers 4 --capacity 64 --target 6000
+    python benchmarks/throughput.py --capacity 64 --target 6000
+    python benchmarks/throughput.py --capacity 256 --target 16000 --prompts-per-round 16
+    python benchmarks/throughput.py --servers 4 --capacity 64 --target 16000 --prompts-per-round 16
     python benchmarks/throughput.py --instant --target 52000 --capacity 1024
+
+The defaults keep about 150 requests in flight (17 rounds of 4 prompts and their follow-ups),
+so a teacher that takes 256 needs more prompts per round to be kept busy.
 """
 
 from __future__ import annotations

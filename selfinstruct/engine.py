@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 
 # Stop rather than pay forever when a teacher's answers never yield a task.
 MAX_IDLE_ROUNDS = 50
+# Seconds of screening after which the event loop is let go (see Bootstrap._screen).
+SCREEN_SLICE = 0.005
 # The semantic index's vectors, appended as instructions join it (see semantic.py).
 SEMANTIC_LOG = "semantic.vec"
 
@@ -275,7 +277,7 @@ class Bootstrap:
         async with turn:
             await turn.wait_for(lambda: self._novelty_round == round_number)
         result = _RoundResult()
-        admitted = self._screen(completions, result.rejections)
+        admitted = await self._screen(completions, result.rejections)
         async with turn:
             self._novelty_round += 1
             turn.notify_all()
@@ -294,12 +296,19 @@ class Bootstrap:
                 result.tasks.append(task)
         return result
 
-    def _screen(
+    async def _screen(
         self, completions: Sequence[Completion], rejections: list[dict[str, Any]]
     ) -> list[_Admitted]:
-        """Parse, filter and check novelty; admitted instructions join the index at once."""
+        """Parse, filter and check novelty; admitted instructions join the index at once.
+
+        A round's candidates take tens to hundreds of milliseconds against a large pool, so
+        the loop is let go between them: answers that arrive meanwhile are read and new
+        requests sent, instead of waiting (the teacher idles while they wait). The novelty
+        turn stays with this round, so decisions keep their order.
+        """
         admitted: list[_Admitted] = []
         alpaca = self.config.mode == "alpaca"
+        yielded = time.perf_counter()
         for completion in completions:
             truncated = completion.finish_reason == "length"
             items: Sequence[Candidate | Unparsed | str]
@@ -311,6 +320,9 @@ class Bootstrap:
                     completion.text, continued=continued, truncated=truncated
                 )
             for item in items:
+                if time.perf_counter() - yielded > SCREEN_SLICE:
+                    await asyncio.sleep(0)
+                    yielded = time.perf_counter()
                 if isinstance(item, Unparsed):
                     rejections.append(_rejection("instructions", item.reason, "", item.text))
                     continue

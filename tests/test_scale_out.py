@@ -69,9 +69,9 @@ def test_overshooting_the_capacity_costs_retries_not_failures() -> None:
     # The limit starts at 16 against a server that takes 3, with answers slow enough that
     # a refused request retrying at once (Retry-After 0.05 s) would meet a full server again:
     # refused requests must give their slots back and wait for the lowered limit, or some
-    # run out of their 2 retries.
+    # run out of their 4 retries (the old code did, every time).
     with OpenAITestServer(lambda r: Reply(text="ok", delay=0.3), capacity=3) as server:
-        results, backend = _run([server.base_url], _requests(40), max_retries=2)
+        results, backend = _run([server.base_url], _requests(40), max_retries=4)
         stats = server.stats()
     assert [c.text for c in results] == ["ok"] * 40
     assert stats.rejected_over_capacity >= 13  # the first overshoot was really refused
