@@ -3,7 +3,7 @@
 :class:`AdaptiveLimit` finds a server's capacity the way TCP finds a link's: it starts
 small, doubles each round trip while the server keeps up ("slow start"), and after the
 first sign of overload grows by one request per round trip ("congestion avoidance").
-After a decrease it first closes half the gap to where it stood before each round trip
+After a decrease it first closes half the gap to where refusals began each round trip
 (TCP CUBIC's fast return to the last maximum), so the limit spends its time near the
 capacity rather than climbing back to it one request at a time.
 Overload is an HTTP 429, or latency far above what the same kind of request took

@@ -543,24 +543,11 @@ class Bootstrap:
         self._novelty_turn = asyncio.Condition()
         self._gate = PriorityGate(self._slots)
         self._open_semantic()
-        # The pool and the index only grow and live as long as the run. Left to the cyclic
-        # collector, every full collection walks all of them (hundreds of thousands of
-        # objects: ~150-250 ms with the event loop stopped, repeatedly, at 16K tasks), and
-        # answers pile up meanwhile. Freezing after loading and after each commit keeps
-        # full collections to what is new; nothing is lost, as reference counting still
-        # frees frozen objects, and the run unfreezes everything when it ends. With
-        # hundreds of requests a second, the default young-generation threshold (700)
-        # also ran a collection every few milliseconds that promoted each in-flight
-        # request's objects instead of letting them die young (3.4 s of 84 s client CPU
-        # in a 16K run; 0.7 s with YOUNG_THRESHOLD).
-        thresholds = gc.get_threshold()
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(max(YOUNG_THRESHOLD, thresholds[0]), *thresholds[1:])
         idle_rounds = 0
         next_commit = state.rounds_committed
         next_start = next_commit
         in_flight: dict[int, asyncio.Task[_RoundResult]] = {}
+        restore_collector = _quiet_collector()
         try:
             while state.accepted < self.config.target:
                 while next_start <= next_commit + self.config.lookahead and (
@@ -578,7 +565,7 @@ class Bootstrap:
                             raise error
                 accepted_before = state.accepted
                 self._commit(next_commit, in_flight.pop(next_commit).result())
-                gc.freeze()
+                gc.freeze()  # what the round added joins the frozen heap (_quiet_collector)
                 next_commit += 1
                 idle_rounds = 0 if state.accepted > accepted_before else idle_rounds + 1
                 if idle_rounds >= MAX_IDLE_ROUNDS:
@@ -601,8 +588,7 @@ class Bootstrap:
             for task in in_flight.values():
                 task.cancel()
             await asyncio.gather(*in_flight.values(), return_exceptions=True)
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
+            restore_collector()
             if self.semantic is not None:
                 self.semantic.close()
         return self._snapshot(start)
@@ -654,6 +640,31 @@ class Bootstrap:
             requests_sent=self._sent,
             requests_replayed=self._replayed,
         )
+
+
+def _quiet_collector() -> Callable[[], None]:
+    """Freeze the heap and collect the young generation less often; return the undo.
+
+    The pool and the index only grow and live as long as the run. Left to the cyclic
+    collector, every full collection walks all of them (hundreds of thousands of objects:
+    ~150-250 ms with the event loop stopped, repeatedly, at 16K tasks), and answers pile up
+    meanwhile. Freezing after loading (and, in the loop, after each commit) keeps full
+    collections to what is new; nothing is lost, as reference counting still frees frozen
+    objects, and the undo unfreezes everything. With hundreds of requests a second, the
+    default young-generation threshold (700) also ran a collection every few milliseconds
+    that promoted each in-flight request's objects instead of letting them die young
+    (3.4 s of 84 s client CPU in a 16K run; 0.7 s with YOUNG_THRESHOLD).
+    """
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(max(YOUNG_THRESHOLD, thresholds[0]), *thresholds[1:])
+
+    def restore() -> None:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+    return restore
 
 
 def _succeeded(task: asyncio.Task[_RoundResult]) -> bool:

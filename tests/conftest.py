@@ -23,8 +23,10 @@ def teacher() -> Iterator[OpenAITestServer]:
         yield server
 
 
-def bootstrap_args(server: OpenAITestServer, out: Path, *extra: str) -> list[str]:
-    """Return the CLI arguments of a quiet bootstrap of `out` against a loopback teacher."""
+def bootstrap_args(
+    server: OpenAITestServer, out: Path, *extra: str, quiet: bool = True
+) -> list[str]:
+    """Return the CLI arguments of a bootstrap of `out` against a loopback teacher."""
     return [
         "bootstrap",
         "--base-url",
@@ -33,7 +35,7 @@ def bootstrap_args(server: OpenAITestServer, out: Path, *extra: str) -> list[str
         "test-model",
         "--out",
         str(out),
-        "--quiet",
+        *(["--quiet"] if quiet else []),
         *extra,
     ]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import cli_env, run_cli
+from conftest import bootstrap_args, cli_env, run_cli
 from openai.types import Completion as OpenAICompletion
 from openai.types.chat import ChatCompletion
 
@@ -357,20 +357,9 @@ def _bootstrap_args(server: OpenAITestServer, out: Path, target: int, *extra: st
     config = out.parent / f"{out.name}.toml"
     # Short waits keep the test quick; the defaults suit a real API (minutes to hours).
     config.write_text("[teacher]\nbatch_quiet_seconds = 0.3\n")
-    return [
-        "bootstrap",
-        "--base-url",
-        server.base_url,
-        "--model",
-        "test-model",
-        "--out",
-        str(out),
-        "--target",
-        str(target),
-        "--config",
-        str(config),
-        *extra,
-    ]
+    # Not quiet: the tests read the batch notes printed above the progress line.
+    extra = ("--target", str(target), "--config", str(config), *extra)
+    return bootstrap_args(server, out, *extra, quiet=False)
 
 
 def _batch_args(server: OpenAITestServer, out: Path, target: int) -> list[str]:

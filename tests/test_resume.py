@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import cli_env
+from conftest import bootstrap_args, cli_env
 
 from selfinstruct.testing.keys import digest_of
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
@@ -27,25 +27,8 @@ CONCURRENCY = 4
 
 
 def _args(server: OpenAITestServer, out: Path, mode: str, target: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "selfinstruct",
-        "bootstrap",
-        "--mode",
-        mode,
-        "--base-url",
-        server.base_url,
-        "--model",
-        "test-model",
-        "--out",
-        str(out),
-        "--target",
-        str(target),
-        "--concurrency",
-        str(CONCURRENCY),
-        "--quiet",
-    ]
+    extra = ("--mode", mode, "--target", str(target), "--concurrency", str(CONCURRENCY))
+    return [sys.executable, "-m", "selfinstruct", *bootstrap_args(server, out, *extra)]
 
 
 def _logged_keys(out: Path) -> list[str]:
