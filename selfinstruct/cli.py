@@ -511,7 +511,7 @@ def status(
 @app.command()
 def export(
     output: Annotated[
-        Path | None,
+        str | None,  # a str, not a Path: Path("") would read "." and hide an empty value
         typer.Option("--output", "-o", help="File to write (a directory for --format hf)."),
     ] = None,
     out: OutOption = DEFAULT_OUT,
@@ -551,12 +551,14 @@ def export(
         _fail(f"--format: unknown format {fmt!r} (choose from: {', '.join(FORMATS)})")
     if output is None and push_to_hub is None:
         _fail("--output: missing; name the file to write (or pass --push-to-hub REPO)")
+    if output is not None and not output.strip():
+        _fail("--output: empty path; name the file to write")
     if push_to_hub is not None and not os.environ.get(HF_TOKEN_ENV):
         # Checked before any file is written, so a missing token costs nothing.
         _fail(f"--push-to-hub needs a Hugging Face token: export {HF_TOKEN_ENV}=hf_... first")
     try:
         if output is not None:
-            n = export_run(out, output, fmt, system=system)
+            n = export_run(out, Path(output), fmt, system=system)
             typer.echo(f"wrote {n} records to {output}")
         if push_to_hub is not None:
             n = push(out, push_to_hub, private=private)
@@ -712,15 +714,13 @@ def init(
 ) -> None:
     """Write a commented run.toml holding every setting and its default."""
     from selfinstruct.config import LANGUAGES
-    from selfinstruct.runtoml import render_run_toml
+    from selfinstruct.runtoml import render_run_toml, write_run_toml
 
     if language not in LANGUAGES:
         _fail(f"--language: unknown language {language!r} (choose from: {', '.join(LANGUAGES)})")
     text = render_run_toml(language)
     try:
-        # Mode "x" creates the file or fails if it exists: no race with another writer.
-        with path.open("w" if force else "x", encoding="utf-8") as handle:
-            handle.write(text)
+        write_run_toml(path, text, overwrite=force)
     except FileExistsError:
         _fail(f"{path}: already exists; pass --force to overwrite it")
     except OSError as exc:
