@@ -648,12 +648,19 @@ def dedup(
         Path | None, typer.Option(help="Where to list rejects [default: OUTPUT.rejected.jsonl].")
     ] = None,
 ) -> None:
-    """Drop records whose instruction is a near duplicate of an earlier one (ROUGE-L)."""
+    """Drop tasks whose instruction is a near duplicate of an earlier one (ROUGE-L).
+
+    Records that share an instruction are one task, kept or dropped whole.
+    """
     from selfinstruct.dedup import dedup_file
 
     if tokenizer not in ("rouge", "unicode"):
         _fail(f"--tokenizer: unknown tokenizer {tokenizer!r} (choose from: rouge, unicode)")
-    bar = _Bar("dedup")
+    megabytes = _Bar("dedup: MB read")
+
+    def bar(done: int, total: int) -> None:
+        megabytes(-(-done // 1_000_000), -(-total // 1_000_000))  # rounded up: 1/1 at the end
+
     try:
         summary = dedup_file(
             input_path,
@@ -668,10 +675,14 @@ def dedup(
         _fail(str(exc))
     except OSError as exc:
         _fail(f"{exc.filename or input_path}: {exc.strerror or exc}")
-    bar.close()
+    megabytes.close()
+    duplicates = summary.duplicate_records
     typer.echo(
-        f"kept {summary.kept} of {summary.read} ({summary.rejected} near duplicates"
-        + (f", checked against {summary.against_size} more" if summary.against_size else "")
+        f"kept {summary.kept} of {summary.read} records ({summary.tasks_kept} of "
+        f"{summary.tasks} tasks; {summary.rejected - duplicates} records of near-duplicate "
+        f"tasks"
+        + (f", {duplicates} repeated records" if duplicates else "")
+        + (f"; checked against {summary.against_size} more" if summary.against_size else "")
         + f") in {summary.seconds:.1f}s -> {summary.output_path}; "
         f"rejects in {summary.rejected_path}"
     )
