@@ -88,8 +88,8 @@ _CHUNK: Final = 1 << 20
 _CONTEXT: Final = 64
 # Records, at most, whose tokens get ids by frequency before the run (speed only; the
 # decisions never change): enough for the frequent tokens, few enough to hold in memory.
-_VOCABULARY_SAMPLE: Final = 10_000
-_VOCABULARY_BYTES: Final = 8 << 20
+_VOCABULARY_SAMPLE: Final = 5_000
+_VOCABULARY_BYTES: Final = 2 << 20
 
 
 class DedupInputError(InputError, ValueError):
