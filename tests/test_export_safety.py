@@ -289,3 +289,32 @@ def test_tasks_export_of_alpaca_mode_keeps_classification_unknown(
     assert done.returncode == 0, done.stderr
     assert len(_pool(again)) >= 5
     assert os.path.getsize(again / "pool.jsonl") > 0
+
+
+def test_export_while_a_run_is_going_is_a_committed_prefix(
+    server: OpenAITestServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "live"
+    args = bootstrap_args(server, out, "--mode", "alpaca", "--target", "600")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "selfinstruct", *args],
+        env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        exports = []
+        for n in range(8):  # whatever the interleaving, each export is a committed prefix
+            target = tmp_path / f"during{n}.jsonl"
+            done = run_cli("export", "--out", str(out), "-f", "jsonl", "-o", str(target))
+            if "not a run directory" in done.stderr:
+                continue  # the run has not written config.json yet
+            assert done.returncode == 0, done.stderr
+            exports.append([json.loads(line) for line in target.read_text().splitlines()])
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+    final = _records(out)
+    for records in exports:
+        assert records == final[: len(records)]
