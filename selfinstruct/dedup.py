@@ -567,6 +567,9 @@ def dedup_file(
         raise DedupInputError(
             f"the rejected-records file must differ from the output file ({output_path})"
         )
+    for path in (output_path, rejected_path):
+        if path.is_dir():
+            raise DedupInputError("is a directory; name a file to write", path=path)
     try:
         index = NoveltyIndex(threshold=threshold, tokenizer=tokenizer)
     except ValueError as exc:
@@ -589,10 +592,11 @@ def dedup_file(
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
     rejected_path.parent.mkdir(parents=True, exist_ok=True)
+    # The output is replaced first: when that fails, no rejected file is left behind either.
     with (
         RecordReader(input_path) as reader,
-        atomic_file(output_path) as out_fh,
         atomic_file(rejected_path) as rejected_fh,
+        atomic_file(output_path) as out_fh,
     ):
         fmt = reader.format
         records = iter(reader)

@@ -274,6 +274,12 @@ def test_bad_arguments_raise_before_writing(tmp_path: Path) -> None:
         dedup_file(source, out, threshold=1.5)
     with pytest.raises(DedupInputError, match="must differ"):
         dedup_file(source, out, rejected_path=out)
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(DedupInputError, match=r"dir: is a directory; name a file to write"):
+        dedup_file(source, tmp_path / "dir")
+    with pytest.raises(DedupInputError, match=r"dir: is a directory"):
+        dedup_file(source, out, rejected_path=tmp_path / "dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.json", "dir"]
     against = tmp_path / "against.jsonl"
     against.write_text('{"text": "no instruction"}\n', "utf-8")
     with pytest.raises(DedupInputError, match="against.jsonl:1: field 'instruction': missing"):

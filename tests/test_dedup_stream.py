@@ -144,3 +144,16 @@ def test_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
     # Reading the whole file, as main did, costs several times its size.
     assert peak_large - peak_small < 16 * 1024, (peak_small, peak_large)
     assert kept_small == kept_large == records
+
+
+def test_lone_surrogates_are_written_as_escapes(tmp_path: Path) -> None:
+    source = tmp_path / "data.json"
+    source.write_text(
+        '[{"instruction": "Odd \\ud800 text here now"}, {"instruction": "Odd \\ud800 text here"}]'
+    )
+    summary = dedup_file(source, tmp_path / "kept.json")
+    assert (summary.kept, summary.rejected) == (1, 1)
+    kept = (tmp_path / "kept.json").read_bytes().decode("utf-8")  # valid UTF-8
+    assert json.loads(kept) == [{"instruction": "Odd \ud800 text here now"}]
+    (reject,) = summary.rejected_path.read_bytes().decode("utf-8").splitlines()
+    assert json.loads(reject)["record"] == {"instruction": "Odd \ud800 text here"}
