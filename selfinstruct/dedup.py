@@ -51,6 +51,7 @@ import json
 import os
 import re
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -577,7 +578,7 @@ def dedup_file(
 
     # The against file's distinct instructions and their lines; the index holds them anyway.
     against_texts: list[str] = []
-    lines: list[int] = []  # index position -> line of that instruction in its file
+    lines = array("q")  # index position -> line of that instruction in its file
     against_read = 0
     if against is not None:
         seen: set[str] = set()
