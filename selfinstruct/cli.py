@@ -511,7 +511,7 @@ def status(
 @app.command()
 def export(
     output: Annotated[
-        Path | None,
+        str | None,  # a str, not a Path: Path("") would read "." and hide an empty value
         typer.Option("--output", "-o", help="File to write (a directory for --format hf)."),
     ] = None,
     out: OutOption = DEFAULT_OUT,
@@ -551,12 +551,14 @@ def export(
         _fail(f"--format: unknown format {fmt!r} (choose from: {', '.join(FORMATS)})")
     if output is None and push_to_hub is None:
         _fail("--output: missing; name the file to write (or pass --push-to-hub REPO)")
+    if output is not None and not output.strip():
+        _fail("--output: empty path; name the file to write")
     if push_to_hub is not None and not os.environ.get(HF_TOKEN_ENV):
         # Checked before any file is written, so a missing token costs nothing.
         _fail(f"--push-to-hub needs a Hugging Face token: export {HF_TOKEN_ENV}=hf_... first")
     try:
         if output is not None:
-            n = export_run(out, output, fmt, system=system)
+            n = export_run(out, Path(output), fmt, system=system)
             typer.echo(f"wrote {n} records to {output}")
         if push_to_hub is not None:
             n = push(out, push_to_hub, private=private)
@@ -646,12 +648,19 @@ def dedup(
         Path | None, typer.Option(help="Where to list rejects [default: OUTPUT.rejected.jsonl].")
     ] = None,
 ) -> None:
-    """Drop records whose instruction is a near duplicate of an earlier one (ROUGE-L)."""
+    """Drop tasks whose instruction is a near duplicate of an earlier one (ROUGE-L).
+
+    Records that share an instruction are one task, kept or dropped whole.
+    """
     from selfinstruct.dedup import dedup_file
 
     if tokenizer not in ("rouge", "unicode"):
         _fail(f"--tokenizer: unknown tokenizer {tokenizer!r} (choose from: rouge, unicode)")
-    bar = _Bar("dedup")
+    megabytes = _Bar("dedup: MB read")
+
+    def bar(done: int, total: int) -> None:
+        megabytes(-(-done // 1_000_000), -(-total // 1_000_000))  # rounded up: 1/1 at the end
+
     try:
         summary = dedup_file(
             input_path,
@@ -666,10 +675,14 @@ def dedup(
         _fail(str(exc))
     except OSError as exc:
         _fail(f"{exc.filename or input_path}: {exc.strerror or exc}")
-    bar.close()
+    megabytes.close()
+    duplicates = summary.duplicate_records
     typer.echo(
-        f"kept {summary.kept} of {summary.read} ({summary.rejected} near duplicates"
-        + (f", checked against {summary.against_size} more" if summary.against_size else "")
+        f"kept {summary.kept} of {summary.read} records ({summary.tasks_kept} of "
+        f"{summary.tasks} tasks; {summary.rejected - duplicates} records of near-duplicate "
+        f"tasks"
+        + (f", {duplicates} repeated records" if duplicates else "")
+        + (f"; checked against {summary.against_size} more" if summary.against_size else "")
         + f") in {summary.seconds:.1f}s -> {summary.output_path}; "
         f"rejects in {summary.rejected_path}"
     )
@@ -712,15 +725,13 @@ def init(
 ) -> None:
     """Write a commented run.toml holding every setting and its default."""
     from selfinstruct.config import LANGUAGES
-    from selfinstruct.runtoml import render_run_toml
+    from selfinstruct.runtoml import render_run_toml, write_run_toml
 
     if language not in LANGUAGES:
         _fail(f"--language: unknown language {language!r} (choose from: {', '.join(LANGUAGES)})")
     text = render_run_toml(language)
     try:
-        # Mode "x" creates the file or fails if it exists: no race with another writer.
-        with path.open("w" if force else "x", encoding="utf-8") as handle:
-            handle.write(text)
+        write_run_toml(path, text, overwrite=force)
     except FileExistsError:
         _fail(f"{path}: already exists; pass --force to overwrite it")
     except OSError as exc:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from selfinstruct.errors import ConfigError, RunDirError
 from selfinstruct.records import Task
-from selfinstruct.store import CONFIG, atomic_write, load_pool
+from selfinstruct.store import CONFIG, atomic_file, atomic_write, load_checked_pool
 
 ExportFormat = Literal["alpaca", "jsonl", "sharegpt", "openai", "parquet", "hf", "tasks"]
 FORMATS: tuple[ExportFormat, ...] = (
@@ -81,7 +81,8 @@ def _task_line(task: Task) -> dict[str, Any]:
         "name": task.name,
         "instruction": task.instruction,
         "instances": [i.model_dump() for i in task.instances],
-        "is_classification": bool(task.is_classification),
+        # None where the run never asked (alpaca mode): unknown, not "no".
+        "is_classification": task.is_classification,
     }
 
 
@@ -99,10 +100,30 @@ def _require_hf(module: str) -> None:
 
 
 def load_run_pool(run: Path) -> list[Task]:
-    """Return the committed pool of a run directory, or raise RunDirError when it is none."""
+    """Return the committed pool of a run directory, checked as a resume checks it.
+
+    Raise RunDirError when `run` is no run directory or its committed logs are torn or
+    edited; nothing is locked or written, so a run may be going meanwhile.
+    """
     if not (run / CONFIG).exists():
         raise RunDirError(f"{run}: not a run directory (no {CONFIG}); pass --out RUN_DIR")
-    return load_pool(run)
+    return load_checked_pool(run)
+
+
+def check_output(run: Path, output: Path, fmt: ExportFormat) -> None:
+    """Refuse an output path that is empty, inside the run directory, or a directory.
+
+    Writing into the run directory would replace or add to its logs and break the run.
+    """
+    if not str(output):  # a Path made from "" reads ".", so the CLI checks that too
+        raise ConfigError("--output: empty path; name the file to write")
+    where, home = output.resolve(), run.resolve()
+    if where == home or home in where.parents:
+        raise ConfigError(
+            f"--output {output}: inside the run directory {run}; write the export elsewhere"
+        )
+    if fmt != "hf" and output.is_dir():
+        raise ConfigError(f"--output {output}: is a directory; name a file to write")
 
 
 def export_run(
@@ -118,6 +139,7 @@ def export_run(
         raise ConfigError(f"--system applies to the chat formats sharegpt and openai, not {fmt}")
     if fmt in ("parquet", "hf"):
         _require_hf("pyarrow")
+    check_output(run, output, fmt)
     if fmt == "hf":
         _require_hf("datasets")
         _check_hf_target(output)
@@ -155,11 +177,8 @@ def _arrow_table(records: list[dict[str, str]]) -> Any:
 def _write_parquet(output: Path, records: list[dict[str, str]]) -> None:
     import pyarrow.parquet as pq
 
-    tmp = output.with_name(output.name + ".tmp")
-    pq.write_table(_arrow_table(records), tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, output)
+    with atomic_file(output) as fh:
+        pq.write_table(_arrow_table(records), fh)
 
 
 def _check_hf_target(output: Path) -> None:
@@ -191,8 +210,9 @@ def _write_hf(output: Path, records: list[dict[str, str]]) -> None:
     try:
         hf_dataset(records).save_to_disk(str(tmp))
         if output.exists():
-            old = output.with_name(f".{output.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            # A unique, new empty directory: rename(2) may replace it, and no planted
+            # name or concurrent export is ever touched.
+            old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=output.parent))
             os.replace(output, old)
             os.replace(tmp, output)
             shutil.rmtree(old, ignore_errors=True)

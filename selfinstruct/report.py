@@ -34,6 +34,7 @@ from selfinstruct.store import (
     CONFIG,
     REJECTED,
     RESPONSES,
+    atomic_write,
     load_admitted_rejections,
     load_pool,
     read_lines,
@@ -754,10 +755,10 @@ def build_report(
     paths = []
     for name, png in pngs.items():
         path = out_dir / f"{name}.png"
-        path.write_bytes(png)
+        atomic_write(path, png)
         paths.append(path)
     html_path = out_dir / "report.html"
-    html_path.write_text(page, encoding="utf-8")
+    atomic_write(html_path, page.encode("utf-8"))
     return ReportResult(html_path, paths, parser_used, len(pool), scores)
 
 

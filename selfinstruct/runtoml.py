@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from selfinstruct.config import LANGUAGE_FILTER_DEFAULTS, MODE_SAMPLING, RunConfig
+from selfinstruct.store import atomic_write
 
 WIDTH = 92
 
@@ -42,6 +43,14 @@ _EXAMPLES: dict[str, Any] = {
     "budget.price_in": 0.15,
     "budget.price_out": 0.6,
 }
+
+
+def write_run_toml(path: Path, text: str, *, overwrite: bool = False) -> None:
+    """Write a run.toml atomically; without `overwrite`, an existing file (or link) stays.
+
+    Raise FileExistsError when `path` exists and `overwrite` is false.
+    """
+    atomic_write(path, text.encode(), overwrite=overwrite)
 
 
 def toml_value(value: Any) -> str:

@@ -24,7 +24,7 @@ class _SeedLine(BaseModel):
     name: str
     instruction: str = Field(min_length=1, pattern=r"\S")
     instances: list[Instance] = Field(min_length=1)
-    is_classification: bool
+    is_classification: bool | None  # null: unknown (an alpaca-mode export); never asked
 
     @field_validator("id", mode="before")
     @classmethod

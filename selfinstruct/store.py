@@ -19,9 +19,11 @@ half-written round vanishes and is redone from the logged responses at no cost.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -44,29 +46,79 @@ LOCK = "lock"
 
 
 @contextlib.contextmanager
-def _naming(path: Path) -> Iterator[None]:
-    """Name the file in a write error (a full disk), which os.write leaves nameless."""
+def _naming(path: Path, tmp: Path | None = None) -> Iterator[None]:
+    """Name `path` in a write error, which os.write leaves nameless (a full disk).
+
+    An error naming `tmp`, the temporary that stands for `path`, names `path` instead.
+    """
     try:
         yield
     except OSError as exc:
-        if exc.filename is not None:
+        if exc.filename is not None and (tmp is None or exc.filename != str(tmp)):
             raise
         raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with _naming(tmp), open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+# A temporary's name: hidden, beside its target, unique (48 random bits), and short enough
+# for NAME_MAX (255 bytes on Linux filesystems) whatever the target's name.
+_TMP_NAME_MAX = 200
+# O_EXCL: never reuse a file that exists (another writer's temporary); O_NOFOLLOW: never
+# write through a planted symlink. Mode 0o666 lets the umask decide, as open() would.
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Create a new, empty temporary file beside `path`; return its descriptor and path."""
+    base = path.name if len(os.fsencode(path.name)) <= _TMP_NAME_MAX else "selfinstruct"
+    for _ in range(100):
+        tmp = path.with_name(f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, _TMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue  # a name taken by chance (or planted): draw another
+        except OSError as exc:  # no such directory, no permission: about path, not tmp
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, *, overwrite: bool = True) -> Iterator[IO[bytes]]:
+    """Yield a binary file that takes the place of `path` when the block ends without error.
+
+    Everything goes to a new temporary beside `path`, created exclusively and never through
+    a symlink; at the end it is fsynced and renamed onto `path`, and the directory fsynced,
+    so a crash leaves the old file or the new one and two writers never mix. On any error
+    (an exception in the block, a full disk) the temporary is removed and the error names
+    `path`. With `overwrite=False` an existing `path` (a symlink included) raises
+    FileExistsError and is left alone.
+    """
+    fd, tmp = _create_temp(path)
+    try:
+        with _naming(path, tmp), os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        with _naming(path, tmp):
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                os.link(tmp, path, follow_symlinks=False)  # fails if path exists
+                os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old or the new file."""
+    with atomic_file(path, overwrite=overwrite) as fh:
+        fh.write(data)
 
 
 def read_lines(path: Path, limit: int | None = None) -> Iterator[tuple[int, bytes, int]]:
@@ -238,6 +290,102 @@ def _check_log(path: Path, data: bytes, size: int, lines: int, next_round: int) 
             )
 
 
+def verify_logs(run: Path, state: State) -> list[tuple[Path, int]]:
+    """Check pool and rejected logs against `state` as a resume does, reading only.
+
+    Raise RunDirError naming the file (and line and field) when a log is torn, cut short
+    or edited; return the (log, committed size) pairs that have an uncommitted tail.
+    """
+    pool_path, rejected_path = run / POOL, run / REJECTED
+    logs = (
+        (pool_path, state.pool_bytes, state.accepted),
+        (rejected_path, state.rejected_bytes, sum(state.rejections.values())),
+    )
+    cuts: list[tuple[Path, int]] = []
+    for path, size, lines in logs:
+        data = path.read_bytes() if path.exists() else b""
+        if len(data) < size:
+            raise RunDirError(
+                f"{path}: shorter ({len(data)} bytes) than its commit record ({size} "
+                "bytes); the file was edited or truncated"
+            )
+        _check_log(path, data, size, lines, state.rounds_committed)
+        if len(data) > size:
+            cuts.append((path, size))
+    for number, line, _ in read_lines(pool_path, state.pool_bytes):
+        _parse_task(pool_path, number, line)
+    load_admitted_rejections(run, state.rejected_bytes)
+    return cuts
+
+
+def rebuild_state(run: Path) -> State:
+    """Recover a lost commit record from the logs, dropping the last round seen; read only."""
+    pool_path, rejected_path = run / POOL, run / REJECTED
+    last_round = -1
+    logs: dict[Path, list[tuple[int, int]]] = {}
+    for path in (pool_path, rejected_path):
+        entries: list[tuple[int, int]] = []
+        for number, line, offset in read_lines(path):
+            try:
+                round_number = int(json.loads(line)["round"])
+            except (ValueError, KeyError, TypeError):
+                raise RunDirError(f"{path}:{number}: field 'round': missing or invalid") from None
+            entries.append((round_number, offset))
+            last_round = max(last_round, round_number)
+        logs[path] = entries
+    # The last round may be incomplete; it is redone from logged responses for free.
+    keep = max(last_round, 0)
+    state = State(rounds_committed=keep)
+    for path, entries in logs.items():
+        kept = [end for r, end in entries if r < keep]
+        size = kept[-1] if kept else 0
+        if path == pool_path:
+            state.pool_bytes, state.accepted = size, len(kept)
+        else:
+            state.rejected_bytes = size
+            for _, line, _ in read_lines(path, size):
+                entry = json.loads(line)
+                key = f"{entry.get('stage', 'unknown')}/{entry.get('reason', 'unknown')}"
+                state.rejections[key] += 1
+    return state
+
+
+# How often load_checked_pool reads again when a live run commits while it reads.
+_CHECK_ATTEMPTS = 5
+
+
+def load_checked_pool(run: Path) -> list[Task]:
+    """Return the committed pool after the checks a resume makes; never locks or writes.
+
+    A run whose committed logs are torn or edited is refused with the resume's RunDirError.
+    A bootstrap may be committing meanwhile: the commit record is read before and after the
+    logs, and the read is repeated until both agree, so the logs checked are the ones that
+    record describes.
+    """
+    for _ in range(_CHECK_ATTEMPTS):
+        before = read_state(run)
+        state = before if before is not None else rebuild_state(run)
+        try:
+            verify_logs(run, state)
+        except RunDirError:
+            if _commit_point(read_state(run)) == _commit_point(before):
+                raise
+            continue  # a round was committed while we read: read again
+        if _commit_point(read_state(run)) == _commit_point(before):
+            pool_path = run / POOL
+            return [
+                _parse_task(pool_path, n, line)
+                for n, line, _ in read_lines(pool_path, state.pool_bytes)
+            ]
+    raise RunDirError(f"{run}: the run kept committing while it was read; try again")
+
+
+def _commit_point(state: State | None) -> tuple[int, int, int] | None:
+    if state is None:
+        return None
+    return state.rounds_committed, state.pool_bytes, state.rejected_bytes
+
+
 class RunDir:
     """Exclusive access to one run directory for the whole of a bootstrap."""
 
@@ -318,66 +466,15 @@ class RunDir:
 
     def _recover(self) -> None:
         state = read_state(self.path)
-        pool_path, rejected_path = self.path / POOL, self.path / REJECTED
         if state is None:
-            state = self._rebuild_state()
-        logs = (
-            (pool_path, state.pool_bytes, state.accepted),
-            (rejected_path, state.rejected_bytes, sum(state.rejections.values())),
-        )
+            state = rebuild_state(self.path)
         # Everything is checked before anything is written: bad input changes no file.
-        cuts: list[tuple[Path, int]] = []
-        for path, size, lines in logs:
-            data = path.read_bytes() if path.exists() else b""
-            if len(data) < size:
-                raise RunDirError(
-                    f"{path}: shorter ({len(data)} bytes) than its commit record ({size} "
-                    "bytes); the file was edited or truncated"
-                )
-            _check_log(path, data, size, lines, state.rounds_committed)
-            if len(data) > size:
-                cuts.append((path, size))
-        for number, line, _ in read_lines(pool_path, state.pool_bytes):
-            _parse_task(pool_path, number, line)
-        load_admitted_rejections(self.path, state.rejected_bytes)
+        cuts = verify_logs(self.path, state)
         for path, size in cuts:
             os.truncate(path, size)  # drop a half-written round
         self.state = state
         atomic_write(self.path / STATE, state.to_json())
         self._load_responses()
-
-    def _rebuild_state(self) -> State:
-        """Recover a lost commit record from the logs, dropping the last round seen."""
-        pool_path, rejected_path = self.path / POOL, self.path / REJECTED
-        last_round = -1
-        logs: dict[Path, list[tuple[int, int]]] = {}
-        for path in (pool_path, rejected_path):
-            entries: list[tuple[int, int]] = []
-            for number, line, offset in read_lines(path):
-                try:
-                    round_number = int(json.loads(line)["round"])
-                except (ValueError, KeyError, TypeError):
-                    raise RunDirError(
-                        f"{path}:{number}: field 'round': missing or invalid"
-                    ) from None
-                entries.append((round_number, offset))
-                last_round = max(last_round, round_number)
-            logs[path] = entries
-        # The last round may be incomplete; it is redone from logged responses for free.
-        keep = max(last_round, 0)
-        state = State(rounds_committed=keep)
-        for path, entries in logs.items():
-            kept = [end for r, end in entries if r < keep]
-            size = kept[-1] if kept else 0
-            if path == pool_path:
-                state.pool_bytes, state.accepted = size, len(kept)
-            else:
-                state.rejected_bytes = size
-                for _, line, _ in read_lines(path, size):
-                    entry = json.loads(line)
-                    key = f"{entry.get('stage', 'unknown')}/{entry.get('reason', 'unknown')}"
-                    state.rejections[key] += 1
-        return state
 
     def _load_responses(self) -> None:
         path = self.path / RESPONSES

@@ -56,6 +56,8 @@ def test_alpaca_json_keeps_novel_records_in_order(tmp_path: Path) -> None:
         output_path=out,
         rejected_path=tmp_path / "out" / "kept.json.rejected.jsonl",
         input_format="alpaca",
+        tasks=6,
+        tasks_kept=4,
     )
     assert summary.seconds >= 0
     assert json.loads(out.read_text(encoding="utf-8")) == KEPT_ALPACA
@@ -166,21 +168,24 @@ def test_threshold_and_unicode_tokenizer(tmp_path: Path) -> None:
     assert dedup_file(source, tmp_path / "c.txt", tokenizer="unicode", threshold=1.0).kept == 3
 
 
-def test_progress_reports_every_thousand_records(tmp_path: Path) -> None:
+def test_progress_reports_bytes_every_thousand_records(tmp_path: Path) -> None:
     source = tmp_path / "numbers.txt"
     source.write_text("\n".join(f"task {i} {i * 7} {i * 13}" for i in range(2500)), "utf-8")
+    size = source.stat().st_size
     calls: list[tuple[int, int]] = []
     dedup_file(
         source, tmp_path / "out.txt", progress=lambda done, total: calls.append((done, total))
     )
-    assert calls == [(1000, 2500), (2000, 2500), (2500, 2500)]
+    assert len(calls) == 3 and calls[-1] == (size, size)
+    assert all(total == size and 0 < done <= size for done, total in calls)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", "utf-8")
     calls.clear()
     summary = dedup_file(
         empty, tmp_path / "empty-out.txt", progress=lambda d, t: calls.append((d, t))
     )
-    assert (summary.read, calls) == (0, [(0, 0)])
+    assert (summary.read, calls) == (0, [(2, 2)])
     assert (tmp_path / "empty-out.txt").read_text("utf-8") == ""
 
 
@@ -269,6 +274,12 @@ def test_bad_arguments_raise_before_writing(tmp_path: Path) -> None:
         dedup_file(source, out, threshold=1.5)
     with pytest.raises(DedupInputError, match="must differ"):
         dedup_file(source, out, rejected_path=out)
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(DedupInputError, match=r"dir: is a directory; name a file to write"):
+        dedup_file(source, tmp_path / "dir")
+    with pytest.raises(DedupInputError, match=r"dir: is a directory"):
+        dedup_file(source, out, rejected_path=tmp_path / "dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.json", "dir"]
     against = tmp_path / "against.jsonl"
     against.write_text('{"text": "no instruction"}\n', "utf-8")
     with pytest.raises(DedupInputError, match="against.jsonl:1: field 'instruction': missing"):

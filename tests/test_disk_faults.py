@@ -68,6 +68,8 @@ def _assert_clean_stop(done: subprocess.CompletedProcess[str], out: Path, reason
     assert done.stderr.startswith(f"error: {out}/"), done.stderr  # names the file
     assert reason in done.stderr
     assert "free space and re-run the same command to resume" in done.stderr
+    # A failed atomic write (state.json, config.json) leaves no temporary behind.
+    assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == []
 
 
 @pytest.mark.parametrize("headroom", [2_000, 10_000, 20_000])

@@ -130,3 +130,22 @@ def test_live_lock_is_respected_and_dead_lock_ignored(tmp_path: Path) -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 9
     assert (tmp_path / "lock").read_text().startswith("pid ")
     _open(tmp_path).close()
+
+
+def test_failed_commit_record_write_leaves_no_temporary(tmp_path: Path) -> None:
+    def small_files() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50, 50))  # state.json is larger
+
+    script = (
+        "import sys; from pathlib import Path; from selfinstruct.store import atomic_write\n"
+        "atomic_write(Path(sys.argv[1]), b'x' * 4096)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "state.json")],
+        capture_output=True, text=True, preexec_fn=small_files, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and "File too large" in done.stderr
+    assert f"'{tmp_path / 'state.json'}'" in done.stderr  # names the file, not a temporary
+    assert list(tmp_path.iterdir()) == []
