@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402, TID253 - a benchmark, run only with the extra installed
+from evidence import add_save_option, saved_output  # noqa: E402
 from rouge_bench import InstructionFactory  # noqa: E402
 
 from selfinstruct.semantic import DIMENSION, Embedder, SemanticIndex, _digest  # noqa: E402
@@ -73,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="embed all 52,000 pool texts")
     parser.add_argument("--reference", action="store_true", help="compare with float32")
+    add_save_option(parser)
     args = parser.parse_args()
 
     factory = InstructionFactory()
@@ -158,4 +160,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with saved_output("--save" in sys.argv, __file__):
+        main()
