@@ -107,4 +107,4 @@ def saved_output(save: bool, script_path: str, argv: list[str] | None = None) ->
             yield
         finally:
             sys.stdout = stdout
-    print(f"saved {path.relative_to(ROOT)}")
+            print(f"saved {path.relative_to(ROOT)}")

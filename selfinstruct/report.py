@@ -287,7 +287,7 @@ _ZH_VERBS = frozenset(
     "给出 提供 举出 说出 写出 讲讲 讲述 安排 准备 排列 换算 检查 修改 改正 预测 论证 简化 "
     "规划 梳理 点评 评价 建议 概述 分类 标注 压缩 统计 对比 评估 策划 构思 想出 想想 "
     "列一列 讲一讲 数一数 想一想 写一写 解方程 模仿 仿写 润色 校对 纠正 转换 改成 变成 "
-    "补全 补充 填写 造句 区分 识别 归类 提出 罗列 阐述 阐明 论述 概述 拟定 起个 取个".split()
+    "补全 补充 填写 造句 区分 识别 归类 提出 罗列 阐述 阐明 论述 拟定 起个 取个".split()
 )
 # One-character verbs: only when a number, measure word or complement follows (写一首,
 # 想三条, 写出), since a single character alone says too little (写 inside 描写, 想 in 想象).
