@@ -625,6 +625,10 @@ def _font_with(chars: frozenset[str]) -> str | None:
 
     wanted = {ord(c) for c in chars}
     for entry in sorted(font_manager.fontManager.ttflist, key=lambda f: (f.name, f.fname)):
+        # Matplotlib ships Apple's Last Resort font, which maps every code point to a box
+        # that names its Unicode block: it "has" every character and shows none of them.
+        if entry.name.startswith("Last Resort"):
+            continue
         if wanted <= _charmap(entry.fname):
             return str(entry.name)
     return None
