@@ -418,6 +418,12 @@ def test_chinese_run_report(tmp_path: Path) -> None:
     assert ("are drawn in" in page) != ("No installed font has these words" in page)
     # The English seeds were not used for the novelty replay: every score is under 0.7.
     assert "none above the threshold 0.7" in page
+    # Asking for spaCy on a Chinese run says why there is none, in one line.
+    refused = run_cli("report", str(out), "-o", str(tmp_path / "rep2"), "--parser", "spacy")
+    assert refused.returncode != 0 and "no spaCy Chinese pipeline installs from PyPI" in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.stderr
 
 
 def test_verb_figure_without_a_cjk_font_numbers_the_verbs() -> None:
