@@ -20,5 +20,4 @@ export SELFINSTRUCT_VLLM_MODEL="$MODEL"
 # -rs lists skips: on a GPU machine only the two-GPU test may skip (with one GPU).
 "$VENV/bin/python" -m pytest -W error -rs -m gpu tests/test_vllm_backend.py
 "$VENV/bin/python" -m pytest -W error -q tests/test_vllm_backend.py -m "not gpu"
-# --save keeps the output, with the commit and the machine, in benchmarks/results/.
-"$VENV/bin/python" benchmarks/vllm_bootstrap.py --model "$MODEL" --target "$TARGET" --save
+"$VENV/bin/python" benchmarks/vllm_bootstrap.py --model "$MODEL" --target "$TARGET"
