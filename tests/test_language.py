@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from browser import check_page, find_chromium
 from conftest import bootstrap_args, run_cli
 
 from selfinstruct.config import (
@@ -444,3 +445,23 @@ def test_verb_figure_without_a_cjk_font_numbers_the_verbs() -> None:
         assert not (found.font or "").startswith("Last Resort")
         if found.font is not None:  # where a CJK font is installed, it draws every word
             assert plot_verbs(stats, found).startswith(b"\x89PNG")
+
+
+@pytest.mark.skipif(
+    find_chromium() is None, reason="no chromium on PATH (apt-get install chromium)"
+)
+def test_chinese_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="needs the [report] extra")
+    from selfinstruct.report import FIGURES, build_report
+
+    out = tmp_path / "run"
+    with OpenAITestServer(ChineseSyntheticTeacher()) as server:
+        done = run_cli(*_bootstrap(server, out, "--language", "zh"), api_key=SECRET)
+    assert done.returncode == 0, done.stderr
+    result = build_report(out, tmp_path / "rep")
+    chromium = find_chromium()
+    assert chromium is not None
+    checked = check_page(chromium, result.html)
+    assert checked.loaded and checked.errors == []
+    assert len(checked.images) == len(FIGURES)
+    assert all(img["complete"] and img["width"] > 300 for img in checked.images)
