@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from selfinstruct import __version__
 from selfinstruct.errors import ConfigError, RunDirError
+from selfinstruct.filters import count_words
 from selfinstruct.pricing import price_for
 from selfinstruct.records import Task
 from selfinstruct.seeds import default_seeds_path, load_seeds
@@ -473,11 +474,6 @@ def novelty_scores(
     return scores
 
 
-def word_count(text: str) -> int:
-    """Count whitespace-separated words."""
-    return len(text.split())
-
-
 @dataclass(frozen=True)
 class Lengths:
     """Word counts of instructions (one per task) and of inputs and outputs (per instance)."""
@@ -488,13 +484,21 @@ class Lengths:
     empty_inputs: int
 
 
-def lengths(pool: Sequence[Task]) -> Lengths:
-    """Measure the pool in words."""
+def lengths(pool: Sequence[Task], *, english: bool = True) -> Lengths:
+    """Measure the pool in words as the length filters count them (see count_words).
+
+    English counts whitespace-separated words; other languages count each CJK character as
+    a word, since Chinese puts no spaces between words.
+    """
     instances = [i for t in pool for i in t.instances]
+
+    def words(text: str) -> int:
+        return count_words(text, english=english)
+
     return Lengths(
-        instructions=[word_count(t.instruction) for t in pool],
-        inputs=[word_count(i.input) for i in instances if i.input.strip()],
-        outputs=[word_count(i.output) for i in instances],
+        instructions=[words(t.instruction) for t in pool],
+        inputs=[words(i.input) for i in instances if i.input.strip()],
+        outputs=[words(i.output) for i in instances],
         empty_inputs=sum(1 for i in instances if not i.input.strip()),
     )
 
@@ -1010,7 +1014,7 @@ def build_report(
     wanted = {t.seq for t in pool if t.seq is not None}
     by_seq = novelty_scores(data.seeds, admitted, wanted, threshold, tokenizer, progress)
     scores = [by_seq[t.seq] for t in pool if t.seq is not None]
-    sizes = lengths(pool)
+    sizes = lengths(pool, english=data.language == "en")
     rejected = rejections_by_round(data.rejections, data.rounds)
     accepted = accepted_by_round(pool, data.rounds)
     usage_rounds, usage = usage_by_round(data.responses)
@@ -1140,7 +1144,12 @@ def _page(
             pngs["lengths"],
             "length histograms",
             f"Words per instruction ({len(sizes.instructions)} tasks), per non-empty input and "
-            f"per output ({len(sizes.outputs)} instances; {sizes.empty_inputs} have no input).",
+            f"per output ({len(sizes.outputs)} instances; {sizes.empty_inputs} have no input)"
+            + (
+                "."
+                if data.language == "en"
+                else ", counted as the length filters count them: each CJK character is a word."
+            ),
         ),
         "<h2>Rejections over the run</h2>",
         _img(

@@ -419,6 +419,7 @@ def test_chinese_run_report(tmp_path: Path) -> None:
     assert ("are drawn in" in page) != ("No installed font has these words" in page)
     # The English seeds were not used for the novelty replay: every score is under 0.7.
     assert "none above the threshold 0.7" in page
+    assert "each CJK character is a word" in page  # the lengths figure's unit
     # Asking for spaCy on a Chinese run says why there is none, in one line.
     refused = run_cli("report", str(out), "-o", str(tmp_path / "rep2"), "--parser", "spacy")
     assert refused.returncode != 0 and "no spaCy Chinese pipeline installs from PyPI" in (
@@ -465,3 +466,19 @@ def test_chinese_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert checked.loaded and checked.errors == []
     assert len(checked.images) == len(FIGURES)
     assert all(img["complete"] and img["width"] > 300 for img in checked.images)
+
+
+def test_report_counts_chinese_lengths_as_the_filters_do() -> None:
+    from selfinstruct.report import lengths
+
+    task = Task(
+        id="t1",
+        name="t1",
+        instruction="写一首关于秋天的诗。",
+        instances=[Instance(input="秋天 落叶", output="秋风起，落叶飞。")],
+        is_classification=False,
+    )
+    # Chinese has no spaces: one CJK character is one word, punctuation none (count_words).
+    sizes = lengths([task], english=False)
+    assert (sizes.instructions, sizes.inputs, sizes.outputs) == ([9], [4], [6])
+    assert lengths([task]).instructions == [1]  # whitespace words, as for English
