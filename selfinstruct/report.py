@@ -272,14 +272,16 @@ def _spacy_pipeline() -> Any | None:
 #
 # No spaCy Chinese pipeline installs from PyPI (Explosion publishes zh_core_web_sm only on
 # its own servers; the PyPI name holds a placeholder), so Chinese instructions get a
-# heuristic of our own, not a parse. It looks for the instruction verb from a word list of
-# ours (the verbs Chinese instructions open with), after polite openers such as 请 and 帮我,
-# skipping a leading prepositional phrase (为…, 用…, 根据…，); with 把/将 the object is what
-# comes between 把 and the verb, otherwise the phrase after the verb up to punctuation, less
-# a leading number and measure word (一段, 三条) or demonstrative (下面的, 这句). Chinese
-# has no spaces, so the object's head noun is taken as the text after the phrase's last 的,
-# or its last two characters when that is longer than three (most Chinese nouns have two):
-# a longer noun is cut, which the page says.
+# heuristic of our own, not a parse. After polite openers such as 请 and 帮我 it takes the
+# first verb of a word list of ours (the verbs Chinese instructions are made of) anywhere in
+# the instruction, so a leading 为…, 用… or 根据…， phrase is passed over unless it holds a
+# listed verb (给正在准备考研的朋友写… gives 准备: a known miss). With 把/将 before the verb
+# the object is what lies between them; otherwise it is the phrase after the verb up to
+# punctuation or a copula (判断这篇短文是正式还是随意 is about 短文), less a leading number
+# and measure word (一段, 三条) or demonstrative (下面的, 这句). Chinese has no spaces, so the
+# object's head noun is taken as the text after the phrase's last 的, or its last two
+# characters when that is longer than three (most Chinese nouns have two): a longer noun
+# is cut, which the page says.
 
 # Verbs of two or more characters: matched anywhere in the instruction, longest first.
 _ZH_VERBS = frozenset(
@@ -296,7 +298,7 @@ _ZH_SHORT_VERBS = frozenset("写想提列讲解求拟编出起举说查找算数
 _ZH_AFTER_SHORT = frozenset("一两二三四五六七八九十几个些出下段首篇封则条份句道点种成好")
 _ZH_OPENERS = ("请你", "请", "麻烦你", "麻烦", "帮我", "帮忙", "你能否", "能否", "能不能",
                "你可以", "可以", "试着", "尝试", "你来")  # fmt: skip
-_ZH_STOP = re.compile(r"[，。！？；：、,.!?;:（）()“”\"「」《》\s]|并且|然后|并")
+_ZH_STOP = re.compile(r"[，。！？；：、,.!?;:（）()“”\"「」《》\s]|并且|然后|并|是|属于")
 _ZH_COUNT = re.compile(
     r"^(?:[一二两三四五六七八九十百千几数多每若]+[个段首篇封则条份句道种点项张本位次些件组名]"
     r"|一些|一下|几|些)"
