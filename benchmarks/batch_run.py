@@ -18,6 +18,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from evidence import add_save_option, saved_output
+
 from selfinstruct.testing.server import OpenAITestServer
 from selfinstruct.testing.teacher import SyntheticTeacher
 
@@ -29,6 +31,7 @@ def main() -> None:
     parser.add_argument("--target", type=int, default=200)
     parser.add_argument("--batch-delay", type=float, default=0.5)
     parser.add_argument("--quiet-seconds", type=float, default=0.5)
+    add_save_option(parser)
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -75,4 +78,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with saved_output("--save" in sys.argv, __file__):
+        main()

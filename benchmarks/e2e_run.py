@@ -17,6 +17,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from evidence import add_save_option, saved_output
+
 from selfinstruct.testing.server import OpenAITestServer
 from selfinstruct.testing.teacher import SyntheticTeacher
 
@@ -29,6 +31,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--kill-after", type=float, default=2.0)
+    add_save_option(parser)
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -83,4 +86,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with saved_output("--save" in sys.argv, __file__):
+        main()

@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from evidence import add_save_option, saved_output  # noqa: E402
+
 from selfinstruct.testing.server import OpenAITestServer  # noqa: E402
 from selfinstruct.testing.teacher import SyntheticTeacher  # noqa: E402
 
@@ -27,6 +29,7 @@ def main() -> None:
     """Run each mode to the target and print requests per task by stage."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=int, default=1000)
+    add_save_option(parser)
     args = parser.parse_args()
     for mode in ("self-instruct", "alpaca"):
         with tempfile.TemporaryDirectory() as tmp, OpenAITestServer(SyntheticTeacher()) as server:
@@ -53,4 +56,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with saved_output("--save" in sys.argv, __file__):
+        main()

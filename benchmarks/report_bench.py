@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from evidence import add_save_option, saved_output  # noqa: E402
 from rouge_bench import InstructionFactory  # noqa: E402
 
 from selfinstruct.report import heuristic_verb_object, novelty_scores, verb_objects  # noqa: E402
@@ -35,6 +36,7 @@ def main() -> int:
     """Print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    add_save_option(parser)
     args = parser.parse_args()
     replay_n, sample_n = (2_000, 50) if args.quick else (10_000, 200)
     factory = InstructionFactory()
@@ -72,4 +74,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with saved_output("--save" in sys.argv, __file__):
+        raise SystemExit(main())

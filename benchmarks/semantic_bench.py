@@ -7,7 +7,8 @@ with the [semantic] extra installed. It reports:
   text in batches of 64 as a resume re-embeds a pool whose vector log is missing;
 * search time per candidate (one float32 matrix-vector product and an argmax) at pool sizes
   1K / 10K / 52K, and the whole cost per candidate (embed + search at 52K);
-* the time to reload a 52,000-row vector log on resume, and the index's memory.
+* the time to reload a 52,000-row vector log on resume, and the index's memory;
+* cosine (and ROUGE-L) of the README's example pair and of paraphrase and unrelated pairs.
 
 The pool is synthetic (benchmarks/rouge_bench.py's instruction generator). Without
 ``--full`` only 2,000 of its texts are embedded and the rest of the 52,000-row matrix is
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402, TID253 - a benchmark, run only with the extra installed
+from evidence import add_save_option, saved_output  # noqa: E402
 from rouge_bench import InstructionFactory  # noqa: E402
 
 from selfinstruct.semantic import DIMENSION, Embedder, SemanticIndex, _digest  # noqa: E402
@@ -68,11 +70,74 @@ def reference(embedder: Embedder, texts: list[str]) -> None:
         )
 
 
+# Pairs of our own: the README's example first, then paraphrases (same task, other words)
+# and unrelated tasks, for the cosine ranges the README quotes.
+PARAPHRASES = (
+    (
+        "Explain how photosynthesis works to a ten-year-old.",
+        "How do plants carry out photosynthesis? Explain it so a child of ten understands.",
+    ),
+    (
+        "Write a short poem about autumn leaves.",
+        "Compose a brief verse on the falling leaves of fall.",
+    ),
+    ("List three ways to save water at home.", "Give me 3 tips for using less water in the house."),
+    ("Translate this sentence into French.", "Render the following sentence in French."),
+    ("Summarize the article in two sentences.", "Give a two-sentence summary of this article."),
+    ("Suggest a name for a new coffee shop.", "Come up with what to call a newly opened cafe."),
+    ("Explain why the sky is blue.", "What makes the sky look blue? Explain."),
+    (
+        "Write an email asking for a day off.",
+        "Draft a message to my boss requesting one day of leave.",
+    ),
+)
+UNRELATED = (
+    (
+        "Explain how photosynthesis works to a ten-year-old.",
+        "Give me three tips for a successful job interview.",
+    ),
+    ("Write a short poem about autumn leaves.", "Convert 5 miles to kilometers."),
+    ("List three ways to save water at home.", "Who wrote Pride and Prejudice?"),
+    ("Translate this sentence into French.", "Suggest a workout plan for beginners."),
+    ("Summarize the article in two sentences.", "Name the largest planet in the solar system."),
+    ("Suggest a name for a new coffee shop.", "Sort these numbers in ascending order."),
+    ("Explain why the sky is blue.", "Write a SQL query that counts the users."),
+    ("Write an email asking for a day off.", "Classify this review as positive or negative."),
+)  # fmt: skip
+
+
+def example_pairs(embedder: Embedder) -> None:
+    """Print cosine and ROUGE-L of the README's example and of paraphrase and unrelated pairs."""
+    from selfinstruct.similarity import rouge_l
+
+    def cosines(pairs: tuple[tuple[str, str], ...]) -> list[float]:
+        left = embedder.embed([a for a, _ in pairs])
+        right = embedder.embed([b for _, b in pairs])
+        return [float(x) for x in (left * right).sum(axis=1)]
+
+    para, other = cosines(PARAPHRASES), cosines(UNRELATED)
+    first = PARAPHRASES[0]
+    print(
+        f"README example: cosine {para[0]:.2f}, ROUGE-L {rouge_l(*first):.2f} "
+        f"({first[0]!r} / {first[1]!r})"
+    )
+    print(
+        f"paraphrase pairs ({len(para)}): cosine {min(para):.2f} to {max(para):.2f} "
+        f"(median {statistics.median(para):.2f}); ROUGE-L at most "
+        f"{max(rouge_l(a, b) for a, b in PARAPHRASES):.2f}"
+    )
+    print(
+        f"unrelated pairs ({len(other)}): cosine {min(other):.2f} to {max(other):.2f} "
+        f"(median {statistics.median(other):.2f})"
+    )
+
+
 def main() -> None:
     """Print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="embed all 52,000 pool texts")
     parser.add_argument("--reference", action="store_true", help="compare with float32")
+    add_save_option(parser)
     args = parser.parse_args()
 
     factory = InstructionFactory()
@@ -80,6 +145,7 @@ def main() -> None:
     start = time.perf_counter()
     embedder = Embedder()
     print(f"model load (with SHA-256 checks): {time.perf_counter() - start:.2f} s")
+    example_pairs(embedder)
 
     sample = texts[:500]
     embedder.embed(sample[:8])  # warm-up
@@ -158,4 +224,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with saved_output("--save" in sys.argv, __file__):
+        main()

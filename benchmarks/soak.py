@@ -30,6 +30,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from evidence import add_save_option, saved_output
+
 from selfinstruct.testing.keys import digest_of
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
 from selfinstruct.testing.teacher import SyntheticTeacher
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directory here")
+    add_save_option(parser)
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
@@ -180,4 +183,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with saved_output("--save" in sys.argv, __file__):
+        main()

@@ -30,6 +30,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from evidence import add_save_option, saved_output
+
 from selfinstruct.testing.server import OpenAITestServer
 from selfinstruct.testing.teacher import SyntheticTeacher
 
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="auto", help="auto (default) or a number")
     parser.add_argument("--prompts-per-round", type=int, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directory here")
+    add_save_option(parser)
     args = parser.parse_args()
 
     latency, rate = (0.0, 0.0) if args.instant else (args.latency, args.decode_rate)
@@ -129,4 +132,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with saved_output("--save" in sys.argv, __file__):
+        main()

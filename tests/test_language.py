@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from browser import check_page, find_chromium
 from conftest import bootstrap_args, run_cli
 
 from selfinstruct.config import (
@@ -369,3 +370,117 @@ def test_rouge_tokenizer_lets_chinese_near_duplicates_in(tmp_path: Path) -> None
     tasks = [Task.model_validate(t) for t in _lines(out / "pool.jsonl")]
     # The same teacher, the rouge tokenizer: its one-character edits of the seeds got in.
     assert _unicode_near_pairs([*load_seeds(language="zh").tasks, *tasks]) >= 3
+
+
+# -- report ---------------------------------------------------------------------------------
+
+ZH_VERB_OBJECT_CASES = [
+    ("写一首七言绝句，描写江南的春雨。", ("写", "绝句")),
+    ("请比较火山和冰川的异同，不超过两百字。", ("比较", "异同")),
+    ("把下面的英文句子翻译成通顺的中文。", ("翻译", "句子")),
+    ("为一家三口设计一份营养均衡的周末晚餐菜单，包括两菜一汤。", ("设计", "菜单")),
+    ("以“秋天的车站”为题，写一首四句的五言小诗。", ("写", "小诗")),
+    ("同事很沮丧，帮我想几句安慰他的话。", ("想", "话")),
+    ("介绍一下端午节的主要习俗。", ("介绍", "习俗")),
+    ("根据下面的笔记，围绕黑洞写一份精炼演讲稿。", ("写", "讲稿")),  # a long noun is cut
+    ("判断这篇关于茶叶的短文是正式还是随意。", ("判断", "短文")),  # cut at the copula
+    ("判断下面的动物属于哺乳动物还是鸟类。", ("判断", "动物")),
+    ("Python里的列表和元组有什么区别？", (None, None)),  # a question: no instruction verb
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ZH_VERB_OBJECT_CASES)
+def test_chinese_verb_object_heuristic(text: str, expected: tuple[str, str] | None) -> None:
+    from selfinstruct.report import heuristic_verb_object_zh
+
+    assert heuristic_verb_object_zh(text) == expected
+
+
+def test_chinese_run_report(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="needs the [report] extra")
+    out = tmp_path / "run"
+    with OpenAITestServer(ChineseSyntheticTeacher()) as server:
+        done = run_cli(*_bootstrap(server, out, "--language", "zh"), api_key=SECRET)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("report", str(out), "-o", str(tmp_path / "rep"))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    # The page names the parser and says what it is.
+    assert "verb/object parser</td><td>Chinese heuristic" in page
+    assert "Parser: Chinese heuristic (no spaCy Chinese pipeline installs from PyPI" in page
+    # The verb table (rank, verb, tasks, objects) holds Chinese verbs and objects.
+    table = page.split("<th>top objects</th></tr>", 1)[1].split("</table>", 1)[0]
+    rows = re.findall(
+        r"<tr><td class=\"n\">\d+</td><td>([^<]+)</td>.*?<td>([^<]*)</td></tr>", table
+    )
+    assert len(rows) >= 5
+    assert all(CJK.search(verb) for verb, _ in rows)
+    assert sum(bool(CJK.search(objects)) for _, objects in rows) >= 5
+    # The figure either draws the Chinese words in a font that has them or says it cannot.
+    assert ("are drawn in" in page) != ("No installed font has these words" in page)
+    # The English seeds were not used for the novelty replay: every score is under 0.7.
+    assert "none above the threshold 0.7" in page
+    assert "each CJK character is a word" in page  # the lengths figure's unit
+    # Asking for spaCy on a Chinese run says why there is none, in one line.
+    refused = run_cli("report", str(out), "-o", str(tmp_path / "rep2"), "--parser", "spacy")
+    assert refused.returncode != 0 and "no spaCy Chinese pipeline installs from PyPI" in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.stderr
+
+
+def test_verb_figure_without_a_cjk_font_numbers_the_verbs() -> None:
+    pytest.importorskip("matplotlib", reason="needs the [report] extra")
+    import warnings
+
+    from selfinstruct.report import Glyphs, VerbStats, glyphs_for, plot_verbs
+
+    stats = VerbStats(3, 3, [("写", 2, [("诗", 1), ("信", 1)]), ("翻译", 1, [("句子", 1)])])
+    assert glyphs_for(["write", "poem"]) == Glyphs()
+    assert glyphs_for(["写", "诗"]).missing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns of every glyph it cannot draw
+        png = plot_verbs(stats, Glyphs(missing=True, font=None))
+        assert png.startswith(b"\x89PNG")
+        found = glyphs_for(["写", "诗", "信", "翻译", "句子"])
+        # Matplotlib's own Last Resort font maps every character to a box: never chosen.
+        assert not (found.font or "").startswith("Last Resort")
+        if found.font is not None:  # where a CJK font is installed, it draws every word
+            assert plot_verbs(stats, found).startswith(b"\x89PNG")
+
+
+@pytest.mark.skipif(
+    find_chromium() is None, reason="no chromium on PATH (apt-get install chromium)"
+)
+def test_chinese_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="needs the [report] extra")
+    from selfinstruct.report import FIGURES, build_report
+
+    out = tmp_path / "run"
+    with OpenAITestServer(ChineseSyntheticTeacher()) as server:
+        done = run_cli(*_bootstrap(server, out, "--language", "zh"), api_key=SECRET)
+    assert done.returncode == 0, done.stderr
+    result = build_report(out, tmp_path / "rep")
+    chromium = find_chromium()
+    assert chromium is not None
+    checked = check_page(chromium, result.html)
+    assert checked.loaded and checked.errors == []
+    assert len(checked.images) == len(FIGURES)
+    assert all(img["complete"] and img["width"] > 300 for img in checked.images)
+
+
+def test_report_counts_chinese_lengths_as_the_filters_do() -> None:
+    from selfinstruct.report import lengths
+
+    task = Task(
+        id="t1",
+        name="t1",
+        instruction="写一首关于秋天的诗。",
+        instances=[Instance(input="秋天 落叶", output="秋风起，落叶飞。")],
+        is_classification=False,
+    )
+    # Chinese has no spaces: one CJK character is one word, punctuation none (count_words).
+    sizes = lengths([task], english=False)
+    assert (sizes.instructions, sizes.inputs, sizes.outputs) == ([9], [4], [6])
+    assert lengths([task]).instructions == [1]  # whitespace words, as for English

