@@ -24,6 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from evidence import add_save_option, saved_output  # noqa: E402
+
 NEAR_DUPLICATE_SHARE = 0.05  # of tasks: an earlier instruction with one word changed
 VOCABULARY = 4000  # distinct words: random instructions stay far apart under ROUGE-L
 
@@ -115,7 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--compare", type=Path, metavar="CHECKOUT", help="also run another checkout's dedup"
     )
+    add_save_option(parser)
     args = parser.parse_args(argv)
+    with saved_output(args.save, __file__, None if argv is None else list(argv)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     print(f"commit {commit()}: benchmarks/dedup_memory.py --mb {args.mb} --format {args.format}")
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
