@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from selfinstruct.errors import BudgetSpent, SelfInstructError, TeacherError
+from selfinstruct.similarity import ROUGE_THRESHOLD
 
 if TYPE_CHECKING:
     from selfinstruct.engine import Progress
@@ -635,7 +636,7 @@ def dedup(
     output: Annotated[Path, typer.Option("--output", "-o", help="Kept records, same format.")],
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Reject when ROUGE-L F exceeds this.")
-    ] = 0.7,
+    ] = ROUGE_THRESHOLD,
     against: Annotated[
         Path | None, typer.Option(help="Also reject instructions too close to these (e.g. seeds).")
     ] = None,
@@ -747,7 +748,7 @@ def seeds_check(
     ] = None,
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="ROUGE-L F above which two tasks are too close.")
-    ] = 0.7,
+    ] = ROUGE_THRESHOLD,
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail on near-duplicate or repeated instructions too.")
     ] = False,
@@ -756,6 +757,7 @@ def seeds_check(
     from selfinstruct.config import LANGUAGE_FILTER_DEFAULTS, LANGUAGES
     from selfinstruct.seedcheck import format_stats, seed_stats
     from selfinstruct.seeds import load_seeds
+    from selfinstruct.similarity import has_single_char_script
 
     if language not in LANGUAGES:
         _fail(f"--language: unknown language {language!r} (choose from: {', '.join(LANGUAGES)})")
@@ -781,14 +783,10 @@ def seeds_check(
     unit = "words" if english else "length"
     for line in format_stats(stats, unit=unit):
         typer.echo(line)
-    if chosen == "rouge" and any(_has_cjk(t.instruction) for t in seed_set.tasks):
+    if chosen == "rouge" and any(has_single_char_script(t.instruction) for t in seed_set.tasks):
         typer.echo(
             "note: some instructions are in Chinese or Japanese, which the rouge tokenizer "
             "drops entirely; pass --language zh (or --tokenizer unicode) to compare them"
         )
     if strict and stats.has_warnings:
         _fail("near-duplicate or repeated instructions (--strict)")
-
-
-def _has_cjk(text: str) -> bool:
-    return any("\u3040" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text)

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from selfinstruct.errors import ConfigError, field_path
+from selfinstruct.similarity import ROUGE_THRESHOLD
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,7 +24,6 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 # Self-Instruct (Wang et al., 2023, sec. 2.3) and Stanford Alpaca's generate_instruction.py.
-ROUGE_THRESHOLD = 0.7
 DEFAULT_BLACKLIST = (
     # Self-Instruct's list: tasks a text-only model cannot do.
     "image", "images", "graph", "graphs", "picture", "pictures", "file", "files",

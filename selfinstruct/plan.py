@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.backends.base import Backend
+from selfinstruct.backends.openai_wire import DEFAULT_BASE_URL
 from selfinstruct.budget import cost, prices
 from selfinstruct.config import RunConfig
 from selfinstruct.engine import Bootstrap, header_for
@@ -190,7 +191,7 @@ def dry_run_report(config: RunConfig, backend_kind: str) -> str:
     if backend_kind == "local":
         endpoints = f"in-process llama.cpp ({teacher.model_path or 'the bundled GGUF'})"
     else:
-        endpoints = ", ".join(teacher.base_urls) or "https://api.openai.com/v1"
+        endpoints = ", ".join(teacher.base_urls) or DEFAULT_BASE_URL
     price = prices(config)
     price_text = (
         f"{price[0]} / {price[1]} USD per million tokens in/out"

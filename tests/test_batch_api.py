@@ -297,6 +297,21 @@ def test_a_refused_line_is_not_retried(server: OpenAITestServer, tmp_path: Path)
     assert len(server.batches) == 1
 
 
+def test_a_refused_line_is_described_as_the_direct_backend_does(
+    server: OpenAITestServer, tmp_path: Path
+) -> None:
+    # A proxy that echoes the request's headers: the key never reaches the message, and a
+    # long body is cut, exactly as the direct backend reports its errors (openai_wire).
+    echoed = "rejected; headers: Authorization: Bearer gsk_Secret0123456789 " + "x" * 2000
+    server.push_batch_plans(BatchPlan(line_faults={0: Reply(status=400, text=echoed)}))
+    with pytest.raises(TeacherError) as info:
+        _complete(server, tmp_path, _requests(1))
+    message = str(info.value)
+    assert "HTTP 400: rejected; headers: Authorization: Bearer [redacted]" in message
+    assert "gsk_Secret" not in message
+    assert len(message) < 500
+
+
 def test_a_failed_batch_stops_with_the_reason(server: OpenAITestServer, tmp_path: Path) -> None:
     server.push_batch_plans(BatchPlan(outcome="failed", message="model not found"))
     with pytest.raises(TeacherError, match="failed: model not found; re-run"):
