@@ -67,11 +67,9 @@ class Budget:
         tokens, dollars = self.spent(usage)
         if self.max_tokens is not None and tokens >= self.max_tokens:
             raise BudgetSpent(
-                f"budget spent: {tokens:,} tokens used of --max-tokens {self.max_tokens:,}; "
-                "the run is saved: re-run with a larger --max-tokens to continue"
+                f"budget spent: {tokens:,} tokens used of --max-tokens {self.max_tokens:,}"
             )
         if self.max_cost is not None and dollars is not None and dollars >= self.max_cost:
             raise BudgetSpent(
-                f"budget spent: {dollars:.2f} USD used of --max-cost {self.max_cost:.2f}; "
-                "the run is saved: re-run with a larger --max-cost to continue"
+                f"budget spent: {dollars:.2f} USD used of --max-cost {self.max_cost:.2f}"
             )

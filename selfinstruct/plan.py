@@ -7,7 +7,7 @@ it, takes no lock and sends no request: its teacher cannot send.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +15,10 @@ from selfinstruct.backends.base import Backend
 from selfinstruct.backends.openai_wire import DEFAULT_BASE_URL
 from selfinstruct.budget import cost, prices
 from selfinstruct.config import RunConfig
-from selfinstruct.engine import Bootstrap, header_for
+from selfinstruct.engine import Bootstrap
 from selfinstruct.prompts import load_prompts
 from selfinstruct.records import Completion, Request, Stage
+from selfinstruct.runner import resolve, run_header
 from selfinstruct.seeds import SeedSet, load_seeds
 from selfinstruct.store import CONFIG, RunDir, State, read_state
 
@@ -160,22 +161,35 @@ def _number(value: float) -> str:
     return f"{round(value):,}"
 
 
-def dry_run_report(config: RunConfig, backend_kind: str) -> str:
-    """Check a bootstrap command and describe what it would do, touching nothing."""
-    seeds = load_seeds(config.seeds)
-    prompt_set = load_prompts(config.prompts)
+def _teacher_line(config: RunConfig, name: str) -> str:
+    """Say where requests would go, as the run would send them."""
     teacher = config.teacher
-    if backend_kind == "local" and "model" not in teacher.model_fields_set:
-        from selfinstruct.backends.local import default_model_path
+    if name == "local":
+        return f"in-process llama.cpp ({teacher.model_path})"
+    if name == "vllm":
+        layout = (
+            f"tensor {teacher.tensor_parallel_size} x pipeline {teacher.pipeline_parallel_size}"
+            f" GPUs per replica, {teacher.data_parallel_size} replica(s)"
+        )
+        return f"in-process vLLM on this machine ({layout})"
+    urls = ", ".join(teacher.base_urls) or DEFAULT_BASE_URL
+    if name == "batch-api":
+        return f"{urls} through the Batch API (half price, answers within 24 hours)"
+    return urls
 
-        path = teacher.model_path or default_model_path()
-        teacher.model = path.name.removesuffix(".gguf")  # as a real run names it
+
+def dry_run_report(config: RunConfig, env: Mapping[str, str]) -> str:
+    """Check a bootstrap command and describe what it would do, touching nothing."""
+    config, backend_name = resolve(config, env)  # exactly as the run resolves it
+    seeds = load_seeds(config.seeds, language=config.language)
+    prompt_set = load_prompts(config.prompts, language=config.language)
+    teacher = config.teacher
     out: Path = config.out
     exists = (out / CONFIG).exists()
     run = RunDir(out)  # never opened: no lock, no write
     state = read_state(out) if exists else None
-    if exists:
-        run.check_identity(header_for(config, seeds, prompt_set))  # refused as a run would be
+    if exists:  # refused as a run would be
+        run.check_identity(run_header(config, backend_name, seeds, prompt_set))
     if state is not None:
         run.state = state
     engine = Bootstrap(config, _NoTeacher(), run, seeds, prompt_set)
@@ -188,10 +202,7 @@ def dry_run_report(config: RunConfig, backend_kind: str) -> str:
         if state is not None
         else f"{out} ({'exists, no commit record' if exists else 'new'})"
     )
-    if backend_kind == "local":
-        endpoints = f"in-process llama.cpp ({teacher.model_path or 'the bundled GGUF'})"
-    else:
-        endpoints = ", ".join(teacher.base_urls) or DEFAULT_BASE_URL
+    endpoints = _teacher_line(config, backend_name)
     price = prices(config)
     price_text = (
         f"{price[0]} / {price[1]} USD per million tokens in/out"
@@ -206,7 +217,7 @@ def dry_run_report(config: RunConfig, backend_kind: str) -> str:
     lines += [
         f"run        {where}",
         f"mode       {config.mode}",
-        f"teacher    {teacher.model} ({teacher.api} API, {backend_kind} backend)",
+        f"teacher    {teacher.model} ({teacher.api} API, {backend_name} backend)",
         f"endpoints  {endpoints}",
         f"target     {config.target:,} tasks ({max(config.target - accepted, 0):,} to go)",
         f"requests   {teacher.concurrency} in flight at most, "

@@ -240,3 +240,15 @@ def test_dedup_command(tmp_path: Path) -> None:
     done = run_cli("dedup", str(source), "-o", str(kept))
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"{source}:1: field 'instruction'" in done.stderr
+
+
+def test_progress_is_saved_only_where_there_is_progress(tmp_path: Path) -> None:
+    from selfinstruct.testing.server import Reply
+
+    out = tmp_path / "run"
+    with OpenAITestServer(lambda request: Reply.server_error(503)) as server:
+        done = run_cli(*bootstrap_args(server, out, "--max-retries", "0"))
+    assert done.returncode == 1 and "HTTP 503" in done.stderr
+    assert "Traceback" not in done.stderr
+    # Nothing was answered, so there is nothing to resume: no promise that there is.
+    assert "progress is saved" not in done.stderr and "resume" not in done.stderr

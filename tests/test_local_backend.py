@@ -196,10 +196,10 @@ async def _preflight(path: Path) -> None:
 
 
 @needs_llama
-def test_describe_and_close() -> None:
+def test_close_is_idempotent_and_final() -> None:
     async def go() -> None:
         backend = LocalLlamaBackend(TeacherConfig(), n_threads=2)
-        assert backend.describe() == "SmolLM2-135M-Instruct.Q4_1 (local, llama.cpp, 2 threads)"
+        assert backend.model_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
         await backend.preflight()
         await backend.aclose()
         await backend.aclose()  # idempotent

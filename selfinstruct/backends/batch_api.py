@@ -29,7 +29,7 @@ from typing import IO, Any
 import openai
 from openai import AsyncOpenAI
 
-from selfinstruct.backends.base import Backend
+from selfinstruct.backends.base import Backend, Notify
 from selfinstruct.backends.openai_wire import (
     DEFAULT_BASE_URL,
     MAX_MESSAGE,
@@ -42,9 +42,10 @@ from selfinstruct.backends.openai_wire import (
     is_transient_status,
     redact,
     request_body,
+    require_key,
 )
-from selfinstruct.config import TeacherConfig
-from selfinstruct.errors import AuthError, RunDirError, TeacherError
+from selfinstruct.config import RunConfig, TeacherConfig
+from selfinstruct.errors import AuthError, ConfigError, RunDirError, TeacherError
 from selfinstruct.records import Completion, Request
 from selfinstruct.store import StageUsage, read_lines
 
@@ -176,9 +177,20 @@ class BatchAPIBackend(Backend):
 
     # -- Backend -------------------------------------------------------------------------
 
-    def describe(self) -> str:
-        """Say which model answers, and that it answers through the Batch API."""
-        return f"{self._config.model} ({self._config.api} API, Batch API) at {self._url}"
+    @classmethod
+    def resolve(cls, config: RunConfig) -> dict[str, Any]:
+        """Refuse several endpoints: a batch and its results live on one server."""
+        if len(config.teacher.base_urls) > 1:
+            raise ConfigError("--batch-api sends every batch to one endpoint: pass one --base-url")
+        return {}
+
+    @classmethod
+    def from_config(
+        cls, config: RunConfig, api_key: str | None, *, notify: Notify | None = None
+    ) -> BatchAPIBackend:
+        """Build the backend, keeping its batch log in the run directory."""
+        require_key(config.teacher, api_key)
+        return cls(config.teacher, api_key, config.out, notify=notify)
 
     async def preflight(self) -> None:
         """Fail fast when the key is wrong or the server offers no Batch API."""

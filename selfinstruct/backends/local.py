@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from selfinstruct.backends.base import Backend
-from selfinstruct.config import TeacherConfig
+from selfinstruct.backends.base import Backend, Notify
+from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import ConfigError, TeacherError
 from selfinstruct.records import Completion, Request, Usage
 
@@ -134,10 +134,22 @@ class LocalLlamaBackend(Backend):
         """The GGUF file this backend runs."""
         return self._path
 
-    def describe(self) -> str:
-        """Name the model file, the engine and the threads it uses."""
-        name = self._path.name.removesuffix(".gguf")
-        return f"{name} (local, llama.cpp, {self._n_threads} threads)"
+    @classmethod
+    def resolve(cls, config: RunConfig) -> dict[str, Any]:
+        """Name the GGUF file, and the model after it unless --model names it."""
+        path = config.teacher.model_path or default_model_path()
+        updates: dict[str, Any] = {"model_path": path}
+        if "model" not in config.teacher.model_fields_set:  # name the GGUF in the identity
+            updates["model"] = path.name.removesuffix(".gguf")
+        return updates
+
+    @classmethod
+    def from_config(
+        cls, config: RunConfig, api_key: str | None, *, notify: Notify | None = None
+    ) -> LocalLlamaBackend:
+        """Build the backend of the config's GGUF file."""
+        t = config.teacher
+        return cls(t, t.model_path, n_threads=t.threads, n_ctx=t.context)
 
     async def preflight(self) -> None:
         """Load the model now, so a bad file fails before the run directory is touched."""

@@ -14,7 +14,7 @@ import openai
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from selfinstruct.backends.base import Backend
+from selfinstruct.backends.base import Backend, Notify
 from selfinstruct.backends.openai_wire import (
     DEFAULT_BASE_URL,
     BadResponse,
@@ -23,9 +23,11 @@ from selfinstruct.backends.openai_wire import (
     describe_error,
     is_transient,
     request_body,
+    require_key,
+    served_model,
 )
 from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate
-from selfinstruct.config import TeacherConfig
+from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import AuthError, TeacherError
 from selfinstruct.records import Completion, Request
 
@@ -144,10 +146,13 @@ class OpenAICompatBackend(Backend):
         self.limit = make_limit(config)
         self._gate = PriorityGate(lambda: self.limit.limit)
 
-    def describe(self) -> str:
-        """Say which model and endpoints answer."""
-        urls = ", ".join(e.url for e in self._endpoints)
-        return f"{self._config.model} ({self._config.api} API) at {urls}"
+    @classmethod
+    def from_config(
+        cls, config: RunConfig, api_key: str | None, *, notify: Notify | None = None
+    ) -> OpenAICompatBackend:
+        """Build the backend for the config's endpoints; refuse api.openai.com without a key."""
+        require_key(config.teacher, api_key)
+        return cls(config.teacher, api_key)
 
     def concurrency(self) -> int:
         """Return the current limit of requests in flight."""
@@ -162,7 +167,9 @@ class OpenAICompatBackend(Backend):
         unreachable: list[str] = []
         for endpoint in self._endpoints:
             try:
-                await endpoint.client.models.list(timeout=min(self._config.timeout, 15.0))
+                page = await endpoint.client.models.list(timeout=min(self._config.timeout, 15.0))
+                if self.reported_model is None:
+                    self.reported_model = served_model(list(page.data), self._config.model)
             except openai.AuthenticationError as exc:
                 raise AuthError(
                     f"{endpoint.url} rejected the API key ({describe_error(exc)}); "

@@ -13,6 +13,7 @@ from typing import Any
 import openai
 
 from selfinstruct.config import TeacherConfig
+from selfinstruct.errors import AuthError
 from selfinstruct.records import Completion, Request, Usage
 
 # The OpenAI SDK's own default endpoint (openai._client.OpenAI base_url).
@@ -135,3 +136,29 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(
         exc, (openai.APIConnectionError, openai.APIResponseValidationError, BadResponse)
     )
+
+
+def require_key(config: TeacherConfig, api_key: str | None) -> None:
+    """Refuse to send to api.openai.com without a key (other servers may need none)."""
+    if api_key is None and not config.base_urls:
+        raise AuthError(
+            "OPENAI_API_KEY is not set: export it to use api.openai.com, or pass "
+            "--base-url URL for an OpenAI-compatible server (vllm serve, llama.cpp)"
+        )
+
+
+def served_model(models: list[Any], wanted: str) -> str | None:
+    """Name the model a /v1/models listing serves for `wanted`, with its checkpoint if told.
+
+    vLLM lists a served name with the checkpoint behind it as `root`; a server serving a
+    single model (llama.cpp, vLLM) answers with it whatever name a request gives.
+    """
+    match = next((m for m in models if getattr(m, "id", None) == wanted), None)
+    if match is None and len(models) == 1:
+        match = models[0]
+    name = getattr(match, "id", None)
+    if not isinstance(name, str):
+        return None
+    extra = getattr(match, "model_extra", None) or {}  # fields the SDK's Model does not name
+    root = getattr(match, "root", None) or extra.get("root")
+    return f"{name} ({root})" if isinstance(root, str) and root and root != name else name
