@@ -316,17 +316,18 @@ def _note(message: str) -> None:
 def status(
     out: OutOption = DEFAULT_OUT,
     price_in: Annotated[
-        float | None, typer.Option(help="USD per million prompt tokens [default: known price].")
+        float | None,
+        typer.Option(help="USD per million prompt tokens [default: the run's, else known price]."),
     ] = None,
     price_out: Annotated[
         float | None,
-        typer.Option(help="USD per million completion tokens [default: known price]."),
+        typer.Option(help="USD per million completion tokens [default: the run's, else known]."),
     ] = None,
 ) -> None:
     """Show where a run stands: tasks, rejections by stage and reason, requests, tokens, cost."""
 
-    from selfinstruct.backends.batch_api import BATCH_PRICE_FACTOR, batch_usage, pending_batches
-    from selfinstruct.pricing import price_for
+    from selfinstruct.backends.batch_api import pending_batches
+    from selfinstruct.costs import run_cost
     from selfinstruct.store import CONFIG, read_header, read_state
 
     state = read_state(out)
@@ -336,13 +337,12 @@ def status(
         header = read_header(out)
         teacher = header["config"]["teacher"]
         mode, model, api = header["config"]["mode"], teacher["model"], teacher["api"]
+        # Priced as budgets and report price it: these flags, else the run's own prices.
+        table = run_cost(out, (price_in, price_out))
     except SelfInstructError as exc:
         _fail(str(exc))
     except (KeyError, TypeError):
         _fail(f"{out / CONFIG}: field 'config': incomplete; not written by this version")
-    known = price_for(model)
-    p_in = price_in if price_in is not None else (known[0] if known else None)
-    p_out = price_out if price_out is not None else (known[1] if known else None)
     typer.echo(f"run        {out}")
     typer.echo(f"mode       {mode}")
     typer.echo(f"teacher    {model} ({api} API)")
@@ -355,37 +355,23 @@ def status(
         stage, _, reason = key.partition("/")
         typer.echo(f"  {stage:<14}{reason:<28}{count:>8}")
     typer.echo(f"{'stage':<16}{'requests':>9}{'prompt tok':>13}{'compl. tok':>13}{'cost USD':>11}")
-    total_cost = 0.0
-    # Requests answered through the Batch API are billed at half price; the rest in full.
-    batched = batch_usage(out)
-    for stage, usage in sorted(state.usage.items()):
-        cost = ""
-        if p_in is not None and p_out is not None:
-            b = batched.get(stage)
-            b_in, b_out = (b.prompt_tokens, b.completion_tokens) if b else (0, 0)
-            full_in = max(usage.prompt_tokens - b_in, 0)
-            full_out = max(usage.completion_tokens - b_out, 0)
-            value = (
-                (full_in + b_in * BATCH_PRICE_FACTOR) * p_in
-                + (full_out + b_out * BATCH_PRICE_FACTOR) * p_out
-            ) / 1e6
-            total_cost += value
-            cost = f"{value:.2f}"
+    for row in table.stages.values():
+        cost = f"{row.usd:.2f}" if row.usd is not None else ""
         typer.echo(
-            f"  {stage:<14}{usage.requests:>9}{usage.prompt_tokens:>13}"
-            f"{usage.completion_tokens:>13}{cost:>11}"
+            f"  {row.stage:<14}{row.requests:>9}{row.prompt_tokens:>13}"
+            f"{row.completion_tokens:>13}{cost:>11}"
         )
     pending = pending_batches(out)
-    if batched or pending:
-        n_batched = sum(u.requests for u in batched.values())
+    if table.batched_requests or pending:
         waiting = f"; {pending} batches pending" if pending else ""
-        typer.echo(f"batch API  {n_batched} requests answered at half price{waiting}")
-    if p_in is not None and p_out is not None:
-        per_task = total_cost / state.accepted if state.accepted else 0.0
-        half = ", half that through the Batch API" if batched else ""
+        typer.echo(f"batch API  {table.batched_requests} requests answered at half price{waiting}")
+    total = table.total_usd
+    if total is not None and table.price is not None:
+        per_task = total / state.accepted if state.accepted else 0.0
+        half = ", half that through the Batch API" if table.batched_requests else ""
         typer.echo(
-            f"cost       {total_cost:.2f} USD at {p_in}/{p_out} USD per million tokens in/out"
-            f"{half} ({per_task * 1000:.3f} USD per 1000 tasks)"
+            f"cost       {total:.2f} USD at {table.price[0]}/{table.price[1]} USD per million "
+            f"tokens in/out{half} ({per_task * 1000:.3f} USD per 1000 tasks)"
         )
     else:
         typer.echo("cost       unknown model price: pass --price-in and --price-out")

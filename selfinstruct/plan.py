@@ -13,9 +13,10 @@ from pathlib import Path
 
 from selfinstruct.backends.base import Backend
 from selfinstruct.backends.openai_wire import DEFAULT_BASE_URL
-from selfinstruct.budget import cost, prices
 from selfinstruct.config import RunConfig
+from selfinstruct.costs import Price, batch_usage, config_price, price_usage, usd
 from selfinstruct.engine import Bootstrap
+from selfinstruct.pricing import BATCH_PRICE_FACTOR
 from selfinstruct.prompts import load_prompts
 from selfinstruct.records import Completion, Request, Stage
 from selfinstruct.runner import resolve, run_header
@@ -203,9 +204,12 @@ def dry_run_report(config: RunConfig, env: Mapping[str, str]) -> str:
         else f"{out} ({'exists, no commit record' if exists else 'new'})"
     )
     endpoints = _teacher_line(config, backend_name)
-    price = prices(config)
+    price = config_price(config)
+    # What is still to be asked goes through the Batch API at its price when the run does.
+    factor = BATCH_PRICE_FACTOR if backend_name == "batch-api" else 1.0
     price_text = (
         f"{price[0]} / {price[1]} USD per million tokens in/out"
+        + (f", x{factor:g} through the Batch API" if factor != 1.0 else "")
         if price is not None
         else "unknown: pass --price-in and --price-out for costs"
     )
@@ -245,7 +249,7 @@ def dry_run_report(config: RunConfig, env: Mapping[str, str]) -> str:
         name = "total" if row is None else row.stage
         row = row or total
         dollars = (
-            f"{cost(int(row.prompt_tokens), int(row.completion_tokens), price):.2f}"
+            f"{usd(row.prompt_tokens, row.completion_tokens, price, factor):.2f}"
             if price is not None
             else "?"
         )
@@ -260,7 +264,7 @@ def dry_run_report(config: RunConfig, env: Mapping[str, str]) -> str:
                 total.prompt_tokens + row.prompt_tokens,
                 total.completion_tokens + row.completion_tokens,
             )
-    lines.append(_budget_line(config, state, total, price))
+    lines.append(_budget_line(config, state, total, price, factor))
     return "\n".join(lines).rstrip()
 
 
@@ -268,7 +272,8 @@ def _budget_line(
     config: RunConfig,
     state: State | None,
     total: StageEstimate,
-    price: tuple[float, float] | None,
+    price: Price | None,
+    factor: float,
 ) -> str:
     """Say where --max-cost / --max-tokens would stop the run, by the estimate."""
     budget = config.budget
@@ -285,8 +290,10 @@ def _budget_line(
         left = float(budget.max_tokens - spent_in - spent_out)
         per_task.append((f"--max-tokens {budget.max_tokens:,}", left, tokens / remaining))
     if budget.max_cost is not None and price is not None and remaining:
-        left = budget.max_cost - cost(spent_in, spent_out, price)
-        need = cost(int(total.prompt_tokens), int(total.completion_tokens), price) / remaining
+        # Spent so far as the budget counts it (costs.py): batched answers at their price.
+        spent = price_usage(state.usage if state else {}, batch_usage(config.out), price)
+        left = budget.max_cost - (spent.total_usd or 0.0)
+        need = usd(total.prompt_tokens, total.completion_tokens, price, factor) / remaining
         per_task.append((f"--max-cost {budget.max_cost:.2f}", left, need))
     if not per_task:
         return "budget     the target is reached"

@@ -6,6 +6,7 @@ import hashlib
 import socket
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 
 from selfinstruct.testing.server import OpenAITestServer
@@ -157,3 +158,17 @@ def test_dry_run_refuses_what_the_run_refuses(tmp_path: Path) -> None:
     )
     assert local.returncode == 1 and "--base-url is for --backend openai" in local.stderr
     assert not out.exists()
+
+
+def test_dry_run_estimates_batch_api_requests_at_half_price(
+    teacher: OpenAITestServer, tmp_path: Path
+) -> None:
+    prices = ("--price-in", "1000", "--price-out", "1000", "--target", "500")
+    totals = {}
+    for extra in ((), ("--batch-api",)):
+        done = run_cli(*_args(teacher.base_url, tmp_path / "run", "--dry-run", *prices, *extra))
+        assert done.returncode == 0, done.stderr
+        total = next(x for x in done.stdout.splitlines() if x.strip().startswith("total"))
+        totals[extra] = float(total.split()[-1])
+    assert "through the Batch API" in done.stdout
+    assert totals[("--batch-api",)] == pytest.approx(totals[()] / 2, abs=0.02)

@@ -45,11 +45,11 @@ from selfinstruct.backends.openai_wire import (
     require_key,
 )
 from selfinstruct.config import RunConfig, TeacherConfig
+from selfinstruct.costs import BATCHES
 from selfinstruct.errors import AuthError, ConfigError, RunDirError, TeacherError
 from selfinstruct.records import Completion, Request
-from selfinstruct.store import StageUsage, read_lines
+from selfinstruct.store import read_lines
 
-BATCHES = "batches.jsonl"
 # OpenAI's limits on one batch input file: 50,000 requests and 200 MB (Batch API guide).
 MAX_BATCH_REQUESTS = 50_000
 MAX_BATCH_BYTES = 190 * 1024 * 1024  # a margin under 200 MB for the multipart envelope
@@ -64,8 +64,6 @@ CLOCK_SLACK = 300
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 # Batch-level endings that say nothing about the lines: not counted as attempts.
 _NOT_ATTEMPTS = frozenset({"failed", "cancelled"})
-# The Batch API bills half the synchronous price (OpenAI pricing page, "Batch API").
-BATCH_PRICE_FACTOR = 0.5
 
 
 def endpoint_path(api: str) -> str:
@@ -115,24 +113,6 @@ class _Queued:
     request: Request
     line: bytes
     assigned: asyncio.Future[_Batch]
-
-
-def batch_usage(run: Path) -> dict[str, StageUsage]:
-    """Sum, per stage, the requests answered through the Batch API and their tokens."""
-    usage: dict[str, StageUsage] = {}
-    for _, line, _ in read_lines(run / BATCHES):
-        try:
-            entry = json.loads(line)
-            if entry.get("event") != "end":
-                continue
-            for stage, (n, prompt, completion) in entry.get("usage", {}).items():
-                total = usage.setdefault(str(stage), StageUsage())
-                total.requests += int(n)
-                total.prompt_tokens += int(prompt)
-                total.completion_tokens += int(completion)
-        except (ValueError, TypeError, AttributeError):
-            continue  # status is a summary: a damaged record only leaves it short
-    return usage
 
 
 class BatchAPIBackend(Backend):
