@@ -345,7 +345,9 @@ def status(
         _fail(f"{out / CONFIG}: field 'config': incomplete; not written by this version")
     typer.echo(f"run        {out}")
     typer.echo(f"mode       {mode}")
-    typer.echo(f"teacher    {model} ({api} API)")
+    reported = header.get("teacher_reported")  # what the server said it runs, if it did
+    served = f"; the server reports {reported}" if reported and reported != model else ""
+    typer.echo(f"teacher    {model} ({api} API{served})")
     typer.echo(f"tasks      {state.accepted} / {state.target or '?'}")
     typer.echo(f"rounds     {state.rounds_committed}")
     typer.echo(f"rejected   {sum(state.rejections.values())}")

@@ -8,7 +8,9 @@ the same way, so what a dry run shows and checks is what the run does.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfinstruct.backends import backend_class, build_backend
@@ -22,6 +24,11 @@ if TYPE_CHECKING:
     from selfinstruct.seeds import SeedSet
 
 API_KEY_ENV = "OPENAI_API_KEY"
+# config.json's record of the model the server says it runs (not identity: a server may
+# rename a model; a warning says when it did).
+REPORTED = "teacher_reported"
+
+log = logging.getLogger(__name__)
 # Called after every committed round, and once more with final=True at the end.
 ProgressCallback = Callable[..., None]
 
@@ -67,14 +74,46 @@ def resolve(cfg: RunConfig, env: Mapping[str, str]) -> tuple[RunConfig, str]:
     return cfg.model_copy(update={"teacher": teacher.model_copy(update=updates)}), name
 
 
+def _stored_header(run: Path) -> dict[str, Any] | None:
+    """Return a run directory's config.json content, None when there is no run yet."""
+    from selfinstruct.store import CONFIG, read_header
+
+    return read_header(run) if (run / CONFIG).exists() else None
+
+
 def run_header(cfg: RunConfig, name: str, seeds: SeedSet, prompts: PromptSet) -> dict[str, Any]:
-    """Return config.json's content for a resolved config: identity, digests, full config."""
+    """Return config.json's content for a resolved config: identity, digests, full config.
+
+    The backend adds what identifies its model beyond the config (a GGUF file's digest).
+    A run started before such an entry existed is resumed without it (with a warning):
+    it cannot be checked, but refusing it would strand the run.
+    """
     from selfinstruct.engine import header_for
 
     header = header_for(cfg, seeds, prompts)
-    header["identity"].update(backend_class(name).identity(cfg))
-    header["identity"] = dict(sorted(header["identity"].items()))
+    extra = backend_class(name).identity(cfg)
+    stored = _stored_header(cfg.out)
+    if stored is not None:
+        unknown = sorted(k for k in extra if k not in stored["identity"])
+        for key in unknown:
+            log.warning("%s: not recorded when this run started; not checked", key)
+            del extra[key]
+    header["identity"] = dict(sorted({**header["identity"], **extra}.items()))
     return header
+
+
+def _record_reported(header: dict[str, Any], reported: str | None, run: Path) -> None:
+    """Put the model the server reports into the header; warn when it changed since."""
+    header[REPORTED] = reported
+    stored = _stored_header(run)
+    before = stored.get(REPORTED) if stored is not None else None
+    if before and reported and before != reported:
+        log.warning(
+            "the teacher now reports the model %r; this run was started with %r, so its "
+            "answers may differ from the earlier ones",
+            reported,
+            before,
+        )
 
 
 def api_key(env: Mapping[str, str]) -> str | None:
@@ -119,7 +158,7 @@ async def run_bootstrap(
         )
     try:
         await backend.preflight()
-        header["teacher_reported"] = backend.reported_model
+        _record_reported(header, backend.reported_model, cfg.out)
         run.open(header)
         run.state.target = cfg.target
         engine = Bootstrap(cfg, backend, run, seed_set, prompt_set, progress)

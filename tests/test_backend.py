@@ -225,3 +225,23 @@ def test_non_string_text_is_a_bad_answer_for_both_apis(text: object) -> None:
         completion_from_json({"choices": [{"text": text}]}, chat=False)
     with pytest.raises(BadResponse, match="not a string"):
         completion_from_json({"choices": [{"message": {"content": text}}]}, chat=True)
+
+
+def test_served_model_names_the_checkpoint_behind_a_served_name() -> None:
+    from openai.types import Model
+
+    from selfinstruct.backends.openai_wire import served_model
+
+    def model(name: str, **extra: str) -> Model:
+        return Model.model_validate(
+            {"id": name, "object": "model", "created": 0, "owned_by": "vllm", **extra}
+        )
+
+    vllm = [model("teacher", root="/models/qwen2.5-7b")]
+    assert served_model(vllm, "teacher") == "teacher (/models/qwen2.5-7b)"
+    # One model served: whatever name a request gives, that one answers.
+    assert served_model(vllm, "other-name") == "teacher (/models/qwen2.5-7b)"
+    many = [model("gpt-4o"), model("gpt-4o-mini")]
+    assert served_model(many, "gpt-4o-mini") == "gpt-4o-mini"
+    assert served_model(many, "missing") is None
+    assert served_model([], "missing") is None

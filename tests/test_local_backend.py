@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
+import json
 import sys
 import threading
 import time
@@ -13,6 +15,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from selfinstruct.backends.local import GGUF_MAGIC, LocalLlamaBackend, default_model_path
 from selfinstruct.config import TeacherConfig
@@ -228,3 +231,34 @@ def test_closing_stops_a_long_answer_at_once_and_fails_its_callers() -> None:
         return took
 
     assert asyncio.run(go()) < 2.0
+
+
+def test_swapping_the_gguf_file_of_a_run_is_refused(tmp_path: Path) -> None:
+    from selfinstruct.config import RunConfig
+    from selfinstruct.runner import resolve, run_header
+    from selfinstruct.store import RunDir
+
+    gguf = tmp_path / "teacher.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    out = tmp_path / "run"
+    # The run directory as `bootstrap --backend local --model-path teacher.gguf` opens it.
+    cfg = RunConfig.model_validate(
+        {"out": out, "teacher": {"backend": "local", "model_path": str(gguf)}}
+    )
+    resolved, name = resolve(cfg, {})
+    run = RunDir(out)
+    run.open(run_header(resolved, name, load_seeds(), load_prompts()))
+    run.close()
+    identity = json.loads((out / "config.json").read_text())["identity"]
+    assert identity["teacher.model"] == "teacher"
+    assert identity["teacher.model_file.sha256"] == hashlib.sha256(gguf.read_bytes()).hexdigest()
+
+    args = ("bootstrap", "--backend", "local", "--model-path", str(gguf), "--out", str(out))
+    assert run_cli(*args, "--dry-run").returncode == 0  # the same file: the same run
+    # Another model saved under the same name: refused before it is loaded, naming the field.
+    gguf.write_bytes(b"GGUF" + bytes(range(255, -1, -1)) * 64)
+    for extra in (("--dry-run",), ("--quiet",)):
+        done = run_cli(*args, *extra)
+        assert done.returncode == 1, done.stderr
+        assert "teacher.model_file.sha256: the run" in done.stderr
+        assert "Traceback" not in done.stderr
