@@ -255,6 +255,15 @@ def test_swapping_the_gguf_file_of_a_run_is_refused(tmp_path: Path) -> None:
 
     args = ("bootstrap", "--backend", "local", "--model-path", str(gguf), "--out", str(out))
     assert run_cli(*args, "--dry-run").returncode == 0  # the same file: the same run
+    # A run started before the digest was recorded is resumed, with a warning.
+    header = json.loads((out / "config.json").read_text())
+    del header["identity"]["teacher.model_file.sha256"]
+    (out / "config.json").write_text(json.dumps(header))
+    older = run_cli(*args, "--dry-run")
+    assert older.returncode == 0, older.stderr
+    assert "teacher.model_file.sha256: not recorded when this run started" in older.stderr
+    header["identity"]["teacher.model_file.sha256"] = identity["teacher.model_file.sha256"]
+    (out / "config.json").write_text(json.dumps(header))
     # Another model saved under the same name: refused before it is loaded, naming the field.
     gguf.write_bytes(b"GGUF" + bytes(range(255, -1, -1)) * 64)
     for extra in (("--dry-run",), ("--quiet",)):
