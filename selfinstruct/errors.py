@@ -1,7 +1,8 @@
 """Exceptions raised by selfinstruct.
 
 Every error a user can cause or meet derives from :class:`SelfInstructError`; the CLI turns
-each into a one-line message and a non-zero exit, never a traceback::
+each into a one-line message and a non-zero exit, never a traceback. A class's ``hint``
+says what to do next; the CLI adds it only where it is true (a run with saved progress)::
 
     SelfInstructError
     ├── ConfigError        a setting is invalid, or conflicts with the stored run
@@ -17,10 +18,17 @@ each into a one-line message and a non-zero exit, never a traceback::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from selfinstruct.engine import Progress
 
 
 class SelfInstructError(Exception):
     """Base class of every error selfinstruct raises on purpose."""
+
+    # What to do next, when the run directory holds progress to resume; None: nothing to add.
+    hint: ClassVar[str | None] = None
 
 
 class ConfigError(SelfInstructError):
@@ -46,21 +54,29 @@ class RunDirError(SelfInstructError):
 class BudgetSpent(SelfInstructError):
     """Report that the run's budget is spent; committed work is saved and resumable.
 
-    `progress` is where the run stood when it stopped (an engine Progress), set by the
-    engine before the error leaves it.
+    `progress` is where the run stood when it stopped, set by the engine before the error
+    leaves it.
     """
+
+    hint: ClassVar[str | None] = (
+        "the run is saved: re-run with a larger --max-cost or --max-tokens to continue"
+    )
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.progress: object | None = None
+        self.progress: Progress | None = None
 
 
 class TeacherError(SelfInstructError):
     """Report a teacher that keeps failing after bounded retries."""
 
+    hint: ClassVar[str | None] = "progress is saved: re-run the same command to resume"
+
 
 class AuthError(TeacherError):
     """Report missing or rejected teacher credentials."""
+
+    hint: ClassVar[str | None] = None  # re-running cannot help until the key is fixed
 
 
 def field_path(loc: Sequence[int | str]) -> str:

@@ -7,16 +7,19 @@ it, takes no lock and sends no request: its teacher cannot send.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from selfinstruct.backends.base import Backend
-from selfinstruct.budget import cost, prices
+from selfinstruct.backends.openai_wire import DEFAULT_BASE_URL
 from selfinstruct.config import RunConfig
-from selfinstruct.engine import Bootstrap, header_for
+from selfinstruct.costs import Price, batch_usage, config_price, price_usage, usd
+from selfinstruct.engine import Bootstrap
+from selfinstruct.pricing import BATCH_PRICE_FACTOR
 from selfinstruct.prompts import load_prompts
 from selfinstruct.records import Completion, Request, Stage
+from selfinstruct.runner import resolve, run_header
 from selfinstruct.seeds import SeedSet, load_seeds
 from selfinstruct.store import CONFIG, RunDir, State, read_state
 
@@ -159,22 +162,35 @@ def _number(value: float) -> str:
     return f"{round(value):,}"
 
 
-def dry_run_report(config: RunConfig, backend_kind: str) -> str:
-    """Check a bootstrap command and describe what it would do, touching nothing."""
-    seeds = load_seeds(config.seeds)
-    prompt_set = load_prompts(config.prompts)
+def _teacher_line(config: RunConfig, name: str) -> str:
+    """Say where requests would go, as the run would send them."""
     teacher = config.teacher
-    if backend_kind == "local" and "model" not in teacher.model_fields_set:
-        from selfinstruct.backends.local import default_model_path
+    if name == "local":
+        return f"in-process llama.cpp ({teacher.model_path})"
+    if name == "vllm":
+        layout = (
+            f"tensor {teacher.tensor_parallel_size} x pipeline {teacher.pipeline_parallel_size}"
+            f" GPUs per replica, {teacher.data_parallel_size} replica(s)"
+        )
+        return f"in-process vLLM on this machine ({layout})"
+    urls = ", ".join(teacher.base_urls) or DEFAULT_BASE_URL
+    if name == "batch-api":
+        return f"{urls} through the Batch API (half price, answers within 24 hours)"
+    return urls
 
-        path = teacher.model_path or default_model_path()
-        teacher.model = path.name.removesuffix(".gguf")  # as a real run names it
+
+def dry_run_report(config: RunConfig, env: Mapping[str, str]) -> str:
+    """Check a bootstrap command and describe what it would do, touching nothing."""
+    config, backend_name = resolve(config, env)  # exactly as the run resolves it
+    seeds = load_seeds(config.seeds, language=config.language)
+    prompt_set = load_prompts(config.prompts, language=config.language)
+    teacher = config.teacher
     out: Path = config.out
     exists = (out / CONFIG).exists()
     run = RunDir(out)  # never opened: no lock, no write
     state = read_state(out) if exists else None
-    if exists:
-        run.check_identity(header_for(config, seeds, prompt_set))  # refused as a run would be
+    if exists:  # refused as a run would be
+        run.check_identity(run_header(config, backend_name, seeds, prompt_set))
     if state is not None:
         run.state = state
     engine = Bootstrap(config, _NoTeacher(), run, seeds, prompt_set)
@@ -187,13 +203,13 @@ def dry_run_report(config: RunConfig, backend_kind: str) -> str:
         if state is not None
         else f"{out} ({'exists, no commit record' if exists else 'new'})"
     )
-    if backend_kind == "local":
-        endpoints = f"in-process llama.cpp ({teacher.model_path or 'the bundled GGUF'})"
-    else:
-        endpoints = ", ".join(teacher.base_urls) or "https://api.openai.com/v1"
-    price = prices(config)
+    endpoints = _teacher_line(config, backend_name)
+    price = config_price(config)
+    # What is still to be asked goes through the Batch API at its price when the run does.
+    factor = BATCH_PRICE_FACTOR if backend_name == "batch-api" else 1.0
     price_text = (
         f"{price[0]} / {price[1]} USD per million tokens in/out"
+        + (f", x{factor:g} through the Batch API" if factor != 1.0 else "")
         if price is not None
         else "unknown: pass --price-in and --price-out for costs"
     )
@@ -205,7 +221,7 @@ def dry_run_report(config: RunConfig, backend_kind: str) -> str:
     lines += [
         f"run        {where}",
         f"mode       {config.mode}",
-        f"teacher    {teacher.model} ({teacher.api} API, {backend_kind} backend)",
+        f"teacher    {teacher.model} ({teacher.api} API, {backend_name} backend)",
         f"endpoints  {endpoints}",
         f"target     {config.target:,} tasks ({max(config.target - accepted, 0):,} to go)",
         f"requests   {teacher.concurrency} in flight at most, "
@@ -233,7 +249,7 @@ def dry_run_report(config: RunConfig, backend_kind: str) -> str:
         name = "total" if row is None else row.stage
         row = row or total
         dollars = (
-            f"{cost(int(row.prompt_tokens), int(row.completion_tokens), price):.2f}"
+            f"{usd(row.prompt_tokens, row.completion_tokens, price, factor):.2f}"
             if price is not None
             else "?"
         )
@@ -248,7 +264,7 @@ def dry_run_report(config: RunConfig, backend_kind: str) -> str:
                 total.prompt_tokens + row.prompt_tokens,
                 total.completion_tokens + row.completion_tokens,
             )
-    lines.append(_budget_line(config, state, total, price))
+    lines.append(_budget_line(config, state, total, price, factor))
     return "\n".join(lines).rstrip()
 
 
@@ -256,7 +272,8 @@ def _budget_line(
     config: RunConfig,
     state: State | None,
     total: StageEstimate,
-    price: tuple[float, float] | None,
+    price: Price | None,
+    factor: float,
 ) -> str:
     """Say where --max-cost / --max-tokens would stop the run, by the estimate."""
     budget = config.budget
@@ -273,8 +290,10 @@ def _budget_line(
         left = float(budget.max_tokens - spent_in - spent_out)
         per_task.append((f"--max-tokens {budget.max_tokens:,}", left, tokens / remaining))
     if budget.max_cost is not None and price is not None and remaining:
-        left = budget.max_cost - cost(spent_in, spent_out, price)
-        need = cost(int(total.prompt_tokens), int(total.completion_tokens), price) / remaining
+        # Spent so far as the budget counts it (costs.py): batched answers at their price.
+        spent = price_usage(state.usage if state else {}, batch_usage(config.out), price)
+        left = budget.max_cost - (spent.total_usd or 0.0)
+        need = usd(total.prompt_tokens, total.completion_tokens, price, factor) / remaining
         per_task.append((f"--max-cost {budget.max_cost:.2f}", left, need))
     if not per_task:
         return "budget     the target is reached"

@@ -1,6 +1,9 @@
-"""Known prices of common teacher models, for cost estimates in `status`."""
+"""Known prices of common teacher models; costs.py prices a run with them."""
 
 from __future__ import annotations
+
+# The Batch API bills half the synchronous price (OpenAI pricing page, "Batch API").
+BATCH_PRICE_FACTOR = 0.5
 
 # USD per million (prompt, completion) tokens, from OpenAI's published price list
 # (standard tier, as of 2025). Users override with --price-in / --price-out; local and

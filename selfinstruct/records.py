@@ -91,15 +91,3 @@ class Candidate:
     instruction: str
     input: str = ""
     output: str | None = None
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why a candidate was dropped; written to rejected.jsonl and counted by `reason`."""
-
-    reason: str
-    stage: Stage
-    instruction: str
-    detail: str = ""
-    input: str | None = None
-    output: str | None = None

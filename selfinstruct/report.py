@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from selfinstruct import __version__
+from selfinstruct.costs import CostTable, batch_usage, choose_price, price_usage, stored_prices, usd
 from selfinstruct.errors import ConfigError, RunDirError
 from selfinstruct.filters import count_words
-from selfinstruct.pricing import price_for
 from selfinstruct.records import Task
 from selfinstruct.seeds import default_seeds_path, load_seeds
 from selfinstruct.similarity import NoveltyIndex
@@ -562,11 +562,6 @@ def stage_totals(responses: Sequence[tuple[int, str, int, int]]) -> dict[str, St
     return dict(sorted(totals.items()))
 
 
-def cost(prompt_tokens: int, completion_tokens: int, price: tuple[float, float]) -> float:
-    """Return USD for tokens at (input, output) USD per million tokens."""
-    return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
-
-
 def classification_share(pool: Sequence[Task]) -> dict[str, int]:
     """Count classification, other and never-asked (alpaca mode) tasks."""
     counts = Counter(
@@ -837,8 +832,13 @@ def plot_usage(
     series: dict[str, list[tuple[int, int]]],
     accepted: Sequence[int],
     price: tuple[float, float] | None,
+    scale: float = 1.0,
 ) -> bytes:
-    """Draw cumulative tokens by stage, and cumulative cost (or tokens per task), per round."""
+    """Draw cumulative tokens by stage, and cumulative cost (or tokens per task), per round.
+
+    `scale` is the run's cost over its list-price cost (below 1 with Batch API answers,
+    known per stage but not per round), so the curve ends at what the run cost.
+    """
     from matplotlib.ticker import EngFormatter
 
     fig = _figure(12, 4.4)
@@ -863,7 +863,7 @@ def plot_usage(
         spent: list[float] = []
         total = 0.0
         for p, c in per_round:
-            total += cost(p, c, price)
+            total += usd(p, c, price) * scale
             spent.append(total)
         right.set_title(f"Cost over the run (USD at {price[0]:g}/{price[1]:g} per M tokens)",
                         fontsize=11)  # fmt: skip
@@ -1004,7 +1004,11 @@ def build_report(
     config = data.header["config"]
     threshold = float(config["filters"]["rouge_threshold"])
     tokenizer = config["filters"].get("tokenizer", "rouge")
-    price = price if price is not None else price_for(data.model)
+    # Priced by costs.py, as budgets and status price it: Batch API answers at their price.
+    price = choose_price(data.model, price or (None, None), stored_prices(run))
+    table = price_usage(stage_totals(data.responses), batch_usage(run), price)
+    list_price = usd(*_tokens_in_out(table), price) if price is not None else 0.0
+    scale = (table.total_usd or 0.0) / list_price if list_price else 1.0
     pool = data.pool
 
     pairs, parser_used = verb_objects(
@@ -1028,7 +1032,7 @@ def build_report(
         "rouge": plot_rouge(scores, threshold),
         "lengths": plot_lengths(sizes),
         "rejections": plot_rejections(rejected, accepted),
-        "usage": plot_usage(usage_rounds, usage, accepted, price),
+        "usage": plot_usage(usage_rounds, usage, accepted, price, scale),
         "classification": plot_classification(share),
     }
     page = _page(
@@ -1043,6 +1047,12 @@ def build_report(
     html_path = out_dir / "report.html"
     atomic_write(html_path, page.encode("utf-8"))
     return ReportResult(html_path, paths, parser_used, len(pool), scores)
+
+
+def _tokens_in_out(table: CostTable) -> tuple[int, int]:
+    """Return the prompt and completion tokens of every stage of a cost table."""
+    stages = table.stages.values()
+    return sum(s.prompt_tokens for s in stages), sum(s.completion_tokens for s in stages)
 
 
 def _page(
@@ -1064,7 +1074,8 @@ def _page(
     totals = stage_totals(data.responses)
     tokens_in = sum(t.prompt_tokens for t in totals.values())
     tokens_out = sum(t.completion_tokens for t in totals.values())
-    spent = cost(tokens_in, tokens_out, price) if price is not None else None
+    table = price_usage(totals, batch_usage(data.path), price)
+    spent = table.total_usd
     n_rejected = sum(sum(v) for v in rejected.values())
     mean_score = sum(scores) / len(scores) if scores else 0.0
     summary = [
@@ -1096,7 +1107,7 @@ def _page(
             t.requests,
             f"{t.prompt_tokens:,}",
             f"{t.completion_tokens:,}",
-            f"{cost(t.prompt_tokens, t.completion_tokens, price):.4f}" if price else "",
+            f"{table.stages[stage].usd or 0.0:.4f}" if price else "",
         )
         for stage, t in totals.items()
     ]

@@ -89,6 +89,13 @@ _SINGLE_CHAR_RANGES: Final = (
     "\uf900-\ufaff"
     "\U00020000-\U0003ffff"
 )
+_SINGLE_CHAR_SCRIPT: Final = re.compile(f"[{_SINGLE_CHAR_RANGES}]")
+
+
+def has_single_char_script(text: str) -> bool:
+    """Say whether text holds CJK, kana or Hangul: the characters that are tokens alone."""
+    return _SINGLE_CHAR_SCRIPT.search(text) is not None
+
 
 # Code points double as token ids inside the compact sequence strings.  Ids skip
 # the surrogate block (a str may not round-trip through codecs with lone

@@ -186,3 +186,62 @@ def test_preflight_fails_fast_on_unreachable_server() -> None:
         with pytest.raises(TeacherError, match=f"cannot reach http://127.0.0.1:{port}/v1"):
             asyncio.run(go())
     assert time.monotonic() - start < 10
+
+
+def test_one_wire_format_for_the_direct_and_batch_backends() -> None:
+    from selfinstruct.backends import batch_api, openai_compat, openai_wire
+
+    for name in ("request_body", "completion_from_json", "describe_error", "is_transient"):
+        shared = getattr(openai_wire, name)
+        assert getattr(openai_compat, name) is shared
+        assert getattr(batch_api, name) is shared
+    assert openai_compat.DEFAULT_BASE_URL is batch_api.DEFAULT_BASE_URL
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"prompt_tokens": 3, "completion_tokens": 4}, (3, 4)),
+        ({"prompt_tokens": 3}, (3, 0)),
+        ({"prompt_tokens": "3", "completion_tokens": 4}, (0, 4)),
+        ({"prompt_tokens": True, "completion_tokens": -1}, (0, 0)),
+        (None, (0, 0)),
+    ],
+)
+def test_usage_is_read_field_by_field(usage: object, expected: tuple[int, int]) -> None:
+    from selfinstruct.backends.openai_wire import completion_from_json
+
+    data = {"choices": [{"text": "hi", "finish_reason": "length"}], "usage": usage}
+    completion = completion_from_json(data, chat=False)
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == expected
+    assert (completion.text, completion.finish_reason) == ("hi", "length")
+
+
+@pytest.mark.parametrize("text", [123, ["a"], {"x": 1}])
+def test_non_string_text_is_a_bad_answer_for_both_apis(text: object) -> None:
+    from selfinstruct.backends.openai_wire import BadResponse, completion_from_json
+
+    with pytest.raises(BadResponse, match="not a string"):
+        completion_from_json({"choices": [{"text": text}]}, chat=False)
+    with pytest.raises(BadResponse, match="not a string"):
+        completion_from_json({"choices": [{"message": {"content": text}}]}, chat=True)
+
+
+def test_served_model_names_the_checkpoint_behind_a_served_name() -> None:
+    from openai.types import Model
+
+    from selfinstruct.backends.openai_wire import served_model
+
+    def model(name: str, **extra: str) -> Model:
+        return Model.model_validate(
+            {"id": name, "object": "model", "created": 0, "owned_by": "vllm", **extra}
+        )
+
+    vllm = [model("teacher", root="/models/qwen2.5-7b")]
+    assert served_model(vllm, "teacher") == "teacher (/models/qwen2.5-7b)"
+    # One model served: whatever name a request gives, that one answers.
+    assert served_model(vllm, "other-name") == "teacher (/models/qwen2.5-7b)"
+    many = [model("gpt-4o"), model("gpt-4o-mini")]
+    assert served_model(many, "gpt-4o-mini") == "gpt-4o-mini"
+    assert served_model(many, "missing") is None
+    assert served_model([], "missing") is None

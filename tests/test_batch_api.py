@@ -297,6 +297,21 @@ def test_a_refused_line_is_not_retried(server: OpenAITestServer, tmp_path: Path)
     assert len(server.batches) == 1
 
 
+def test_a_refused_line_is_described_as_the_direct_backend_does(
+    server: OpenAITestServer, tmp_path: Path
+) -> None:
+    # A proxy that echoes the request's headers: the key never reaches the message, and a
+    # long body is cut, exactly as the direct backend reports its errors (openai_wire).
+    echoed = "rejected; headers: Authorization: Bearer gsk_Secret0123456789 " + "x" * 2000
+    server.push_batch_plans(BatchPlan(line_faults={0: Reply(status=400, text=echoed)}))
+    with pytest.raises(TeacherError) as info:
+        _complete(server, tmp_path, _requests(1))
+    message = str(info.value)
+    assert "HTTP 400: rejected; headers: Authorization: Bearer [redacted]" in message
+    assert "gsk_Secret" not in message
+    assert len(message) < 500
+
+
 def test_a_failed_batch_stops_with_the_reason(server: OpenAITestServer, tmp_path: Path) -> None:
     server.push_batch_plans(BatchPlan(outcome="failed", message="model not found"))
     with pytest.raises(TeacherError, match="failed: model not found; re-run"):
@@ -508,3 +523,39 @@ def test_batch_api_needs_a_server_that_has_it(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "offers no Batch API" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def _cost_line(status: str) -> float:
+    line = next(x for x in status.splitlines() if x.startswith("cost "))
+    return float(line.split()[1])
+
+
+def test_max_cost_status_and_report_price_batch_answers_at_half(tmp_path: Path) -> None:
+    # Batches of two requests, two in flight: the budget is checked every couple of answers.
+    toml = tmp_path / "run.toml"
+    toml.write_text("[teacher]\nbatch_max_requests = 2\nbatch_quiet_seconds = 0.02\n")
+    out = tmp_path / "run"
+    prices = ("--price-in", "1000", "--price-out", "1000")
+    with OpenAITestServer(SyntheticTeacher(), batch_delay=0.02) as server:
+        args = bootstrap_args(server, out, "--target", "200", "--prompts-per-round", "1")
+        done = run_cli(
+            *args,
+            *("--batch-api", "--batch-poll-seconds", "0.02", "--concurrency", "2"),
+            *("--config", str(toml), "--max-cost", "10", *prices),
+        )
+    assert done.returncode == 3, done.stderr
+    assert "budget spent" in done.stderr and "--max-cost 10.00" in done.stderr
+    usage = json.loads((out / "state.json").read_text())["usage"]
+    tokens = sum(u["prompt_tokens"] + u["completion_tokens"] for u in usage.values())
+    # Every answer came through a batch, at half the list price; the budget counts it so,
+    # rather than stopping at half the spend asked for (4 answers at most past the limit).
+    status = run_cli("status", "--out", str(out), *prices)
+    assert status.returncode == 0, status.stderr
+    spent = _cost_line(status.stdout)
+    assert spent == pytest.approx(tokens * 1000 / 1e6 / 2, abs=0.01)
+    assert 10 <= spent < 12
+    # The report prices the same answers the same way.
+    report = run_cli("report", str(out), "--parser", "heuristic", *prices)
+    assert report.returncode == 0, report.stderr
+    page = (out / "report" / "report.html").read_text(encoding="utf-8")
+    assert f"{spent:.2f} USD at 1000 / 1000 USD per million tokens" in page

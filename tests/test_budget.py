@@ -133,3 +133,23 @@ def test_budget_is_operational(teacher: OpenAITestServer, tmp_path: Path, flag: 
     prices = ("--price-in", "1", "--price-out", "1")
     done = run_cli(*_args(teacher, out, "--target", "20", flag, "1000000", *prices))
     assert done.returncode == 0, done.stderr
+
+
+def test_status_prices_a_run_at_the_prices_it_was_started_with(
+    teacher: OpenAITestServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    prices = ("--price-in", "1000", "--price-out", "3000")
+    done = run_cli(*_args(teacher, out, "--target", "10", *prices))
+    assert done.returncode == 0, done.stderr
+    state = json.loads((out / "state.json").read_text())
+    prompt = sum(u["prompt_tokens"] for u in state["usage"].values())
+    completion = sum(u["completion_tokens"] for u in state["usage"].values())
+    expected = (prompt * 1000 + completion * 3000) / 1e6
+    # No flags: test-model has no known price, but the run was started with prices.
+    status = run_cli("status", "--out", str(out))
+    assert status.returncode == 0, status.stderr
+    assert f"cost       {expected:.2f} USD at 1000.0/3000.0 USD per million" in status.stdout
+    # Flags still win, part by part.
+    status = run_cli("status", "--out", str(out), "--price-out", "0")
+    assert f"cost       {prompt * 1000 / 1e6:.2f} USD at 1000.0/0.0" in status.stdout

@@ -240,3 +240,37 @@ def test_dedup_command(tmp_path: Path) -> None:
     done = run_cli("dedup", str(source), "-o", str(kept))
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"{source}:1: field 'instruction'" in done.stderr
+
+
+def test_progress_is_saved_only_where_there_is_progress(tmp_path: Path) -> None:
+    from selfinstruct.testing.server import Reply
+
+    out = tmp_path / "run"
+    with OpenAITestServer(lambda request: Reply.server_error(503)) as server:
+        done = run_cli(*bootstrap_args(server, out, "--max-retries", "0"))
+    assert done.returncode == 1 and "HTTP 503" in done.stderr
+    assert "Traceback" not in done.stderr
+    # Nothing was answered, so there is nothing to resume: no promise that there is.
+    assert "progress is saved" not in done.stderr and "resume" not in done.stderr
+
+
+def test_the_model_the_server_reports_is_recorded_and_shown(tmp_path: Path) -> None:
+    from selfinstruct.testing.teacher import SyntheticTeacher
+
+    out = tmp_path / "run"
+    with OpenAITestServer(SyntheticTeacher(), models=("org/checkpoint-7b",)) as server:
+        done = run_cli(*bootstrap_args(server, out, "--target", "10"))
+        assert done.returncode == 0, done.stderr
+    header = json.loads((out / "config.json").read_text())
+    assert header["teacher_reported"] == "org/checkpoint-7b"
+    assert "teacher.model" in header["identity"] and "teacher_reported" not in header["identity"]
+    status = run_cli("status", "--out", str(out))
+    assert "teacher    test-model (completions API; the server reports org/checkpoint-7b)" in (
+        status.stdout
+    )
+    # A server that now runs something else under the name: the run goes on, and says so.
+    with OpenAITestServer(SyntheticTeacher(), models=("org/checkpoint-13b",)) as server:
+        done = run_cli(*bootstrap_args(server, out, "--target", "20"))
+    assert done.returncode == 0, done.stderr
+    assert "now reports the model 'org/checkpoint-13b'" in done.stderr
+    assert "'org/checkpoint-7b'" in done.stderr

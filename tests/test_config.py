@@ -317,3 +317,40 @@ def test_mode_sets_sampling_defaults_and_flags_override_them() -> None:
     assert RunConfig().teacher.instruction_sampling() == (0.7, 0.5, 2.0, 1024)
     mixed = load_config(None, {"mode": "alpaca", "teacher": {"temperature": 0.2}})
     assert mixed.teacher.instruction_sampling() == (0.2, 1.0, 0.0, 3072)
+
+
+def test_every_bootstrap_flag_names_a_setting() -> None:
+    import inspect
+
+    from selfinstruct.cli import bootstrap
+    from selfinstruct.config import FLAG_KEYS, flatten
+
+    settings = set(flatten(RunConfig().model_dump()))
+    assert set(FLAG_KEYS.values()) <= settings
+    assert len(set(FLAG_KEYS.values())) == len(FLAG_KEYS)  # no setting twice
+    # Every flag of `bootstrap` sets a setting, except those that say how to run it.
+    flags = set(inspect.signature(bootstrap).parameters) - {"config", "dry_run", "quiet"}
+    assert flags == set(FLAG_KEYS)
+
+
+def test_resolve_returns_a_new_config_and_leaves_the_validated_one_alone(tmp_path: Path) -> None:
+    from selfinstruct.runner import resolve
+
+    gguf = tmp_path / "tiny-model.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(60))
+    cfg = RunConfig.model_validate({"teacher": {"backend": "local", "model_path": str(gguf)}})
+    resolved, name = resolve(cfg, {})
+    assert name == "local"
+    assert resolved.teacher.model == "tiny-model"
+    assert cfg.teacher.model == "gpt-3.5-turbo-instruct"  # untouched
+    vllm = RunConfig.model_validate({"teacher": {"backend": "vllm", "model": "org/m"}})
+    resolved, name = resolve(vllm, {})
+    assert (name, resolved.teacher.concurrency, vllm.teacher.concurrency) == ("vllm", 1024, "auto")
+    pinned = RunConfig.model_validate(
+        {"teacher": {"backend": "vllm", "model": "org/m", "concurrency": 8}}
+    )
+    assert resolve(pinned, {})[0].teacher.concurrency == 8
+    with pytest.raises(ConfigError, match="needs --model"):
+        resolve(RunConfig.model_validate({"teacher": {"backend": "vllm"}}), {})
+    batch = RunConfig.model_validate({"teacher": {"batch_api": True}})
+    assert resolve(batch, {"OPENAI_API_KEY": "k"})[1] == "batch-api"

@@ -6,6 +6,7 @@ import hashlib
 import socket
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 
 from selfinstruct.testing.server import OpenAITestServer
@@ -104,3 +105,70 @@ def test_dry_run_alpaca_shows_its_one_prompt(teacher: OpenAITestServer, tmp_path
     # No known price for test-model: the estimate says how to get one.
     assert "pass --price-in and --price-out" in done.stdout
     assert teacher.requests == [] and not (tmp_path / "run").exists()
+
+
+def test_dry_run_of_a_chinese_run_renders_chinese_prompts_and_accepts_the_run(
+    tmp_path: Path,
+) -> None:
+    from selfinstruct.testing.teacher_zh import ChineseSyntheticTeacher
+
+    out = tmp_path / "run"
+    with OpenAITestServer(ChineseSyntheticTeacher()) as server:
+        zh = ("--language", "zh")
+        fresh = run_cli(*_args(server.base_url, out, "--dry-run", *zh))
+        assert fresh.returncode == 0, fresh.stderr
+        assert "编号清单" in fresh.stdout  # the Chinese instruction template
+        assert run_cli(*_args(server.base_url, out, "--target", "15", "-q", *zh)).returncode == 0
+        sent = len(server.requests)
+        # The run is Chinese: its prompts' digest is the Chinese templates'; a dry run agrees.
+        done = run_cli(*_args(server.base_url, out, "--dry-run", "--target", "30", *zh))
+        assert done.returncode == 0, done.stderr
+        assert "(exists:" in done.stdout and "编号清单" in done.stdout
+        assert len(server.requests) == sent
+
+
+def test_dry_run_with_vllm_shows_the_in_process_engine_and_needs_a_model(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    base = ["bootstrap", "--backend", "vllm", "--out", str(out), "--dry-run"]
+    refused = run_cli(*base)
+    assert refused.returncode == 1 and "--backend vllm needs --model" in refused.stderr
+    done = run_cli(*base, "--model", "org/some-model")
+    assert done.returncode == 0, done.stderr
+    assert "teacher    org/some-model (completions API, vllm backend)" in done.stdout
+    assert "endpoints  in-process vLLM on this machine" in done.stdout
+    assert "api.openai.com" not in done.stdout
+    assert "requests   1024 in flight at most" in done.stdout
+    assert not out.exists()
+
+
+def test_dry_run_refuses_what_the_run_refuses(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    two = ["--base-url", "http://127.0.0.1:9/v1", "--base-url", "http://127.0.0.1:10/v1"]
+    batch = run_cli("bootstrap", "--out", str(out), "--dry-run", "--batch-api", *two)
+    assert batch.returncode == 1 and "--batch-api sends every batch to one endpoint" in batch.stderr
+    local = run_cli(
+        "bootstrap",
+        "--out",
+        str(out),
+        "--dry-run",
+        "--backend",
+        "local",
+        "--base-url",
+        "http://x/v1",
+    )
+    assert local.returncode == 1 and "--base-url is for --backend openai" in local.stderr
+    assert not out.exists()
+
+
+def test_dry_run_estimates_batch_api_requests_at_half_price(
+    teacher: OpenAITestServer, tmp_path: Path
+) -> None:
+    prices = ("--price-in", "1000", "--price-out", "1000", "--target", "500")
+    totals = {}
+    for extra in ((), ("--batch-api",)):
+        done = run_cli(*_args(teacher.base_url, tmp_path / "run", "--dry-run", *prices, *extra))
+        assert done.returncode == 0, done.stderr
+        total = next(x for x in done.stdout.splitlines() if x.strip().startswith("total"))
+        totals[extra] = float(total.split()[-1])
+    assert "through the Batch API" in done.stdout
+    assert totals[("--batch-api",)] == pytest.approx(totals[()] / 2, abs=0.02)

@@ -9,12 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from selfinstruct.backends.openai_compat import OpenAICompatBackend
 from selfinstruct.config import RunConfig
-from selfinstruct.engine import Bootstrap, header_for
-from selfinstruct.prompts import load_prompts
-from selfinstruct.seeds import load_seeds
-from selfinstruct.store import RunDir
+from selfinstruct.runner import run_bootstrap
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
 from selfinstruct.testing.teacher import SyntheticTeacher
 
@@ -44,19 +40,8 @@ def _run(server: OpenAITestServer, out: Path, mode: str, concurrency: int) -> No
             },
         }
     )
-    seeds, prompts = load_seeds(), load_prompts()
-
-    async def go() -> None:
-        backend = OpenAICompatBackend(config.teacher, None)
-        run = RunDir(out)
-        try:
-            run.open(header_for(config, seeds, prompts))
-            await Bootstrap(config, backend, run, seeds, prompts).run_until_target()
-        finally:
-            run.close()
-            await backend.aclose()
-
-    asyncio.run(go())
+    # The library entry point the CLI calls, in process: the same backend, the same checks.
+    asyncio.run(run_bootstrap(config, {}))
 
 
 @pytest.mark.parametrize("mode", ["self-instruct", "alpaca"])

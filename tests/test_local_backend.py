@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
+import json
 import sys
 import threading
 import time
@@ -13,6 +15,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from selfinstruct.backends.local import GGUF_MAGIC, LocalLlamaBackend, default_model_path
 from selfinstruct.config import TeacherConfig
@@ -196,10 +199,10 @@ async def _preflight(path: Path) -> None:
 
 
 @needs_llama
-def test_describe_and_close() -> None:
+def test_close_is_idempotent_and_final() -> None:
     async def go() -> None:
         backend = LocalLlamaBackend(TeacherConfig(), n_threads=2)
-        assert backend.describe() == "SmolLM2-135M-Instruct.Q4_1 (local, llama.cpp, 2 threads)"
+        assert backend.model_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
         await backend.preflight()
         await backend.aclose()
         await backend.aclose()  # idempotent
@@ -228,3 +231,43 @@ def test_closing_stops_a_long_answer_at_once_and_fails_its_callers() -> None:
         return took
 
     assert asyncio.run(go()) < 2.0
+
+
+def test_swapping_the_gguf_file_of_a_run_is_refused(tmp_path: Path) -> None:
+    from selfinstruct.config import RunConfig
+    from selfinstruct.runner import resolve, run_header
+    from selfinstruct.store import RunDir
+
+    gguf = tmp_path / "teacher.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    out = tmp_path / "run"
+    # The run directory as `bootstrap --backend local --model-path teacher.gguf` opens it.
+    cfg = RunConfig.model_validate(
+        {"out": out, "teacher": {"backend": "local", "model_path": str(gguf)}}
+    )
+    resolved, name = resolve(cfg, {})
+    run = RunDir(out)
+    run.open(run_header(resolved, name, load_seeds(), load_prompts()))
+    run.close()
+    identity = json.loads((out / "config.json").read_text())["identity"]
+    assert identity["teacher.model"] == "teacher"
+    assert identity["teacher.model_file.sha256"] == hashlib.sha256(gguf.read_bytes()).hexdigest()
+
+    args = ("bootstrap", "--backend", "local", "--model-path", str(gguf), "--out", str(out))
+    assert run_cli(*args, "--dry-run").returncode == 0  # the same file: the same run
+    # A run started before the digest was recorded is resumed, with a warning.
+    header = json.loads((out / "config.json").read_text())
+    del header["identity"]["teacher.model_file.sha256"]
+    (out / "config.json").write_text(json.dumps(header))
+    older = run_cli(*args, "--dry-run")
+    assert older.returncode == 0, older.stderr
+    assert "teacher.model_file.sha256: not recorded when this run started" in older.stderr
+    header["identity"]["teacher.model_file.sha256"] = identity["teacher.model_file.sha256"]
+    (out / "config.json").write_text(json.dumps(header))
+    # Another model saved under the same name: refused before it is loaded, naming the field.
+    gguf.write_bytes(b"GGUF" + bytes(range(255, -1, -1)) * 64)
+    for extra in (("--dry-run",), ("--quiet",)):
+        done = run_cli(*args, *extra)
+        assert done.returncode == 1, done.stderr
+        assert "teacher.model_file.sha256: the run" in done.stderr
+        assert "Traceback" not in done.stderr

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from selfinstruct.records import Completion, Request
+
+if TYPE_CHECKING:
+    from selfinstruct.config import RunConfig
+
+Notify = Callable[[str], None]
 
 
 class Backend(ABC):
@@ -16,6 +22,30 @@ class Backend(ABC):
     # How many it wants in flight at least, whatever the configured concurrency: a backend
     # that gathers requests into batches (the Batch API) needs a whole window at once.
     min_concurrency: int | None = None
+
+    # What the server says it runs (e.g. from /v1/models), once known; recorded with the run.
+    reported_model: str | None = None
+
+    @classmethod
+    def resolve(cls, config: RunConfig) -> dict[str, Any]:
+        """Return the teacher settings this backend implies, as updates; refuse conflicts.
+
+        Called before the config is used, so the identity stored with a run holds the
+        resolved values (the local backend names its GGUF file, say).
+        """
+        return {}
+
+    @classmethod
+    def identity(cls, config: RunConfig) -> dict[str, Any]:
+        """Return identity entries beyond the config's own (a model file's digest, say)."""
+        return {}
+
+    @classmethod
+    def from_config(
+        cls, config: RunConfig, api_key: str | None, *, notify: Notify | None = None
+    ) -> Backend:
+        """Build the backend a resolved config asks for."""
+        raise NotImplementedError(f"{cls.__name__} is not built from a config")
 
     def concurrency(self) -> int | None:
         """Return how many requests it takes at once now (may change); None: no limit."""
@@ -30,7 +60,3 @@ class Backend(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections."""
-
-    def describe(self) -> str:
-        """Say in a few words what answers, for progress lines and status."""
-        return type(self).__name__

@@ -29,14 +29,27 @@ from typing import IO, Any
 import openai
 from openai import AsyncOpenAI
 
-from selfinstruct.backends.base import Backend
-from selfinstruct.config import TeacherConfig
-from selfinstruct.errors import AuthError, RunDirError, TeacherError
-from selfinstruct.records import Completion, Request, Usage
-from selfinstruct.store import StageUsage, read_lines
+from selfinstruct.backends.base import Backend, Notify
+from selfinstruct.backends.openai_wire import (
+    DEFAULT_BASE_URL,
+    MAX_MESSAGE,
+    BadResponse,
+    api_path,
+    completion_from_json,
+    describe_error,
+    describe_status,
+    is_transient,
+    is_transient_status,
+    redact,
+    request_body,
+    require_key,
+)
+from selfinstruct.config import RunConfig, TeacherConfig
+from selfinstruct.costs import BATCHES
+from selfinstruct.errors import AuthError, ConfigError, RunDirError, TeacherError
+from selfinstruct.records import Completion, Request
+from selfinstruct.store import read_lines
 
-BATCHES = "batches.jsonl"
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # OpenAI's limits on one batch input file: 50,000 requests and 200 MB (Batch API guide).
 MAX_BATCH_REQUESTS = 50_000
 MAX_BATCH_BYTES = 190 * 1024 * 1024  # a margin under 200 MB for the multipart envelope
@@ -51,57 +64,11 @@ CLOCK_SLACK = 300
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 # Batch-level endings that say nothing about the lines: not counted as attempts.
 _NOT_ATTEMPTS = frozenset({"failed", "cancelled"})
-# The Batch API bills half the synchronous price (OpenAI pricing page, "Batch API").
-BATCH_PRICE_FACTOR = 0.5
 
 
 def endpoint_path(api: str) -> str:
     """Return the Batch API endpoint for the teacher API ("completions" or "chat")."""
-    return "/v1/chat/completions" if api == "chat" else "/v1/completions"
-
-
-def request_body(config: TeacherConfig, request: Request) -> dict[str, Any]:
-    """Return the JSON body of one request, the same one the direct backend sends."""
-    p = request.params
-    body: dict[str, Any] = {
-        "model": config.model,
-        "temperature": p.temperature,
-        "top_p": p.top_p,
-        "max_tokens": p.max_tokens,
-        "presence_penalty": p.presence_penalty,
-        "frequency_penalty": p.frequency_penalty,
-    }
-    if p.stop:
-        body["stop"] = list(p.stop)
-    if p.seed is not None:
-        body["seed"] = p.seed
-    if config.api == "chat":
-        body["messages"] = [{"role": "user", "content": request.prompt}]
-    else:
-        body["prompt"] = request.prompt
-    return body
-
-
-def _describe(exc: BaseException) -> str:
-    """Summarise an API error in one line without echoing request headers."""
-    if isinstance(exc, openai.APIStatusError):
-        message = exc.message if isinstance(exc.message, str) else ""
-        return f"HTTP {exc.status_code}: {message.splitlines()[0] if message else ''}".strip()
-    if isinstance(exc, openai.APITimeoutError):
-        return "request timed out"
-    if isinstance(exc, openai.APIConnectionError):
-        return "connection failed"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return isinstance(exc, (openai.APIConnectionError, openai.APIResponseValidationError))
-
-
-def _transient_status(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
+    return "/v1" + api_path(api)
 
 
 @dataclass
@@ -148,24 +115,6 @@ class _Queued:
     assigned: asyncio.Future[_Batch]
 
 
-def batch_usage(run: Path) -> dict[str, StageUsage]:
-    """Sum, per stage, the requests answered through the Batch API and their tokens."""
-    usage: dict[str, StageUsage] = {}
-    for _, line, _ in read_lines(run / BATCHES):
-        try:
-            entry = json.loads(line)
-            if entry.get("event") != "end":
-                continue
-            for stage, (n, prompt, completion) in entry.get("usage", {}).items():
-                total = usage.setdefault(str(stage), StageUsage())
-                total.requests += int(n)
-                total.prompt_tokens += int(prompt)
-                total.completion_tokens += int(completion)
-        except (ValueError, TypeError, AttributeError):
-            continue  # status is a summary: a damaged record only leaves it short
-    return usage
-
-
 class BatchAPIBackend(Backend):
     """Answer requests through OpenAI's Batch API, keeping batch ids in the run directory."""
 
@@ -208,9 +157,20 @@ class BatchAPIBackend(Backend):
 
     # -- Backend -------------------------------------------------------------------------
 
-    def describe(self) -> str:
-        """Say which model answers, and that it answers through the Batch API."""
-        return f"{self._config.model} ({self._config.api} API, Batch API) at {self._url}"
+    @classmethod
+    def resolve(cls, config: RunConfig) -> dict[str, Any]:
+        """Refuse several endpoints: a batch and its results live on one server."""
+        if len(config.teacher.base_urls) > 1:
+            raise ConfigError("--batch-api sends every batch to one endpoint: pass one --base-url")
+        return {}
+
+    @classmethod
+    def from_config(
+        cls, config: RunConfig, api_key: str | None, *, notify: Notify | None = None
+    ) -> BatchAPIBackend:
+        """Build the backend, keeping its batch log in the run directory."""
+        require_key(config.teacher, api_key)
+        return cls(config.teacher, api_key, config.out, notify=notify)
 
     async def preflight(self) -> None:
         """Fail fast when the key is wrong or the server offers no Batch API."""
@@ -219,7 +179,7 @@ class BatchAPIBackend(Backend):
             await self._client.with_options(max_retries=0).batches.list(limit=1, timeout=timeout)
         except openai.AuthenticationError as exc:
             raise AuthError(
-                f"{self._url} rejected the API key ({_describe(exc)}); check OPENAI_API_KEY"
+                f"{self._url} rejected the API key ({describe_error(exc)}); check OPENAI_API_KEY"
             ) from None
         except openai.NotFoundError:
             raise TeacherError(
@@ -227,7 +187,7 @@ class BatchAPIBackend(Backend):
             ) from None
         except openai.APIConnectionError as exc:
             raise TeacherError(
-                f"cannot reach {self._url}: {_describe(exc)}; "
+                f"cannot reach {self._url}: {describe_error(exc)}; "
                 "start the server or pass the right --base-url"
             ) from None
         except openai.APIStatusError:
@@ -366,7 +326,9 @@ class BatchAPIBackend(Backend):
                 timeout=max(self._config.timeout, TRANSFER_TIMEOUT),
             )
         except openai.APIError as exc:
-            self._fail_queued(taken, f"{self._url}: cannot upload a batch file: {_describe(exc)}")
+            self._fail_queued(
+                taken, f"{self._url}: cannot upload a batch file: {describe_error(exc)}"
+            )
             return
         keys = [q.request.key for q in taken]
         batch = _Batch(
@@ -413,9 +375,9 @@ class BatchAPIBackend(Backend):
                 )
                 return created.id
             except openai.APIError as exc:
-                if not _transient(exc) or attempt + 1 == attempts:
+                if not is_transient(exc) or attempt + 1 == attempts:
                     raise TeacherError(
-                        f"{self._url}: cannot create a batch: {_describe(exc)}"
+                        f"{self._url}: cannot create a batch: {describe_error(exc)}"
                     ) from None
                 # The batch may exist although the answer was lost: never create it twice.
                 found = await self._find(batch)
@@ -433,7 +395,7 @@ class BatchAPIBackend(Backend):
                 if found.created_at < batch.uploaded_at - CLOCK_SLACK:
                     return None  # newest first: anything older predates the upload
         except openai.APIError as exc:
-            raise TeacherError(f"{self._url}: cannot list batches: {_describe(exc)}") from None
+            raise TeacherError(f"{self._url}: cannot list batches: {describe_error(exc)}") from None
         return None
 
     # -- waiting -------------------------------------------------------------------------
@@ -485,7 +447,7 @@ class BatchAPIBackend(Backend):
                 errors += 1
                 if errors > self._config.max_retries:
                     raise TeacherError(
-                        f"{self._url}: cannot check batch {batch.batch_id}: {_describe(exc)}"
+                        f"{self._url}: cannot check batch {batch.batch_id}: {describe_error(exc)}"
                     ) from None
                 continue
             errors = 0
@@ -509,7 +471,7 @@ class BatchAPIBackend(Backend):
         unanswered = len(batch.keys) - answered
         if found.status == "failed":
             details = [e.message for e in (found.errors.data or [])] if found.errors else []
-            detail = (details[0] or "") if details else "no reason given"
+            detail = redact((details[0] or "")[:MAX_MESSAGE]) if details else "no reason given"
             batch.stop_message = (
                 f"{self._url}: batch {batch.batch_id} failed: {detail}; "
                 "re-run the same command to resubmit its requests"
@@ -545,7 +507,7 @@ class BatchAPIBackend(Backend):
                 except openai.APIError as exc:
                     raise TeacherError(
                         f"{self._url}: cannot download {file_id} of batch {batch.name}: "
-                        f"{_describe(exc)}"
+                        f"{describe_error(exc)}"
                     ) from None
                 for raw in content.splitlines():
                     parsed = self._read_line(raw)
@@ -573,36 +535,18 @@ class BatchAPIBackend(Backend):
             status = int(response.get("status_code") or 0)
             body = response.get("body")
             if status == 200 and isinstance(body, dict):
-                completion = self._completion(body)
-                if completion is not None:
-                    return key, completion
-                return key, _Failure("the answer had no usable choice")
+                try:
+                    return key, completion_from_json(body, chat=self._config.api == "chat")
+                except BadResponse as exc:
+                    return key, _Failure(describe_error(exc))
             message = ""
             if isinstance(body, dict) and isinstance(body.get("error"), dict):
                 message = str(body["error"].get("message") or "")
-            return key, _Failure(f"HTTP {status}: {message}".strip(), _transient_status(status))
+            return key, _Failure(describe_status(status, message), is_transient_status(status))
         if isinstance(error, dict):
             code = error.get("code") or "error"
-            return key, _Failure(f"{code}: {error.get('message') or ''}".strip())
+            return key, _Failure(redact(f"{code}: {error.get('message') or ''}".strip()))
         return None
-
-    def _completion(self, body: dict[str, Any]) -> Completion | None:
-        try:
-            choice = body["choices"][0]
-            if self._config.api == "chat":
-                text = choice["message"]["content"] or ""
-            else:
-                text = choice["text"] or ""
-            usage = body.get("usage") or {}
-            return Completion(
-                text=str(text),
-                finish_reason=str(choice.get("finish_reason") or "stop"),
-                usage=Usage(
-                    int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-                ),
-            )
-        except (KeyError, IndexError, TypeError, ValueError):
-            return None
 
     # -- the batch log -------------------------------------------------------------------
 

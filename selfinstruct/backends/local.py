@@ -9,6 +9,8 @@ uses every core; concurrent callers queue.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -19,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from selfinstruct.backends.base import Backend
-from selfinstruct.config import TeacherConfig
+from selfinstruct.backends.base import Backend, Notify
+from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import ConfigError, TeacherError
 from selfinstruct.records import Completion, Request, Usage
 
@@ -90,6 +92,26 @@ def _check_gguf(path: Path) -> None:
         raise ConfigError(f"{path}: not a GGUF model file (it does not start with 'GGUF')")
 
 
+@functools.lru_cache(maxsize=4)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """Hash a file once per (path, size, modification time), in 1 MiB reads."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_digest(path: Path) -> str:
+    """Return the SHA-256 of a GGUF model file, refusing a file that is not one."""
+    _check_gguf(path)
+    try:
+        stat = path.stat()
+        return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read model file: {exc.strerror}") from None
+
+
 class _Closed(Exception):
     """The backend was closed while a request was generating."""
 
@@ -134,10 +156,28 @@ class LocalLlamaBackend(Backend):
         """The GGUF file this backend runs."""
         return self._path
 
-    def describe(self) -> str:
-        """Name the model file, the engine and the threads it uses."""
-        name = self._path.name.removesuffix(".gguf")
-        return f"{name} (local, llama.cpp, {self._n_threads} threads)"
+    @classmethod
+    def resolve(cls, config: RunConfig) -> dict[str, Any]:
+        """Name the GGUF file, and the model after it unless --model names it."""
+        path = config.teacher.model_path or default_model_path()
+        updates: dict[str, Any] = {"model_path": path}
+        if "model" not in config.teacher.model_fields_set:  # name the GGUF in the identity
+            updates["model"] = path.name.removesuffix(".gguf")
+        return updates
+
+    @classmethod
+    def identity(cls, config: RunConfig) -> dict[str, Any]:
+        """Identify the model by its file's content: another file under the same name differs."""
+        path = config.teacher.model_path or default_model_path()
+        return {"teacher.model_file.sha256": model_digest(path)}
+
+    @classmethod
+    def from_config(
+        cls, config: RunConfig, api_key: str | None, *, notify: Notify | None = None
+    ) -> LocalLlamaBackend:
+        """Build the backend of the config's GGUF file."""
+        t = config.teacher
+        return cls(t, t.model_path, n_threads=t.threads, n_ctx=t.context)
 
     async def preflight(self) -> None:
         """Load the model now, so a bad file fails before the run directory is touched."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,13 +14,23 @@ import openai
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from selfinstruct.backends.base import Backend
+from selfinstruct.backends.base import Backend, Notify
+from selfinstruct.backends.openai_wire import (
+    DEFAULT_BASE_URL,
+    BadResponse,
+    api_path,
+    completion_from_json,
+    describe_error,
+    is_transient,
+    request_body,
+    require_key,
+    served_model,
+)
 from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate
-from selfinstruct.config import TeacherConfig
+from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import AuthError, TeacherError
-from selfinstruct.records import Completion, Request, Usage
+from selfinstruct.records import Completion, Request
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_BACKOFF = 60.0  # seconds; beyond this a server is down rather than busy
 MAX_RETRY_AFTER = 300.0  # honour long Retry-After values, within reason
 INITIAL_CONCURRENCY = 16  # where the adaptive limit starts probing (the old fixed default)
@@ -30,10 +39,6 @@ SET_ASIDE_FIRST = 5.0  # seconds of the first pause; doubles with each set-aside
 MAX_SET_ASIDE = 120.0
 
 log = logging.getLogger(__name__)
-
-
-class _BadResponse(Exception):
-    """A 200 answer without a usable choice: worth retrying like a 5xx."""
 
 
 @dataclass
@@ -45,15 +50,6 @@ class _Endpoint:
     set_asides: int = 0  # times set aside since its last answer; lengthens the next pause
     down_until: float = 0.0  # monotonic time before which no request is sent to it
     last_error: str = ""
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    # Connection errors include timeouts; a garbled 200 is usually a proxy hiccup.
-    return isinstance(
-        exc, (openai.APIConnectionError, openai.APIResponseValidationError, _BadResponse)
-    )
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
@@ -78,39 +74,6 @@ def _backoff(exc: BaseException | None, attempt: int) -> float:
 
 def _is_overload(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and exc.status_code == 429
-
-
-# A server or proxy may echo the request's headers in an error body; keys never get printed.
-_SECRET = re.compile(r"(?i)(bearer\s+|api[-_ ]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+|sk-[\w-]{8,}")
-_MAX_MESSAGE = 300  # characters of a server's error message worth a terminal line
-
-
-def _redact(text: str) -> str:
-    return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
-
-
-def describe_error(exc: BaseException) -> str:
-    """Summarise an API error in one line without echoing request headers or keys."""
-    if isinstance(exc, openai.APIStatusError):
-        message = exc.message if isinstance(exc.message, str) else ""
-        first = message.splitlines()[0] if message else ""
-        first = re.sub(r"^Error code: \d+ - ", "", first)  # the SDK's prefix repeats the code
-        if len(first) > _MAX_MESSAGE:
-            first = first[:_MAX_MESSAGE] + "..."
-        return _redact(f"HTTP {exc.status_code}: {first}".strip())
-    if isinstance(exc, openai.APIConnectionError):
-        # The SDK's aiohttp transport reports every connection error as a timeout; the
-        # first cause that is not the SDK's own says what really happened.
-        cause = exc.__cause__
-        while cause is not None and cause.__cause__ is not None:
-            cause = cause.__cause__
-        name = type(cause).__name__ if cause is not None else ""
-        if isinstance(exc, openai.APITimeoutError) and (not name or "Timeout" in name):
-            return "request timed out"
-        return f"connection failed ({name or 'no answer'})"
-    if isinstance(exc, _BadResponse):
-        return str(exc)
-    return _redact(f"{type(exc).__name__}: {exc}")
 
 
 def _http_client(limits: Any) -> Any:
@@ -183,10 +146,13 @@ class OpenAICompatBackend(Backend):
         self.limit = make_limit(config)
         self._gate = PriorityGate(lambda: self.limit.limit)
 
-    def describe(self) -> str:
-        """Say which model and endpoints answer."""
-        urls = ", ".join(e.url for e in self._endpoints)
-        return f"{self._config.model} ({self._config.api} API) at {urls}"
+    @classmethod
+    def from_config(
+        cls, config: RunConfig, api_key: str | None, *, notify: Notify | None = None
+    ) -> OpenAICompatBackend:
+        """Build the backend for the config's endpoints; refuse api.openai.com without a key."""
+        require_key(config.teacher, api_key)
+        return cls(config.teacher, api_key)
 
     def concurrency(self) -> int:
         """Return the current limit of requests in flight."""
@@ -201,7 +167,9 @@ class OpenAICompatBackend(Backend):
         unreachable: list[str] = []
         for endpoint in self._endpoints:
             try:
-                await endpoint.client.models.list(timeout=min(self._config.timeout, 15.0))
+                page = await endpoint.client.models.list(timeout=min(self._config.timeout, 15.0))
+                if self.reported_model is None:
+                    self.reported_model = served_model(list(page.data), self._config.model)
             except openai.AuthenticationError as exc:
                 raise AuthError(
                     f"{endpoint.url} rejected the API key ({describe_error(exc)}); "
@@ -290,7 +258,7 @@ class OpenAICompatBackend(Backend):
                 # with gc.callbacks). Only a request that fails pays for the machinery.
                 return await self._gated_attempt(request, tried, failed)
             except Exception as exc:
-                if not _is_transient(exc) or self._config.max_retries < 1:
+                if not is_transient(exc) or self._config.max_retries < 1:
                     raise
                 await asyncio.sleep(self._wait(exc, 1, failed))
 
@@ -299,7 +267,7 @@ class OpenAICompatBackend(Backend):
                 return self._wait(exc, state.attempt_number + 1, failed)
 
             retrying = AsyncRetrying(
-                retry=retry_if_exception(_is_transient),
+                retry=retry_if_exception(is_transient),
                 stop=stop_after_attempt(self._config.max_retries),
                 wait=wait,
                 reraise=True,
@@ -310,11 +278,11 @@ class OpenAICompatBackend(Backend):
         except openai.AuthenticationError as exc:
             url = (tried[-1] if tried else self._endpoints[0]).url
             raise AuthError(f"{url} rejected the API key: {describe_error(exc)}") from None
-        except (openai.APIError, _BadResponse) as exc:
+        except (openai.APIError, BadResponse) as exc:
             url = (tried[-1] if tried else self._endpoints[0]).url
             attempts = self._config.max_retries + 1
             tries = f" after {attempts} attempt{'s' * (attempts > 1)}"
-            tries = tries if _is_transient(exc) else ""
+            tries = tries if is_transient(exc) else ""
             raise TeacherError(f"{url}: {describe_error(exc)}{tries}") from None
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
@@ -347,7 +315,7 @@ class OpenAICompatBackend(Backend):
         except BaseException as exc:
             if _is_overload(exc):
                 self.limit.on_overload(sent_at, in_flight + 1)
-            elif _is_transient(exc):
+            elif is_transient(exc):
                 self._failed(endpoint, exc)
                 failed.append(endpoint)
             raise
@@ -361,58 +329,17 @@ class OpenAICompatBackend(Backend):
         try:
             return await self._call_unchecked(endpoint, request)
         except ValueError as exc:  # the SDK lets a 200 with a non-JSON body escape as this
-            raise _BadResponse(f"the answer was not valid JSON ({exc})") from None
+            raise BadResponse(f"the answer was not valid JSON ({exc})") from None
 
     async def _call_unchecked(self, endpoint: _Endpoint, request: Request) -> Completion:
-        p = request.params
         chat = self._config.api == "chat"
-        body: dict[str, Any] = {
-            "model": self._config.model,
-            "temperature": p.temperature,
-            "top_p": p.top_p,
-            "max_tokens": p.max_tokens,
-            "presence_penalty": p.presence_penalty,
-            "frequency_penalty": p.frequency_penalty,
-        }
-        if chat:
-            body["messages"] = [{"role": "user", "content": request.prompt}]
-        else:
-            body["prompt"] = request.prompt
-        if p.stop:
-            body["stop"] = list(p.stop)
-        if p.seed is not None:
-            body["seed"] = p.seed
         # The client's documented way to post a body as it is, the answer as plain JSON:
         # the typed create() spends ~1 ms of CPU per request checking our parameters against
         # its TypedDicts and building response models, a third of the client's CPU at a few
         # hundred requests in flight. Errors, auth and timeouts work as with create().
         data = await endpoint.client.post(
-            "/chat/completions" if chat else "/completions", body=body, cast_to=object
+            api_path(self._config.api),
+            body=request_body(self._config, request),
+            cast_to=object,
         )
         return completion_from_json(data, chat=chat)
-
-
-def completion_from_json(data: object, *, chat: bool) -> Completion:
-    """Read text, finish reason and usage from a (chat) completion's JSON answer."""
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise _BadResponse("the answer had no choices")
-    choice = choices[0]
-    if chat:
-        message = choice.get("message")
-        text = message.get("content") if isinstance(message, dict) else None
-    else:
-        text = choice.get("text")
-    if text is not None and not isinstance(text, str):
-        raise _BadResponse("the answer's text was not a string")
-    usage = data.get("usage") if isinstance(data, dict) else None
-    tokens = Usage()
-    if isinstance(usage, dict):
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if isinstance(prompt, int) and isinstance(completion, int):
-            tokens = Usage(prompt, completion)
-    return Completion(
-        text=text or "",
-        finish_reason=str(choice.get("finish_reason") or "stop"),
-        usage=tokens,
-    )

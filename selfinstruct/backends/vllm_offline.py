@@ -39,8 +39,8 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from selfinstruct.backends.base import Backend
-from selfinstruct.config import TeacherConfig
+from selfinstruct.backends.base import Backend, Notify
+from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import ConfigError, TeacherError
 from selfinstruct.records import Completion, Request, SamplingParams, Usage
 
@@ -454,7 +454,7 @@ class VLLMOfflineBackend(Backend):
     """
 
     # No limit of its own: vLLM's scheduler queues what it cannot run yet, so the pipeline's
-    # gate is teacher.concurrency alone (the CLI raises it to DEFAULT_CONCURRENCY for vLLM).
+    # gate is teacher.concurrency alone (resolve raises it to DEFAULT_CONCURRENCY).
     max_concurrency = None
 
     def __init__(self, config: TeacherConfig, *, factory: EngineFactory | None = None) -> None:
@@ -488,15 +488,26 @@ class VLLMOfflineBackend(Backend):
         self._all_ready = False
         self._closed = False
 
-    def describe(self) -> str:
-        """Name the model and how it is spread over GPUs."""
-        c = self._config
-        layout = f"tp {c.tensor_parallel_size}"
-        if c.pipeline_parallel_size > 1:
-            layout += f", pp {c.pipeline_parallel_size}"
-        if c.data_parallel_size > 1:
-            layout += f", dp {c.data_parallel_size}"
-        return f"{c.model} (vLLM in-process, {layout})"
+    @classmethod
+    def resolve(cls, config: RunConfig) -> dict[str, Any]:
+        """Require --model; put every request in flight unless --concurrency says otherwise."""
+        teacher = config.teacher
+        if "model" not in teacher.model_fields_set:
+            raise ConfigError(
+                "--backend vllm needs --model NAME_OR_PATH (a Hugging Face model id or a "
+                "local model directory)"
+            )
+        # vLLM batches whatever is in flight, so let the pipeline put everything in.
+        if "concurrency" not in teacher.model_fields_set:
+            return {"concurrency": DEFAULT_CONCURRENCY}
+        return {}
+
+    @classmethod
+    def from_config(
+        cls, config: RunConfig, api_key: str | None, *, notify: Notify | None = None
+    ) -> VLLMOfflineBackend:
+        """Build the backend: one engine per data-parallel replica, started on preflight."""
+        return cls(config.teacher)
 
     async def preflight(self) -> None:
         """Start the replicas and load the model, so a bad model fails before the run starts."""
