@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -238,6 +239,27 @@ def _check_log(path: Path, data: bytes, size: int, lines: int, next_round: int) 
             )
 
 
+# A lone surrogate: Python strings may hold one (a JSON answer's "\\ud800" decodes to it),
+# UTF-8 cannot (RFC 3629, sec. 3).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_line(entry: dict[str, Any]) -> bytes:
+    """Serialise one log entry as a line of valid UTF-8 that json.loads turns back into it.
+
+    Teacher text is logged exactly as it came, lone surrogates included: each becomes its
+    JSON escape (\\ud800), which decodes to the same string, so a replay parses the very
+    answer the first run parsed. Everything else stays UTF-8, not \\u-escaped, to keep
+    non-English logs small.
+    """
+    line = json.dumps(entry, ensure_ascii=False)
+    try:
+        return line.encode() + b"\n"
+    except UnicodeEncodeError:
+        escaped = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+        return escaped.encode() + b"\n"
+
+
 class RunDir:
     """Exclusive access to one run directory for the whole of a bootstrap."""
 
@@ -421,7 +443,7 @@ class RunDir:
             "usage": [completion.usage.prompt_tokens, completion.usage.completion_tokens],
         }
         with _naming(self.path / RESPONSES):
-            self._responses.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+            self._responses.write(_json_line(entry))
             self._responses.flush()
         self.state.usage.setdefault(stage, StageUsage()).add(completion.usage)
 

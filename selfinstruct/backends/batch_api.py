@@ -596,7 +596,7 @@ class BatchAPIBackend(Backend):
             usage = body.get("usage") or {}
             return Completion(
                 text=str(text),
-                finish_reason=str(choice.get("finish_reason") or "stop"),
+                finish_reason=str(choice.get("finish_reason") or ""),  # missing: not "stop"
                 usage=Usage(
                     int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
                 ),

@@ -413,6 +413,6 @@ def completion_from_json(data: object, *, chat: bool) -> Completion:
             tokens = Usage(prompt, completion)
     return Completion(
         text=text or "",
-        finish_reason=str(choice.get("finish_reason") or "stop"),
+        finish_reason=str(choice.get("finish_reason") or ""),  # missing: not "stop"
         usage=tokens,
     )
