@@ -239,9 +239,10 @@ def _check_log(path: Path, data: bytes, size: int, lines: int, next_round: int) 
             )
 
 
-# A lone surrogate: Python strings may hold one (a JSON answer's "\\ud800" decodes to it),
-# UTF-8 cannot (RFC 3629, sec. 3).
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# What json.dumps(ensure_ascii=False) leaves raw but a log line must not hold: lone
+# surrogates (UTF-8 cannot encode them, RFC 3629 sec. 3) and the line breaks other than
+# "\\n" that line readers split on (NEL, U+2028, U+2029; Python's str.splitlines).
+_ESCAPE = re.compile("[\ud800-\udfff\x85\u2028\u2029]")
 
 
 def _json_line(entry: dict[str, Any]) -> bytes:
@@ -249,15 +250,15 @@ def _json_line(entry: dict[str, Any]) -> bytes:
 
     Teacher text is logged exactly as it came, lone surrogates included: each becomes its
     JSON escape (\\ud800), which decodes to the same string, so a replay parses the very
-    answer the first run parsed. Everything else stays UTF-8, not \\u-escaped, to keep
-    non-English logs small.
+    answer the first run parsed. (A high surrogate right before a low one would come back
+    as one character, but no decoder hands us that pair: JSON's joins it, bytes.decode
+    makes none.) Everything else stays UTF-8, not \\u-escaped, to keep non-English logs
+    small.
     """
     line = json.dumps(entry, ensure_ascii=False)
-    try:
-        return line.encode() + b"\n"
-    except UnicodeEncodeError:
-        escaped = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
-        return escaped.encode() + b"\n"
+    if _ESCAPE.search(line) is not None:
+        line = _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+    return line.encode() + b"\n"
 
 
 class RunDir:

@@ -11,6 +11,7 @@ terminal.
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 
@@ -78,3 +79,11 @@ def printable(text: str) -> str:
         else ch
         for ch in text
     )
+
+
+class PrintableFormatter(logging.Formatter):
+    """Format log records for a terminal: a warning may quote what a server sent."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format the record as usual, then make it `printable`."""
+        return printable(super().format(record))
