@@ -284,7 +284,7 @@ def test_server_text_never_reaches_the_terminal_raw(tmp_path: Path) -> None:
     try:
         with OpenAITestServer(SyntheticTeacher()) as good:
             args = bootstrap_args(good, tmp_path / "run", "--target", "8", quiet=False)
-            args += ["--base-url", failing.base_url, "--max-retries", "1"]
+            args += ["--base-url", failing.base_url, "--max-retries", "3"]
             warned = run_cli(*args, timeout=120)
         stopped = run_cli(
             *bootstrap_args(failing, tmp_path / "stopped", "--max-retries", "0"), timeout=120
