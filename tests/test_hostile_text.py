@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 from conftest import bootstrap_args, run_cli
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from selfinstruct.cli import app
@@ -299,3 +302,46 @@ def test_server_text_never_reaches_the_terminal_raw(tmp_path: Path) -> None:
         assert "\u202e" not in stderr and "\r" not in stderr
         assert "\nerror: forged line" not in stderr
     assert stopped.stderr.count("\n") == 1
+
+
+# Any text, lone surrogates included, but never a high surrogate right before a low one:
+# no decoder produces that pair (JSON's joins it into one character).
+_SPECIAL = [
+    "\ud800",
+    "\udbff",
+    "\udc00",
+    "\udfff",
+    "\x00",
+    "\x1b",
+    "\x85",
+    "\u2028",
+    "\u2029",
+    "\r",
+]
+_TEXTS = (
+    st.lists(st.one_of(st.text(max_size=4), st.sampled_from(_SPECIAL)), max_size=12)
+    .map("".join)
+    .filter(lambda t: not re.search("[\ud800-\udbff][\udc00-\udfff]", t))
+)
+
+
+@given(text=_TEXTS)
+def test_the_response_log_gives_back_exactly_what_was_received(text: str) -> None:
+    import tempfile
+
+    from selfinstruct.records import Completion, Usage
+    from selfinstruct.store import RESPONSES, RunDir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunDir(Path(tmp))
+        run.open({"format": 1, "identity": {}, "config": {}})
+        try:
+            run.log_response("k", 0, "instructions", Completion(text, "stop", Usage(1, 2)))
+        finally:
+            run.close()
+        data = (Path(tmp) / RESPONSES).read_bytes()
+        assert len(data.decode("utf-8").splitlines()) == 1  # valid UTF-8, one line
+        again = RunDir(Path(tmp))
+        again.open({"format": 1, "identity": {}, "config": {}})
+        again.close()
+    assert again.replay["k"] == Completion(text, "stop", Usage(1, 2))
