@@ -275,6 +275,48 @@ def test_a_missing_finish_reason_is_not_stop(tmp_path: Path) -> None:
     assert all(e["finish_reason"] != "stop" for e in responses)
 
 
+def _invalid_utf8(teacher: SyntheticTeacher) -> object:
+    """Cut a character's bytes apart inside some answers' text: the body is not UTF-8."""
+
+    def handler(request: RecordedRequest) -> Reply:
+        reply = teacher(request)
+        if _picked(request) is None or _stage(request) == "classify" or not reply.text:
+            return reply
+        cut = max(reply.text.find(" ", 3), 0)
+        body = {
+            "id": "cmpl-x",
+            "object": "text_completion",
+            "created": 1,
+            "model": "test-model",
+            "choices": [
+                {
+                    "index": 0,
+                    "text": reply.text[:cut] + "@CUT@" + reply.text[cut:],
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+        }
+        raw = json.dumps(body, ensure_ascii=False).encode().replace(b"@CUT@", b"\xe4\xb8 \xff")
+        return Reply(raw_body=raw)
+
+    return handler
+
+
+def test_an_answer_that_is_not_utf8_loses_only_the_field_it_spoils(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with OpenAITestServer(_invalid_utf8(SyntheticTeacher())) as server:
+        code, _, stderr = _invoke(*bootstrap_args(server, out, "--target", str(TARGET)))
+    assert code == 0, stderr
+    _check_run_files(out)
+    invalid = [e for e in _lines(out / "rejected.jsonl") if e["reason"] == "invalid_text"]
+    assert {e["stage"] for e in invalid} == {"instructions", "instances"}
+    assert all("U+FFFD" in str(e["detail"]) for e in invalid)
+    logged = [str(e["text"]) for e in _lines(out / "responses.jsonl")]
+    assert any("\ufffd" in t for t in logged)
+
+
 ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x9b2J\u202eevil\r\nerror: forged line"
 
 
