@@ -14,6 +14,7 @@ import typer
 
 from selfinstruct.errors import BudgetSpent, SelfInstructError
 from selfinstruct.similarity import ROUGE_THRESHOLD
+from selfinstruct.text import PrintableFormatter, printable
 
 if TYPE_CHECKING:
     from selfinstruct.engine import Progress
@@ -35,7 +36,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     key = os.environ.get("OPENAI_API_KEY")
     if key and len(key) >= 4:  # a server may echo the request's headers in its error
         message = message.replace(key, "[redacted]")
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)  # a server's text may hold ESC
     raise typer.Exit(code)
 
 
@@ -299,7 +300,7 @@ def _log_warnings() -> None:
     logger = logging.getLogger("selfinstruct")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
         logger.propagate = False
@@ -308,7 +309,7 @@ def _log_warnings() -> None:
 def _note(message: str) -> None:
     """Print a one-line event (a batch submitted or finished) above the progress line."""
     prefix = "\r\033[K" if sys.stderr.isatty() else ""
-    sys.stderr.write(f"{prefix}{message}\n")
+    sys.stderr.write(f"{prefix}{printable(message)}\n")
     sys.stderr.flush()
 
 

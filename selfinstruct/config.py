@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -47,6 +49,19 @@ ZH_BLACKLIST = (
     "视频", "音频", "音乐", "流程图", "示意图",  # video, audio, music, flowchart, diagram
 )  # fmt: skip
 
+# Character limits of a task's fields: our choice, far above what the token limits of a
+# well-behaved teacher produce (150 English words are ~1,000 characters; 3,072 tokens,
+# alpaca mode's whole answer, ~12,000), so that only runaway or hostile text is cut.
+DEFAULT_MAX_CHARS = {"instruction": 4_000, "input": 16_000, "output": 16_000}
+# Identity settings added after runs in format 1 were written, with the value that every
+# run started before them gets: left out of the identity while at that value, so that
+# such a run (whose config.json lacks them) still resumes.
+LATER_IDENTITY: dict[str, Any] = {
+    "filters.max_instruction_chars": DEFAULT_MAX_CHARS["instruction"],
+    "filters.max_input_chars": DEFAULT_MAX_CHARS["input"],
+    "filters.max_output_chars": DEFAULT_MAX_CHARS["output"],
+}
+
 Language = Literal["en", "zh"]
 LANGUAGES: tuple[str, ...] = ("en", "zh")
 
@@ -71,7 +86,20 @@ LANGUAGE_FILTER_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No inf or nan anywhere: `timeout = inf` would wait forever, `price_in = nan` would
+    # make every budget comparison false.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse true/false for a number: pydantic's lax mode would read `true` as 1."""
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            kinds = get_args(annotation) or (annotation,)
+            if bool not in kinds and (int in kinds or float in kinds):
+                raise ValueError(f"must be a number, not {str(value).lower()}")
+        return value
 
 
 class TeacherConfig(_Strict):
@@ -197,6 +225,23 @@ class TeacherConfig(_Strict):
         '{dtype = "half", quantization = "awq", enforce_eager = true}.',
     )
 
+    @field_validator("base_urls")
+    @classmethod
+    def _check_base_urls(cls, urls: list[str]) -> list[str]:
+        for n, url in enumerate(urls, start=1):
+            # The URL itself is not echoed: it may hold a credential.
+            where = f"URL {n} of {len(urls)}" if len(urls) > 1 else "the URL"
+            try:
+                parts = urlsplit(url.strip())
+                parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+            except ValueError as exc:
+                raise ValueError(f"{where} is malformed ({exc})") from None
+            if parts.scheme not in ("http", "https"):
+                raise ValueError(f"{where} must start with http:// or https://")
+            if not parts.hostname:
+                raise ValueError(f"{where} has no host, e.g. http://localhost:8000/v1")
+        return urls
+
     @field_validator("concurrency")
     @classmethod
     def _check_concurrency(cls, value: int | str) -> int | str:
@@ -231,6 +276,24 @@ class FilterConfig(_Strict):
         description="Reject instructions containing any of these words or phrases; default by "
         "language: Self-Instruct's and Alpaca's list for en, its Chinese counterparts for zh.",
     )
+    max_instruction_chars: int = Field(
+        default=DEFAULT_MAX_CHARS["instruction"],
+        ge=1,
+        description="Reject instructions longer than this many characters (a word limit "
+        "alone lets one 10 MB 'word' through).",
+    )
+    max_input_chars: int = Field(
+        default=DEFAULT_MAX_CHARS["input"],
+        ge=1,
+        description="Drop instances (or alpaca tasks) whose input is longer than this many "
+        "characters.",
+    )
+    max_output_chars: int = Field(
+        default=DEFAULT_MAX_CHARS["output"],
+        ge=1,
+        description="Drop instances (or alpaca tasks) whose output is longer than this many "
+        "characters.",
+    )
     rouge_threshold: float = Field(
         default=ROUGE_THRESHOLD,
         ge=0.0,
@@ -250,6 +313,14 @@ class FilterConfig(_Strict):
         "embeddings to any pool instruction exceeds this; None = off (needs the [semantic] "
         "extra).",
     )
+
+    @field_validator("blacklist")
+    @classmethod
+    def _check_blacklist(cls, words: list[str]) -> list[str]:
+        for n, word in enumerate(words, start=1):
+            if not word.strip():  # an empty entry matches everywhere: every candidate goes
+                raise ValueError(f"entry {n} is empty; remove it")
+        return words
 
 
 class BudgetConfig(_Strict):
@@ -458,7 +529,11 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def identity(config: RunConfig) -> dict[str, Any]:
     """Return the dotted settings that define what a run produces."""
     flat = flatten(config.model_dump(mode="json"))
-    return {k: v for k, v in sorted(flat.items()) if k not in OPERATIONAL}
+    return {
+        k: v
+        for k, v in sorted(flat.items())
+        if k not in OPERATIONAL and not (k in LATER_IDENTITY and LATER_IDENTITY[k] == v)
+    }
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

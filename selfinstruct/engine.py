@@ -24,9 +24,10 @@ from selfinstruct.budget import Budget
 from selfinstruct.concurrency import PriorityGate
 from selfinstruct.config import RunConfig, identity
 from selfinstruct.errors import BudgetSpent, TeacherError
-from selfinstruct.filters import InstructionFilters, check_instances, check_output
+from selfinstruct.filters import InstructionFilters, check_instances, check_output, clip
 from selfinstruct.parse import (
     Unparsed,
+    is_truncated,
     parse_alpaca,
     parse_instances,
     parse_instruction_list,
@@ -312,7 +313,7 @@ class Bootstrap:
         alpaca = self.config.mode == "alpaca"
         yielded = time.perf_counter()
         for completion in completions:
-            truncated = completion.finish_reason == "length"
+            truncated = is_truncated(completion.finish_reason)
             items: Sequence[Candidate | Unparsed | str]
             if alpaca:
                 items = parse_alpaca(completion.text, truncated=truncated)
@@ -329,21 +330,23 @@ class Bootstrap:
                     rejections.append(_rejection("instructions", item.reason, "", item.text))
                     continue
                 cand = Candidate(item) if isinstance(item, str) else item
-                extra = {"input": cand.input, "output": cand.output} if alpaca else {}
                 verdict = self._filters.check(cand.instruction)
                 if verdict is None and alpaca:
-                    verdict = check_output(cand.input, cand.output)
+                    verdict = self._filters.check_sizes(cand.input, cand.output)
+                    verdict = verdict or check_output(cand.input, cand.output)
                 if verdict is not None:
+                    limits = self.config.filters
                     rejections.append(
                         _rejection(
                             "instructions",
                             verdict.reason,
-                            cand.instruction,
+                            clip(cand.instruction, limits.max_instruction_chars),
                             verdict.detail,
-                            **extra,
+                            **self._clipped_fields(cand),
                         )
                     )
                     continue
+                extra = {"input": cand.input, "output": cand.output} if alpaca else {}
                 # The best match, not the first one found: which match an early exit finds
                 # depends on the index's internals, so the log would differ after a resume.
                 match = self.index.best_above(cand.instruction)
@@ -378,6 +381,14 @@ class Bootstrap:
                 )
                 self._next_seq += 1
         return admitted
+
+    def _clipped_fields(self, cand: Candidate) -> dict[str, Any]:
+        """Return an alpaca candidate's input and output for its rejection, within the limits."""
+        if self.config.mode != "alpaca":
+            return {}
+        limits = self.config.filters
+        output = cand.output if cand.output is None else clip(cand.output, limits.max_output_chars)
+        return {"input": clip(cand.input, limits.max_input_chars), "output": output}
 
     def _classify_request(
         self, tag: str, instruction: str, retry_seed: int | None = None
@@ -461,7 +472,7 @@ class Bootstrap:
             round_number, self._instances_request(tag, item.instruction, is_cls, seed)
         )
         parsed = parse_instances(
-            reply.text, output_first=is_cls, truncated=reply.finish_reason == "length"
+            reply.text, output_first=is_cls, truncated=is_truncated(reply.finish_reason)
         )
         pairs: list[tuple[str, str]] = []
         for entry in parsed:
@@ -473,7 +484,13 @@ class Bootstrap:
                 )
             else:
                 pairs.append((entry.input, entry.output))
-        checked = check_instances(pairs, self.config.max_instances)
+        limits = self.config.filters
+        checked = check_instances(
+            pairs,
+            self.config.max_instances,
+            max_input_chars=limits.max_input_chars,
+            max_output_chars=limits.max_output_chars,
+        )
         for verdict, task_input, output in checked.dropped:
             rejections.append(
                 _rejection(

@@ -38,6 +38,20 @@ class Verdict:
     detail: str = ""
 
 
+def _too_long(field: str, text: str, limit: int | None) -> Verdict | None:
+    """Reject a field over its character limit, with a reason of its own per field."""
+    if limit is not None and len(text) > limit:
+        return Verdict(f"{field}_too_long_chars", f"{len(text)} characters > {limit}")
+    return None
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut `text` to `limit` characters for a rejection record, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} [... {len(text) - limit} more characters]"
+
+
 def count_words(text: str, *, english: bool = True) -> int:
     """Count the words that the length limits compare.
 
@@ -71,6 +85,9 @@ class InstructionFilters:
     def check(self, instruction: str) -> Verdict | None:
         """Return why `instruction` is rejected, or None."""
         text = instruction.strip()
+        # First: every later check (and the novelty index) costs time per character.
+        if verdict := _too_long("instruction", text, self._config.max_instruction_chars):
+            return verdict
         if not text:
             return Verdict("too_short", f"0 words < {max(self._config.min_words, 1)}")
         n_words = count_words(text, english=self._english)
@@ -87,6 +104,12 @@ class InstructionFilters:
         if self._english and not text[0].isascii():
             return Verdict("starts_with_non_ascii", text[0])
         return None
+
+    def check_sizes(self, task_input: str, output: str | None) -> Verdict | None:
+        """Return why an input or output is over its character limit, or None."""
+        return _too_long("input", task_input.strip(), self._config.max_input_chars) or _too_long(
+            "output", (output or "").strip(), self._config.max_output_chars
+        )
 
 
 def check_output(task_input: str, output: str | None) -> Verdict | None:
@@ -110,13 +133,30 @@ class InstanceCheck:
     task_verdict: Verdict | None  # set when the whole task must go
 
 
-def check_instances(pairs: list[tuple[str, str]], max_instances: int) -> InstanceCheck:
-    """Apply Self-Instruct's instance filters to (input, output) pairs, in order."""
+def check_instances(
+    pairs: list[tuple[str, str]],
+    max_instances: int,
+    *,
+    max_input_chars: int | None = None,
+    max_output_chars: int | None = None,
+) -> InstanceCheck:
+    """Apply Self-Instruct's instance filters to (input, output) pairs, in order.
+
+    A pair over a character limit is dropped first, its texts clipped to the limit in the
+    record (the whole answer stays in responses.jsonl).
+    """
     kept: list[tuple[str, str]] = []
     dropped: list[tuple[Verdict, str, str]] = []
     outputs_by_input: dict[str, str] = {}
     for task_input, output in pairs:
         task_input, output = task_input.strip(), output.strip()
+        size = _too_long("input", task_input, max_input_chars) or _too_long(
+            "output", output, max_output_chars
+        )
+        if size is not None:
+            clipped_input = clip(task_input, max_input_chars or len(task_input))
+            dropped.append((size, clipped_input, clip(output, max_output_chars or len(output))))
+            continue
         if (verdict := check_output(task_input, output)) is not None:
             dropped.append((verdict, task_input, output))
             continue

@@ -1,4 +1,11 @@
-"""Turn teacher text into candidate tasks: pure, never raises on any input."""
+"""Turn teacher text into candidate tasks: pure, never raises on any input.
+
+This is the one boundary teacher text crosses (DESIGN.md sec. 6): each parser first
+normalises the whole answer (selfinstruct.text.normalise), then every field it reads is
+either clean or rejected as ``invalid_text``, and what an Unparsed carries is escaped, so
+nothing after it (the logs, the pool, exports, the report) meets a control character or a
+lone surrogate.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from selfinstruct.records import Candidate
+from selfinstruct.text import escape_invalid, invalid_char, normalise
 
 # A task header such as "### Task 12", "Task 12:" or "**Task 12**". Colons may be
 # full-width (：), as a teacher writing Chinese tends to type them.
@@ -42,12 +50,36 @@ _NO_INPUT = frozenset(
 )
 
 
+# The finish reasons that say an answer ended on its own (a stop sequence or the end of
+# text): OpenAI's and vLLM's "stop"; Hugging Face TGI's "eos_token" and "stop_sequence".
+# Anything else, missing or unknown included ("length", "content_filter", "abort", ""),
+# may have cut the last item.
+COMPLETE_FINISH_REASONS = frozenset({"stop", "eos_token", "stop_sequence"})
+
+
+def is_truncated(finish_reason: str | None) -> bool:
+    """Say whether an answer may end mid-item: a missing or unknown finish reason is not "stop"."""
+    return finish_reason not in COMPLETE_FINISH_REASONS
+
+
 @dataclass(frozen=True)
 class Unparsed:
     """A stretch of teacher text that could not become a candidate, and why."""
 
-    reason: str  # "unparseable" | "missing_output" | "truncated"
-    text: str
+    reason: str  # "unparseable" | "missing_output" | "truncated" | "invalid_text" | ...
+    text: str  # escaped (selfinstruct.text.escape_invalid): safe to log
+
+
+def _unparsed(reason: str, text: str) -> Unparsed:
+    return Unparsed(reason, escape_invalid(text))
+
+
+def _invalid(fields: dict[str, str], raw: str) -> Unparsed | None:
+    """Reject a task or pair when one of its fields holds text a dataset must not hold."""
+    for name, value in fields.items():
+        if (found := invalid_char(value)) is not None:
+            return _unparsed("invalid_text", f"{name}: {found}; {raw}")
+    return None
 
 
 def _split_fields(block: str) -> list[dict[str, str]]:
@@ -71,6 +103,7 @@ def parse_alpaca(text: str, *, truncated: bool) -> list[Candidate | Unparsed]:
     start mid-task (completions API) or repeat the header (chat models); either works, and
     chatter before the first task is ignored.
     """
+    text = normalise(text)
     headers = list(_HEADER.finditer(text))
     bounds = [0] + [m.start() for m in headers] + [len(text)]
     blocks: list[str] = []
@@ -93,10 +126,12 @@ def parse_alpaca(text: str, *, truncated: bool) -> list[Candidate | Unparsed]:
         for fields in _split_fields(block):
             instruction = " ".join(fields.get("instruction", "").split())
             raw = "\n".join(f"{k}: {v}" for k, v in fields.items())
-            if not instruction:
-                results.append(Unparsed("unparseable", raw))
+            if (invalid := _invalid(fields, raw)) is not None:
+                results.append(invalid)
+            elif not instruction:
+                results.append(_unparsed("unparseable", raw))
             elif "output" not in fields:
-                results.append(Unparsed("missing_output", raw))
+                results.append(_unparsed("missing_output", raw))
             else:
                 task_input = fields.get("input", "")
                 if task_input.strip().lower() in _NO_INPUT:
@@ -127,6 +162,7 @@ def parse_instruction_list(text: str, *, continued: bool, truncated: bool) -> li
     the prompt opened; otherwise (chat models) it is chatter and ignored. Lines without a
     number belong to the item above. A last item cut by the token limit is dropped.
     """
+    text = normalise(text)
     matches = list(_ITEM.finditer(text))
     if truncated and matches and not text[matches[-1].end() :].strip():
         truncated = False  # the cut fell after a bare number: the item before it is whole
@@ -140,7 +176,8 @@ def parse_instruction_list(text: str, *, continued: bool, truncated: bool) -> li
     for piece in pieces:
         instruction = " ".join(piece.split())
         if instruction:
-            results.append(instruction)
+            invalid = _invalid({"instruction": instruction}, instruction)
+            results.append(instruction if invalid is None else invalid)
     if truncated and results:
         last = results.pop()
         results.append(Unparsed("truncated", last if isinstance(last, str) else last.text))
@@ -157,6 +194,7 @@ _ZH_YES_NO = re.compile(r"(是的|不是|是|否)(?=$|[\s，。；：！、,.;:!
 
 def parse_yes_no(text: str) -> bool | None:
     """Read a classification answer; None when it is neither yes nor no."""
+    text = normalise(text)
     # Chat models often repeat the label of the line they answer.
     text = re.sub(r"^\s*(?:\*\*)?classification(?:\*\*)?\s*[:：]", "", text, flags=re.I)
     words = text.strip().split()
@@ -198,6 +236,7 @@ def parse_instances(
     task's output may span lines; its input may be "(no input)". A last pair cut by the
     token limit is dropped.
     """
+    text = normalise(text)
     headers = list(_EXAMPLE_HEADER.finditer(text))
     if truncated and headers and not text[headers[-1].end() :].strip():
         truncated = False  # the cut fell after a bare header: the last pair is whole
@@ -226,16 +265,18 @@ def parse_instances(
         task_input = group.get("input", "")
         if task_input.strip().lower() in _NO_INPUT:
             task_input = ""
-        if output_first:
+        if (invalid := _invalid(group, raw)) is not None:
+            results.append(invalid)
+        elif output_first:
             label = " ".join(group.get("label", "").split())
             if "input" not in group or not task_input:
-                results.append(Unparsed("missing_input", raw))
+                results.append(_unparsed("missing_input", raw))
             elif not label:
-                results.append(Unparsed("missing_output", raw))
+                results.append(_unparsed("missing_output", raw))
             else:
                 results.append(ParsedInstance(task_input, label))
         elif "output" not in group:
-            results.append(Unparsed("missing_output", raw))
+            results.append(_unparsed("missing_output", raw))
         else:
             results.append(ParsedInstance(task_input, group["output"]))
     if truncated and results:

@@ -90,6 +90,12 @@ SPACY_FILES = {
 }
 TOP_VERBS = 20  # Self-Instruct fig. 2: "the top 20 most common root verbs
 TOP_OBJECTS = 4  # and their top 4 direct noun objects"
+# Characters of an instruction handed to spaCy: our choice, far past the first sentence
+# whose root verb is counted; a pool may hold any length (spaCy refuses over 1,000,000).
+SPACY_MAX_CHARS = 2_000
+# Characters of a verb or object label in the verbs figure: our choice, what a ring slot
+# holds at the label sizes used.
+LABEL_MAX_CHARS = 24
 FIGURES = ("verbs", "rouge", "lengths", "rejections", "usage", "classification")
 
 Progress = Callable[[str, int, int], None]
@@ -408,7 +414,8 @@ def verb_objects(
     if nlp is None:
         return [heuristic_verb_object(t) for t in instructions], "heuristic"
     pairs = []
-    for n, doc in enumerate(nlp.pipe(instructions, batch_size=256), start=1):
+    capped = (text[:SPACY_MAX_CHARS] for text in instructions)
+    for n, doc in enumerate(nlp.pipe(capped, batch_size=256), start=1):
         pairs.append(_spacy_verb_object(doc))
         if progress is not None and (n % 500 == 0 or n == len(instructions)):
             progress("parsing instructions", n, len(instructions))
@@ -707,8 +714,13 @@ def plot_verbs(stats: VerbStats, glyphs: Glyphs | None = None) -> bytes:
                 continue
             # Radial text, turned half a circle on the left so that it never reads upside down.
             rotation = math.degrees(mid) + (180.0 if math.cos(mid) < 0 else 0.0)
+            # Labels are the pool's words, of any length and holding any character: cut to
+            # what a slot holds, and "$" must not start mathtext.
+            if len(label) > LABEL_MAX_CHARS:
+                label = label[: LABEL_MAX_CHARS - 1] + "…"
             ax.text(radius * math.cos(mid), radius * math.sin(mid), label, rotation=rotation,
                     rotation_mode="anchor", ha="center", va="center", fontsize=size,
+                    parse_math=False,
                     **({"fontfamily": family} if family else {}))  # fmt: skip
 
     verbs = [str(n) for n in range(1, len(stats.top) + 1)] if numbered else _verb_labels(stats)

@@ -23,6 +23,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -386,6 +387,28 @@ def _commit_point(state: State | None) -> tuple[int, int, int] | None:
     return state.rounds_committed, state.pool_bytes, state.rejected_bytes
 
 
+# What json.dumps(ensure_ascii=False) leaves raw but a log line must not hold: lone
+# surrogates (UTF-8 cannot encode them, RFC 3629 sec. 3) and the line breaks other than
+# "\\n" that line readers split on (NEL, U+2028, U+2029; Python's str.splitlines).
+_ESCAPE = re.compile("[\ud800-\udfff\x85\u2028\u2029]")
+
+
+def _json_line(entry: dict[str, Any]) -> bytes:
+    """Serialise one log entry as a line of valid UTF-8 that json.loads turns back into it.
+
+    Teacher text is logged exactly as it came, lone surrogates included: each becomes its
+    JSON escape (\\ud800), which decodes to the same string, so a replay parses the very
+    answer the first run parsed. (A high surrogate right before a low one would come back
+    as one character, but no decoder hands us that pair: JSON's joins it, bytes.decode
+    makes none.) Everything else stays UTF-8, not \\u-escaped, to keep non-English logs
+    small.
+    """
+    line = json.dumps(entry, ensure_ascii=False)
+    if _ESCAPE.search(line) is not None:
+        line = _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+    return line.encode() + b"\n"
+
+
 class RunDir:
     """Exclusive access to one run directory for the whole of a bootstrap."""
 
@@ -518,7 +541,7 @@ class RunDir:
             "usage": [completion.usage.prompt_tokens, completion.usage.completion_tokens],
         }
         with _naming(self.path / RESPONSES):
-            self._responses.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+            self._responses.write(_json_line(entry))
             self._responses.flush()
         self.state.usage.setdefault(stage, StageUsage()).add(completion.usage)
 

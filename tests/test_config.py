@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from selfinstruct.config import (
     DEFAULT_BLACKLIST,
+    LATER_IDENTITY,
     OPERATIONAL,
     RunConfig,
     flatten,
@@ -240,9 +242,13 @@ def test_identity_fields_exactly() -> None:
     assert set(ident) == set(IDENTITY_FIELDS)
     assert list(ident) == sorted(ident)
     assert set(OPERATIONAL) == set(OPERATIONAL_FIELDS)
-    # Every setting is either operational or identity, never both, never neither.
+    # Every setting is either operational or identity, never both, never neither; those
+    # added later count as identity once set away from the value older runs had.
     every = set(flatten(RunConfig().model_dump(mode="json")))
-    assert every == set(OPERATIONAL_FIELDS) | set(IDENTITY_FIELDS)
+    assert every == set(OPERATIONAL_FIELDS) | set(IDENTITY_FIELDS) | set(LATER_IDENTITY)
+    assert not set(LATER_IDENTITY) & (set(OPERATIONAL_FIELDS) | set(IDENTITY_FIELDS))
+    changed = RunConfig.model_validate({"filters": {"max_output_chars": 100}})
+    assert identity(changed)["filters.max_output_chars"] == 100
 
 
 def test_identity_values_are_json_ready() -> None:
@@ -354,3 +360,123 @@ def test_resolve_returns_a_new_config_and_leaves_the_validated_one_alone(tmp_pat
         resolve(RunConfig.model_validate({"teacher": {"backend": "vllm"}}), {})
     batch = RunConfig.model_validate({"teacher": {"batch_api": True}})
     assert resolve(batch, {"OPENAI_API_KEY": "k"})[1] == "batch-api"
+
+
+# -- settings refused before anything is created or sent ----------------------------------
+
+REFUSED_FLAGS: list[tuple[str, list[str], str]] = [
+    ("timeout_inf", ["--timeout", "inf"], "teacher.timeout: Input should be a finite number"),
+    ("timeout_nan", ["--timeout", "nan"], "teacher.timeout: Input should be a finite number"),
+    ("timeout_zero", ["--timeout", "0"], "teacher.timeout: "),
+    ("timeout_negative", ["--timeout", "-1"], "teacher.timeout: "),
+    ("target_zero", ["--target", "0"], "target: "),
+    ("max_cost_nan", ["--max-cost", "nan"], "budget.max_cost: Input should be a finite number"),
+    ("price_in_inf", ["--price-in", "inf"], "budget.price_in: Input should be a finite number"),
+    ("url_bad_ipv6", ["--base-url", "http://[::1:8000/v1"], "teacher.base_urls: "),
+    ("url_bad_port", ["--base-url", "http://localhost:80x/v1"], "teacher.base_urls: "),
+    (
+        "url_no_scheme",
+        ["--base-url", "localhost:8000/v1"],
+        "teacher.base_urls: URL 2 of 2 must start",
+    ),
+    ("url_ftp", ["--base-url", "ftp://localhost/v1"], "teacher.base_urls: URL 2 of 2 must start"),
+    ("url_no_host", ["--base-url", "http:///v1"], "teacher.base_urls: URL 2 of 2 has no host"),
+    ("url_empty", ["--base-url", ""], "teacher.base_urls: "),
+]
+REFUSED_FILES: list[tuple[str, str, str]] = [
+    ("concurrency_true", "[teacher]\nconcurrency = true\n", "teacher.concurrency: must be a "),
+    ("target_true", "target = true\n", "target: must be a number, not true"),
+    ("timeout_false", "[teacher]\ntimeout = false\n", "teacher.timeout: must be a number"),
+    ("max_retries_true", "[teacher]\nmax_retries = true\n", "teacher.max_retries: must be"),
+    ("timeout_inf", "[teacher]\ntimeout = inf\n", "teacher.timeout: Input should be a finite"),
+    ("blacklist_empty", '[filters]\nblacklist = [""]\n', "filters.blacklist: entry 1 is empty"),
+    (
+        "blacklist_blank",
+        '[filters]\nblacklist = ["video", "  "]\n',
+        "filters.blacklist: entry 2 is",
+    ),
+    ("base_url_in_file", '[teacher]\nbase_urls = ["http://[::1/v1"]\n', "teacher.base_urls: "),
+    ("max_chars_zero", "[filters]\nmax_output_chars = 0\n", "filters.max_output_chars: "),
+]
+
+
+def _refused_before_anything(tmp_path: Path, *args: str, part: str) -> None:
+    """Run bootstrap through the CLI: one line naming the key, no run dir, no request sent."""
+    from typer.testing import CliRunner
+
+    from selfinstruct.cli import app
+    from selfinstruct.testing.server import OpenAITestServer
+    from selfinstruct.testing.teacher import SyntheticTeacher
+
+    out = tmp_path / "run"
+    with OpenAITestServer(SyntheticTeacher()) as server:
+        argv = ["bootstrap", "--base-url", server.base_url, "--out", str(out), "-q", *args]
+        result = CliRunner().invoke(app, argv, env={"OPENAI_API_KEY": None})
+        sent = len(server.requests)
+    stderr = result.stderr
+    assert result.exit_code == 1, stderr
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+    assert part in stderr and "Traceback" not in stderr, stderr
+    assert not out.exists() and sent == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "part"), [c[1:] for c in REFUSED_FLAGS], ids=[c[0] for c in REFUSED_FLAGS]
+)
+def test_bad_flag_is_refused_before_anything(tmp_path: Path, flags: list[str], part: str) -> None:
+    _refused_before_anything(tmp_path, *flags, part=f"error: command line: {part}")
+
+
+@pytest.mark.parametrize(
+    ("text", "part"), [c[1:] for c in REFUSED_FILES], ids=[c[0] for c in REFUSED_FILES]
+)
+def test_bad_config_value_is_refused_before_anything(tmp_path: Path, text: str, part: str) -> None:
+    config = _toml(tmp_path, text)
+    _refused_before_anything(tmp_path, "--config", str(config), part=f"error: {config}: {part}")
+
+
+def test_a_url_with_a_credential_is_not_echoed_when_refused(tmp_path: Path) -> None:
+    url = "http://user:s3cret@[::1:8000/v1"
+    _refused_before_anything(
+        tmp_path, "--base-url", url, part="teacher.base_urls: URL 2 of 2 is malformed"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"teacher": {"base_urls": [url]}})
+    assert "s3cret" not in str(caught.value)
+
+
+def test_good_values_still_load() -> None:
+    cfg = load_config(
+        None,
+        {
+            "teacher": {
+                "base_urls": ["http://[::1]:8000/v1", "https://api.example.com/v1"],
+                "concurrency": "4",  # as the --concurrency flag passes it
+                "batch_api": True,
+            },
+            "filters": {"blacklist": ["video"]},
+        },
+    )
+    assert cfg.teacher.concurrency == 4 and cfg.teacher.batch_api is True
+    assert load_config(None, {"teacher": {"concurrency": "auto"}}).teacher.concurrency == "auto"
+
+
+def test_a_run_without_the_character_limits_resumes(tmp_path: Path) -> None:
+    """config.json of a run started before the limits existed still matches the identity."""
+    from selfinstruct.store import RunDir
+
+    cfg = load_config(None, {"out": str(tmp_path / "run")})
+    header = {"format": 1, "identity": identity(cfg), "config": cfg.model_dump(mode="json")}
+    old = json.loads(json.dumps(header))
+    for key in LATER_IDENTITY:
+        section, name = key.split(".")
+        old["identity"].pop(key, None)
+        del old["config"][section][name]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(old))
+    RunDir(tmp_path / "run").check_identity(header)  # no ConfigError
+    changed = load_config(None, {"filters": {"max_input_chars": 10}})
+    with pytest.raises(ConfigError, match="filters.max_input_chars"):
+        RunDir(tmp_path / "run").check_identity(
+            {"identity": identity(changed), "config": changed.model_dump(mode="json")}
+        )

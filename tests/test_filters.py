@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from selfinstruct.config import DEFAULT_BLACKLIST, FilterConfig
-from selfinstruct.filters import InstructionFilters, Verdict, check_output
+from selfinstruct.filters import InstructionFilters, Verdict, check_instances, check_output, clip
 
 DEFAULT = InstructionFilters(FilterConfig(), english=True)
 
@@ -229,3 +229,65 @@ def test_check_output(task_input: str, output: str | None, expected: Verdict | N
 
 def test_check_output_rejects_output_ending_with_colon() -> None:
     assert check_output("", "Here are the steps:") is not None
+
+
+# -- character limits: a word limit alone lets one huge "word" through ---------------------
+
+SIZES = FilterConfig(max_instruction_chars=40, max_input_chars=10, max_output_chars=20)
+
+
+@pytest.mark.parametrize(
+    ("instruction", "expected"),
+    [
+        ("Explain the big " + "x" * 24, None),  # exactly 40 characters
+        (
+            "Explain the big " + "x" * 25,
+            Verdict("instruction_too_long_chars", "41 characters > 40"),
+        ),
+        ("  Explain the big " + "x" * 24 + "  ", None),  # surrounding whitespace does not count
+        ("x" * 10_000_000, Verdict("instruction_too_long_chars", "10000000 characters > 40")),
+    ],
+    ids=["at_limit", "over_limit", "whitespace_ignored", "ten_megabyte_word"],
+)
+def test_instruction_character_limit(instruction: str, expected: Verdict | None) -> None:
+    assert InstructionFilters(SIZES).check(instruction) == expected
+
+
+def test_default_limits_pass_a_long_but_real_instruction() -> None:
+    assert DEFAULT.check(_words(150)) is None  # 150 words, ~900 characters
+    assert DEFAULT.check("Explain " + "x" * 5_000 + " now.") == Verdict(
+        "instruction_too_long_chars", "5013 characters > 4000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("task_input", "output", "expected"),
+    [
+        ("", "y" * 20, None),
+        ("x" * 10, "y", None),
+        ("x" * 11, "y", Verdict("input_too_long_chars", "11 characters > 10")),
+        ("", "y" * 21, Verdict("output_too_long_chars", "21 characters > 20")),
+        ("x" * 11, "y" * 21, Verdict("input_too_long_chars", "11 characters > 10")),
+        ("", None, None),  # a missing output is check_output's to reject
+    ],
+)
+def test_input_and_output_character_limits(
+    task_input: str, output: str | None, expected: Verdict | None
+) -> None:
+    assert InstructionFilters(SIZES).check_sizes(task_input, output) == expected
+
+
+def test_instances_over_a_limit_are_dropped_with_clipped_texts() -> None:
+    pairs = [("x" * 50, "fine"), ("ok", "y" * 50), ("ok", "fine")]
+    checked = check_instances(pairs, 5, max_input_chars=10, max_output_chars=20)
+    assert checked.kept == [("ok", "fine")]
+    (v1, in1, _), (v2, _, out2) = checked.dropped
+    assert v1 == Verdict("input_too_long_chars", "50 characters > 10")
+    assert v2 == Verdict("output_too_long_chars", "50 characters > 20")
+    assert in1 == "x" * 10 + " [... 40 more characters]"
+    assert out2 == "y" * 20 + " [... 30 more characters]"
+
+
+def test_clip() -> None:
+    assert clip("abc", 3) == "abc"
+    assert clip("abcd", 3) == "abc [... 1 more characters]"

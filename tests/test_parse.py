@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from selfinstruct.parse import Unparsed, parse_alpaca
 from selfinstruct.records import Candidate
+from selfinstruct.text import invalid_char
 
 # Items compare as Candidate records, or as ("unparsed", reason) for Unparsed: the raw text
 # kept on an Unparsed is for humans, so only a few rows below pin it.
@@ -335,9 +336,13 @@ def _check_invariants(items: list[Candidate | Unparsed]) -> None:
             assert item.instruction
             assert len(item.instruction.splitlines()) == 1
             assert isinstance(item.output, str)
+            # Past the boundary a field holds nothing a dataset must not hold.
+            for value in (item.instruction, item.input, item.output):
+                assert invalid_char(value) is None and "\r" not in value and "\ufeff" not in value
         else:
             assert isinstance(item, Unparsed)
-            assert item.reason in {"unparseable", "missing_output", "truncated"}
+            assert item.reason in {"unparseable", "missing_output", "truncated", "invalid_text"}
+            item.text.encode()  # loggable: no lone surrogate
 
 
 @given(text=st.text(), truncated=st.booleans())

@@ -9,10 +9,14 @@ from hypothesis import strategies as st
 from selfinstruct.parse import (
     ParsedInstance,
     Unparsed,
+    is_truncated,
+    parse_alpaca,
     parse_instances,
     parse_instruction_list,
     parse_yes_no,
 )
+from selfinstruct.records import Candidate
+from selfinstruct.text import invalid_char
 
 # Unparsed items compare as ("unparsed", reason): their raw text is for humans, so only a
 # few rows below pin it.
@@ -309,12 +313,14 @@ def _check_list(items: list[str | Unparsed], truncated: bool) -> None:
             assert item == item.strip()
             assert "\n" not in item
             assert len(item.splitlines()) == 1
+            assert invalid_char(item) is None
         else:
             assert isinstance(item, Unparsed)
-            assert item.reason == "truncated"
+            assert item.reason in ("truncated", "invalid_text")
             assert item.text
-    # Only a truncated answer loses an item, and only its last one.
-    unparsed = [i for i in items if isinstance(i, Unparsed)]
+            item.text.encode()  # loggable: no lone surrogate
+    # Only a truncated answer loses an item for being cut, and only its last one.
+    unparsed = [i for i in items if isinstance(i, Unparsed) and i.reason != "invalid_text"]
     assert unparsed == [] or (truncated and unparsed == [items[-1]])
 
 
@@ -704,7 +710,7 @@ _INSTANCE_FRAGMENTS = st.sampled_from(
     ]
 )
 
-_REASONS = {"missing_input", "missing_output", "truncated"}
+_REASONS = {"missing_input", "missing_output", "truncated", "invalid_text"}
 
 
 def _check_instances(items: list[ParsedInstance | Unparsed], truncated: bool) -> None:
@@ -712,9 +718,11 @@ def _check_instances(items: list[ParsedInstance | Unparsed], truncated: bool) ->
         if isinstance(item, ParsedInstance):
             assert isinstance(item.input, str)
             assert isinstance(item.output, str)
+            assert invalid_char(item.input) is None and invalid_char(item.output) is None
         else:
             assert isinstance(item, Unparsed)
             assert item.reason in _REASONS
+            item.text.encode()  # loggable: no lone surrogate
     # Only a truncated answer has a "truncated" item, and only as its last one.
     cut = [i for i in items if isinstance(i, Unparsed) and i.reason == "truncated"]
     assert cut == [] or (truncated and cut == [items[-1]])
@@ -741,3 +749,91 @@ def test_instances_never_raise_on_instance_like_text(
         if output_first and isinstance(item, ParsedInstance):
             assert item.input  # a classification input is never empty
             assert item.output == " ".join(item.output.split())  # labels are one line
+
+
+# -- the boundary: teacher text is normalised or rejected, per field ----------------------
+
+NORMALISED: list[tuple[str, str, str]] = [
+    ("bom", "\ufeffName three rivers.", "Name three rivers."),
+    ("zero_width_space", "Name three\u200b rivers.", "Name three rivers."),
+    ("bidi_override", "Name \u202ethree\u202c rivers.", "Name three rivers."),
+    ("bidi_isolates", "Name \u2066three\u2069 rivers.", "Name three rivers."),
+    ("line_separator", "Name three\u2028rivers.", "Name three rivers."),
+    ("paragraph_separator", "Name three\u2029rivers.", "Name three rivers."),
+    ("crlf", "Name three\r\nrivers.", "Name three rivers."),
+    ("zwj_kept", "Explain the emoji \U0001f469\u200d\U0001f52c.", ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in NORMALISED], ids=[c[0] for c in NORMALISED]
+)
+def test_invisible_characters_are_dropped_and_breaks_unified(text: str, expected: str) -> None:
+    (item,) = parse_instruction_list(text, continued=True, truncated=False)
+    assert item == (expected or text)
+
+
+INVALID: list[tuple[str, str, str]] = [
+    ("lone_surrogate", "Name \ud800three rivers.", "U+D800 (a lone surrogate) at character 5"),
+    ("nul", "Name\x00 three rivers.", "U+0000 (a control character) at character 4"),
+    ("escape_sequence", "Name \x1b[2Jthree rivers.", "U+001B (a control character)"),
+    ("del", "Name three rivers.\x7f", "U+007F (a control character)"),
+    ("c1_control", "Name \x9bthree rivers.", "U+009B (a control character)"),
+    ("replacement_char", "Name thr\ufffdee rivers.", "U+FFFD (a replacement character"),
+]
+
+
+@pytest.mark.parametrize(("text", "why"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+def test_invalid_text_is_rejected_with_a_reason_and_escaped(text: str, why: str) -> None:
+    items = parse_instruction_list(f"{text}\n2. Name four lakes.", continued=True, truncated=False)
+    bad, good = items
+    assert good == "Name four lakes."  # the rest of the answer is kept
+    assert isinstance(bad, Unparsed) and bad.reason == "invalid_text"
+    assert bad.text.startswith(f"instruction: {why}")
+    bad.text.encode()  # the record can be logged: every bad character is an escape
+    assert invalid_char(bad.text) is None
+
+
+def test_alpaca_fields_are_checked_one_by_one() -> None:
+    good = "Instruction: Add the numbers.\nInput: 2 and 3\nOutput: 5"
+    for field in ("Instruction: Add the\x00 numbers.", "Input: 2 and\ud800 3", "Output: \x1b5"):
+        text = "\n".join(field if line.startswith(field[:5]) else line for line in good.split("\n"))
+        (item,) = parse_alpaca(text, truncated=False)
+        assert isinstance(item, Unparsed) and item.reason == "invalid_text", field
+        assert item.text.startswith(field.split(":")[0].lower() + ": U+"), item.text
+    (item,) = parse_alpaca("\ufeff" + good.replace("\n", "\r\n"), truncated=False)
+    assert item == Candidate("Add the numbers.", "2 and 3", "5")
+
+
+def test_instance_fields_are_checked() -> None:
+    items = parse_instances(
+        "Input: 2 and 3\nOutput: 5\u0007\nInput: 4 and 4\u2028\nOutput: 8",
+        output_first=False,
+        truncated=False,
+    )
+    assert isinstance(items[0], Unparsed) and items[0].reason == "invalid_text"
+    assert items[0].text.startswith("output: U+0007")
+    assert items[1] == ParsedInstance("4 and 4", "8")
+
+
+def test_yes_no_reads_through_invisible_characters() -> None:
+    assert parse_yes_no("\ufeff\u202eYes") is True
+
+
+@pytest.mark.parametrize(
+    ("finish_reason", "truncated"),
+    [
+        ("stop", False),
+        ("eos_token", False),  # Hugging Face TGI
+        ("stop_sequence", False),  # Hugging Face TGI
+        ("length", True),
+        ("content_filter", True),
+        ("abort", True),  # vLLM
+        ("", True),  # missing: a backend keeps it empty, never "stop"
+        (None, True),
+        ("None", True),  # a null logged and read back as text
+        ("STOP!", True),
+    ],
+)
+def test_only_a_known_end_is_not_truncated(finish_reason: str | None, truncated: bool) -> None:
+    assert is_truncated(finish_reason) is truncated

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -328,6 +329,15 @@ class OpenAICompatBackend(Backend):
     async def _call(self, endpoint: _Endpoint, request: Request) -> Completion:
         try:
             return await self._call_unchecked(endpoint, request)
+        except UnicodeDecodeError as exc:
+            # JSON must be UTF-8 (RFC 8259 sec. 8.1), but a server that cut a character's
+            # bytes apart still sent an answer: what was lost becomes U+FFFD, which the
+            # parse boundary rejects in the one field that holds it (invalid_text).
+            try:
+                data = json.loads(bytes(exc.object).decode("utf-8", "replace"))
+            except ValueError:
+                raise BadResponse(f"the answer was not valid JSON ({exc})") from None
+            return completion_from_json(data, chat=self._config.api == "chat")
         except ValueError as exc:  # the SDK lets a 200 with a non-JSON body escape as this
             raise BadResponse(f"the answer was not valid JSON ({exc})") from None
 

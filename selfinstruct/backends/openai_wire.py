@@ -84,7 +84,7 @@ def completion_from_json(data: object, *, chat: bool) -> Completion:
         tokens = Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
     return Completion(
         text=text or "",
-        finish_reason=str(choice.get("finish_reason") or "stop"),
+        finish_reason=str(choice.get("finish_reason") or ""),  # missing: not "stop"
         usage=tokens,
     )
 
