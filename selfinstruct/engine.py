@@ -8,6 +8,7 @@ teacher answers alone, never on timing, concurrency or interruptions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import hashlib
 import json
@@ -16,6 +17,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from selfinstruct import __version__
@@ -23,7 +25,7 @@ from selfinstruct.backends.base import Backend
 from selfinstruct.budget import Budget
 from selfinstruct.concurrency import PriorityGate
 from selfinstruct.config import RunConfig, identity
-from selfinstruct.errors import BudgetSpent, TeacherError
+from selfinstruct.errors import BudgetSpent, RunDirError, TeacherError
 from selfinstruct.filters import InstructionFilters, check_instances, check_output
 from selfinstruct.parse import (
     Unparsed,
@@ -48,10 +50,24 @@ from selfinstruct.records import (
     Stage,
     Task,
 )
-from selfinstruct.sampling import choose_examples, rng_for
+from selfinstruct.sampling import (
+    LEGACY_SAMPLING,
+    SAMPLING_VERSION,
+    SAMPLING_VERSIONS,
+    Draws,
+    choose_examples,
+    rng_for,
+)
 from selfinstruct.seeds import SeedSet
 from selfinstruct.similarity import NoveltyIndex
-from selfinstruct.store import FORMAT, RunDir, load_admitted_rejections, load_pool
+from selfinstruct.store import (
+    CONFIG,
+    FORMAT,
+    RunDir,
+    load_admitted_rejections,
+    load_pool,
+    read_header,
+)
 
 if TYPE_CHECKING:
     from selfinstruct.semantic import SemanticIndex
@@ -64,6 +80,8 @@ YOUNG_THRESHOLD = 10_000
 SCREEN_SLICE = 0.005
 # The semantic index's vectors, appended as instructions join it (see semantic.py).
 SEMANTIC_LOG = "semantic.vec"
+# The identity entry that records a run's example-sampling algorithm (see sampling.py).
+SAMPLING_KEY = "sampling_version"
 
 
 @dataclass(frozen=True)
@@ -101,11 +119,35 @@ class _Prefix(Sequence[Task]):
         return self._tasks[index % self._n]
 
 
+def sampling_version(run: Path) -> int:
+    """Return the example-sampling algorithm of the run directory `run`.
+
+    A run keeps the version it started with, recorded in its identity; one started before
+    versions were recorded has version 1; a new run gets the current version.
+    """
+    if not (run / CONFIG).exists():
+        return SAMPLING_VERSION
+    try:
+        version = read_header(run)["identity"].get(SAMPLING_KEY, LEGACY_SAMPLING)
+    except RunDirError:
+        return SAMPLING_VERSION  # opening the run reports what is wrong with config.json
+    if version not in SAMPLING_VERSIONS:
+        raise RunDirError(
+            f"{run / CONFIG}: field 'identity.{SAMPLING_KEY}': the run draws its examples "
+            f"with sampling version {version!r}, which this selfinstruct ({__version__}) "
+            "does not know; resume it with the version that started it, or a newer one"
+        )
+    return int(version)
+
+
 def header_for(config: RunConfig, seeds: SeedSet, prompts: PromptSet) -> dict[str, Any]:
     """Return config.json's content: identity (with content digests) and the full config."""
     ident = identity(config)
     ident["seeds.sha256"] = seeds.digest
     ident["prompts.sha256"] = prompts.digest
+    version = sampling_version(config.out)
+    if version != LEGACY_SAMPLING:  # runs of version 1 have no such entry
+        ident[SAMPLING_KEY] = version
     return {
         "format": FORMAT,
         "selfinstruct": __version__,
@@ -176,6 +218,7 @@ class Bootstrap:
         self._sent = 0
         self._replayed = 0
         self._accepted_at_start = run.state.accepted
+        self._sampling = sampling_version(run.path)
         self._classify_examples, self._instance_examples = self._fixed_examples()
 
     def _fixed_examples(
@@ -186,7 +229,7 @@ class Bootstrap:
         They stay fixed for the run, so every such prompt shares one long prefix (cheap with
         prefix caching on vLLM and OpenAI).
         """
-        rng = rng_for(self.config.seed, -1, 0)
+        rng = Draws(rng_for(self.config.seed, -1, 0), self._sampling)
         cls = [t for t in self.seeds.tasks if t.is_classification]
         other = [t for t in self.seeds.tasks if not t.is_classification]
         n = min(6, len(cls), len(other))
@@ -224,6 +267,7 @@ class Bootstrap:
             total=cfg.num_examples,
             from_machine=cfg.num_machine_examples,
             rng=rng_for(cfg.seed, round_number, slot),
+            version=self._sampling,
         )
         last = cfg.num_examples + cfg.new_per_prompt
         if cfg.mode == "alpaca":
@@ -671,9 +715,42 @@ def _succeeded(task: asyncio.Task[_RoundResult]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is None
 
 
+# The sampling fields that every response-log key hashes, by name: the fields of
+# SamplingParams when keys were first written (selfinstruct 0.1.0). Never edit this list:
+# every logged response of every existing run is found by these keys. A field added to
+# SamplingParams later (with a default) enters a key only when a request sets it to
+# something other than that default, so requests that do not use it keep their keys.
+KEY_FIELDS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "seed",
+)
+
+
 def request_digest(prompt: str, params: SamplingParams) -> str:
-    """Return the content part of a request's log key: what exactly was asked."""
-    payload = json.dumps([prompt, params.__dict__], sort_keys=True, default=list)
+    """Return the content part of a request's log key: what exactly was asked.
+
+    The prompt and the KEY_FIELDS are hashed as they always were (a JSON list of the
+    prompt and a sorted object of the fields); a later field joins that object only when
+    it differs from its default, so upgrading never makes a resumed run pay again.
+    """
+    fields = {name: getattr(params, name) for name in KEY_FIELDS}
+    for extra in dataclasses.fields(params):
+        if extra.name not in fields:
+            value = getattr(params, extra.name)
+            if extra.default is not dataclasses.MISSING:
+                default: Any = extra.default
+            elif extra.default_factory is not dataclasses.MISSING:
+                default = extra.default_factory()
+            else:
+                default = dataclasses.MISSING  # no default: always part of the key
+            if value != default:
+                fields[extra.name] = value
+    payload = json.dumps([prompt, fields], sort_keys=True, default=list)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
