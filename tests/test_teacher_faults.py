@@ -120,9 +120,10 @@ def test_server_that_disappears_and_comes_back(reference: bytes, tmp_path: Path)
     try:
         code, stderr = _invoke(first, tmp_path / "run")
     finally:
-        thread.join()
+        thread.join(timeout=120)
         for server in servers:
             server.stop()
+    assert not thread.is_alive(), "the outage never ended"
     assert code == 0, stderr
     assert len(servers) == 2 and servers[1].requests, "the run never needed the second server"
     assert _pool(tmp_path / "run") == reference
