@@ -413,7 +413,7 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
         run.open(header_for(cfg, seed_set, prompt_set))
         run.state.target = cfg.target
         engine = Bootstrap(cfg, backend, run, seed_set, prompt_set, progress)
-        summary = await engine.run_until_target()
+        summary = await engine.run_until_target(handle_signals=True)
         if progress is not None:
             progress(summary, final=True)
         return summary

@@ -12,10 +12,13 @@ import dataclasses
 import gc
 import hashlib
 import json
+import logging
+import signal
+import threading
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -72,6 +75,8 @@ from selfinstruct.store import (
 if TYPE_CHECKING:
     from selfinstruct.semantic import SemanticIndex
 
+log = logging.getLogger(__name__)
+
 # Stop rather than pay forever when a teacher's answers never yield a task.
 MAX_IDLE_ROUNDS = 50
 # Container allocations between young-generation collections during a run (default 700).
@@ -82,6 +87,8 @@ SCREEN_SLICE = 0.005
 SEMANTIC_LOG = "semantic.vec"
 # The identity entry that records a run's example-sampling algorithm (see sampling.py).
 SAMPLING_KEY = "sampling_version"
+# Signals after which a run stops sending, lets what is in flight land, and commits.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,22 @@ def sampling_version(run: Path) -> int:
             "does not know; resume it with the version that started it, or a newer one"
         )
     return int(version)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A bootstrap stopped by SIGINT or SIGTERM, after its requests in flight were logged.
+
+    A KeyboardInterrupt, so that whatever handles Ctrl-C (the CLI: exit status 130) handles
+    it too; `progress` says where the run stands.
+    """
+
+    def __init__(self, signal_name: str, progress: Progress) -> None:
+        super().__init__(f"stopped by {signal_name}")
+        self.progress = progress
+
+
+class _Stop(Exception):
+    """Raised instead of sending a request once a stop signal has come."""
 
 
 def header_for(config: RunConfig, seeds: SeedSet, prompts: PromptSet) -> dict[str, Any]:
@@ -217,6 +240,11 @@ class Bootstrap:
         self._gate: PriorityGate | None = None
         self._sent = 0
         self._replayed = 0
+        # Set by the first stop signal: no request is sent after it (see _on_signal).
+        self._stopping: str | None = None
+        self._stop_event: asyncio.Event | None = None
+        # Every task a round spawns, so that none outlives the run (and writes to a closed log).
+        self._live: set[asyncio.Task[Any]] = set()
         self._accepted_at_start = run.state.accepted
         self._sampling = sampling_version(run.path)
         self._classify_examples, self._instance_examples = self._fixed_examples()
@@ -292,10 +320,14 @@ class Bootstrap:
         if cached is not None:
             self._replayed += 1
             return cached
+        if self._stopping:
+            raise _Stop
         gate = self._gate
         assert gate is not None
         await gate.acquire(round_number)
         try:
+            if self._stopping:
+                raise _Stop
             if self._budget is not None:
                 self._budget.check(self.run.state.usage)  # raises before anything is sent
             self._sending += 1
@@ -316,7 +348,9 @@ class Bootstrap:
             self._instruction_request(round_number, slot)
             for slot in range(self.config.prompts_per_round)
         ]
-        completions = await asyncio.gather(*(self._answer(round_number, r) for r in requests))
+        completions = await asyncio.gather(
+            *(self._spawn(self._answer(round_number, r)) for r in requests)
+        )
         # Novelty is decided in round order, so the index never depends on timing.
         turn = self._novelty_turn
         assert turn is not None
@@ -334,13 +368,27 @@ class Bootstrap:
                 result.tasks.append((item.seq, item.instruction, None, instances))
             return result
         outcomes = await asyncio.gather(
-            *(self._complete_task(round_number, pos, item) for pos, item in enumerate(admitted))
+            *(
+                self._spawn(self._complete_task(round_number, pos, item))
+                for pos, item in enumerate(admitted)
+            )
         )
         for task, rejections in outcomes:
             result.rejections.extend(rejections)
             if task is not None:
                 result.tasks.append(task)
         return result
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `coro` as a task that the run cancels and awaits before it returns.
+
+        When one request of a round fails, asyncio.gather leaves the others running; they
+        must land in the log (a stop or a spent budget waits for them), never after it closed.
+        """
+        task = asyncio.ensure_future(coro)
+        self._live.add(task)
+        task.add_done_callback(self._live.discard)
+        return task
 
     async def _screen(
         self, completions: Sequence[Completion], rejections: list[dict[str, Any]]
@@ -580,20 +628,32 @@ class Bootstrap:
         # A backend that gathers requests (the Batch API) needs a whole window in flight.
         return max(slots, self.backend.min_concurrency or 1)
 
-    async def run_until_target(self) -> Progress:
-        """Fetch and apply rounds until the pool reaches the target; resumable at any point."""
+    async def run_until_target(self, *, handle_signals: bool = False) -> Progress:
+        """Fetch and apply rounds until the pool reaches the target; resumable at any point.
+
+        With `handle_signals` (the CLI's choice; only in the main thread), SIGINT and
+        SIGTERM stop the run gently: nothing more is sent, the requests in flight are
+        given up to the request timeout to land in the log, complete rounds are committed,
+        and Interrupted is raised. A second signal stops at once (KeyboardInterrupt); what
+        was logged is replayed on resume either way.
+        """
         start = time.monotonic()
         state = self.run.state
         self._novelty_turn = asyncio.Condition()
         self._gate = PriorityGate(self._slots)
+        self._stop_event = asyncio.Event()
         self._open_semantic()
         idle_rounds = 0
         next_commit = state.rounds_committed
         next_start = next_commit
         in_flight: dict[int, asyncio.Task[_RoundResult]] = {}
+        stop_waiter = asyncio.ensure_future(self._stop_event.wait())
+        restore_signals = self._catch_signals() if handle_signals else None
         restore_collector = _quiet_collector()
         try:
             while state.accepted < self.config.target:
+                if self._stopping:
+                    raise _Stop
                 while next_start <= next_commit + self.config.lookahead and (
                     not in_flight or self._want_more_rounds(len(in_flight))
                 ):
@@ -602,8 +662,10 @@ class Bootstrap:
                 waiting = in_flight[next_commit]
                 while not waiting.done():
                     done, _ = await asyncio.wait(
-                        in_flight.values(), return_when=asyncio.FIRST_COMPLETED
+                        [*in_flight.values(), stop_waiter], return_when=asyncio.FIRST_COMPLETED
                     )
+                    if stop_waiter.done():
+                        raise _Stop
                     for task in done:
                         if (error := task.exception()) is not None:
                             raise error
@@ -619,23 +681,79 @@ class Bootstrap:
                     )
                 if self._progress is not None:
                     self._progress(self._snapshot(start))
-        except BudgetSpent as spent:
-            await self._drain(in_flight)
+        except (BudgetSpent, _Stop) as stop:
+            # Nothing more is sent (every send checks the budget and the stop first): let
+            # what is on the wire land in the log, then commit the rounds that completed.
+            if self._stopping:
+                drained = await _within(self._drain(in_flight), self.config.teacher.timeout)
+                if not drained:
+                    log.warning(
+                        "%d requests still unanswered after %g s (--timeout); stopping "
+                        "without them",
+                        self._sending,
+                        self.config.teacher.timeout,
+                    )
+            else:
+                await self._drain(in_flight)
             while next_commit in in_flight and _succeeded(in_flight[next_commit]):
                 self._commit(next_commit, in_flight.pop(next_commit).result())
                 next_commit += 1
             self.run.save_state()  # so `status` shows what was spent, committed or not
-            spent.progress = self._snapshot(start)
+            progress = self._snapshot(start)
+            if isinstance(stop, BudgetSpent):
+                stop.progress = progress
             if state.accepted < self.config.target:
+                if self._stopping:
+                    raise Interrupted(self._stopping, progress) from None
                 raise
         finally:
-            for task in in_flight.values():
+            if restore_signals is not None:
+                restore_signals()
+            stop_waiter.cancel()
+            tasks = [*in_flight.values(), *self._live, stop_waiter]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             restore_collector()
             if self.semantic is not None:
                 self.semantic.close()
         return self._snapshot(start)
+
+    def _catch_signals(self) -> Callable[[], None]:
+        """Handle STOP_SIGNALS in the event loop (see _on_signal); return the undo.
+
+        A signal the process ignores stays ignored: `nohup` and background jobs of a shell
+        ignore SIGINT on purpose.
+        """
+        loop = asyncio.get_running_loop()
+        caught = [s for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+        if threading.current_thread() is not threading.main_thread():
+            caught = []  # only the main thread receives signals
+        for signum in caught:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+        def restore() -> None:
+            for signum in caught:
+                loop.remove_signal_handler(signum)
+
+        return restore
+
+    def _on_signal(self, signum: int) -> None:
+        """Stop sending on the first signal; on the second, stop at once."""
+        name = signal.Signals(signum).name
+        if self._stopping is not None:
+            raise KeyboardInterrupt(f"stopped at once by a second {name}")
+        self._stopping = name
+        assert self._stop_event is not None
+        self._stop_event.set()
+        log.warning(
+            "%s: sending nothing more; waiting up to %g s for the %d requests in flight, then "
+            "committing complete rounds (%s again stops at once)",
+            name,
+            self.config.teacher.timeout,
+            self._sending,
+            name,
+        )
 
     def _open_semantic(self) -> None:
         """Load the semantic index (seeds, then admitted instructions) when it is enabled."""
@@ -648,11 +766,11 @@ class Bootstrap:
         self.semantic.load(self._index_texts)
 
     async def _drain(self, in_flight: dict[int, asyncio.Task[_RoundResult]]) -> None:
-        """Once the budget is spent, let the requests already paid for land in the log.
+        """Once the budget is spent or a stop signal came, let the requests on the wire land.
 
-        No new request is sent (every send checks the budget first), so each round either
-        finishes from answers it has, fails with BudgetSpent, or waits for a novelty turn
-        that an earlier, failed round will never pass on.
+        No new request is sent (every send checks the budget and the stop first), so each
+        round either finishes from answers it has, fails with BudgetSpent or _Stop, or waits
+        for a novelty turn that an earlier, failed round will never pass on.
         """
 
         def stuck(round_number: int) -> bool:
@@ -713,6 +831,15 @@ def _quiet_collector() -> Callable[[], None]:
 
 def _succeeded(task: asyncio.Task[_RoundResult]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is None
+
+
+async def _within(awaitable: Coroutine[Any, Any, None], seconds: float) -> bool:
+    """Await `awaitable` for at most `seconds`; say whether it finished."""
+    try:
+        await asyncio.wait_for(awaitable, seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
 
 
 # The sampling fields that every response-log key hashes, by name: the fields of

@@ -11,12 +11,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import bootstrap_args, cli_env
+from conftest import (
+    bootstrap_args,
+    cli_env,
+    machine_example_prompts,
+    run_cli,
+    window_config,
+)
 
 from selfinstruct.testing.keys import digest_of
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
@@ -290,3 +296,93 @@ def test_live_lock_is_respected_and_dead_lock_recovered(
         _args(server, out, "alpaca", 3), env=cli_env(), capture_output=True, text=True
     )
     assert third.returncode == 0, third.stderr
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_drains_and_resumes_without_paying_twice(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Ctrl-C or SIGTERM: requests in flight land in the log, so a resume pays for none again.
+
+    Before the drain, the requests in flight at Ctrl-C were lost and paid for again on
+    resume (as many as --concurrency), and SIGTERM killed the run without a word.
+    """
+    config = window_config(tmp_path)
+    extra = ("--config", str(config), "--target", "120", "--concurrency", "16")
+    with OpenAITestServer(SyntheticTeacher(latency=0.2)) as server:
+        ref = tmp_path / "reference"
+        done = run_cli(*bootstrap_args(server, ref, *extra))
+        assert done.returncode == 0, done.stderr
+        reference = len(server.requests)
+    teacher = SyntheticTeacher(latency=0.2)
+    out = tmp_path / "run"
+    with OpenAITestServer(teacher) as server:
+        args = [sys.executable, "-m", "selfinstruct", *bootstrap_args(server, out, *extra)]
+        with subprocess.Popen(
+            args, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        ) as proc:
+            try:
+                # Mid-run, with requests in flight (each takes 0.2 s).
+                _wait_until(lambda: len(server.requests) >= reference // 3, 60, "requests")
+                proc.send_signal(signum)
+                _, stderr = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate(timeout=30)
+        assert proc.returncode == 130, stderr
+        # Every request sent before the stop was answered and logged: none was lost.
+        sent = {digest_of(r) for r in server.requests}
+        assert sent <= _logged_digests(out), f"{len(sent - _logged_digests(out))} lost"
+        assert f"{signum.name}: sending nothing more" in stderr
+        assert stderr.endswith(
+            "error: interrupted; the run is saved: re-run the same command to resume\n"
+        )
+        first = len(server.requests)
+        resumed = run_cli(*bootstrap_args(server, out, *extra))
+        assert resumed.returncode == 0, resumed.stderr
+        requests = server.requests
+    digests = Counter(digest_of(r) for r in requests)
+    assert max(digests.values()) == 1, "a request was paid for twice"
+    assert first < len(requests)  # the resume had work left
+    for name in ("pool.jsonl", "rejected.jsonl"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+    assert machine_example_prompts(requests, out) > 0
+
+
+def test_second_signal_stops_at_once(tmp_path: Path) -> None:
+    """While requests drain (here they would take 30 s), a second Ctrl-C stops at once."""
+    out = tmp_path / "run"
+    extra = ("--target", "50", "--concurrency", "4")
+    args = [sys.executable, "-m", "selfinstruct"]
+    log = tmp_path / "stderr.txt"
+    with OpenAITestServer(SyntheticTeacher(latency=30)) as server:
+        args += bootstrap_args(server, out, *extra)
+        with (
+            open(log, "w") as err,
+            subprocess.Popen(args, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err) as proc,
+        ):
+            try:
+                _wait_until(lambda: len(server.requests) >= 4, 60, "requests in flight")
+                proc.send_signal(signal.SIGINT)
+                _wait_until(lambda: "sending nothing more" in log.read_text(), 10, "the drain")
+                stopped = time.monotonic()
+                proc.send_signal(signal.SIGINT)
+                proc.communicate(timeout=20)
+                assert time.monotonic() - stopped < 20  # well before the answers come
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate(timeout=30)
+    assert proc.returncode == 130, log.read_text()
+    assert log.read_text().endswith(
+        "error: interrupted; the run is saved: re-run the same command to resume\n"
+    )
+    assert json.loads((out / "state.json").read_text())["rounds_committed"] == 0
