@@ -393,6 +393,10 @@ def test_interrupted_run_drains_and_resumes_without_paying_twice(
         requests = server.requests
     digests = Counter(digest_of(r) for r in requests)
     assert max(digests.values()) == 1, "a request was paid for twice"
+    # So the two sessions together asked what one uninterrupted run asks: the same requests
+    # for every committed round, plus however many past the target timing led them to send.
+    committed = json.loads((out / "state.json").read_text())["rounds_committed"]
+    assert _keys_before(out, committed) == _keys_before(ref, committed)
     assert first < len(requests)  # the resume had work left
     for name in ("pool.jsonl", "rejected.jsonl"):
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
