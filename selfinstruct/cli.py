@@ -233,6 +233,7 @@ def bootstrap(
                 os.environ,
                 progress=None if quiet else _ProgressLine(),
                 notify=None if quiet else _note,
+                handle_signals=True,
             )
         )
     typer.echo(_summary(summary))

@@ -8,14 +8,19 @@ teacher answers alone, never on timing, concurrency or interruptions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import hashlib
 import json
+import logging
+import signal
+import threading
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from selfinstruct import __version__
@@ -23,7 +28,7 @@ from selfinstruct.backends.base import Backend
 from selfinstruct.budget import Budget
 from selfinstruct.concurrency import PriorityGate
 from selfinstruct.config import RunConfig, identity
-from selfinstruct.errors import BudgetSpent, TeacherError
+from selfinstruct.errors import BudgetSpent, RunDirError, TeacherError
 from selfinstruct.filters import InstructionFilters, check_instances, check_output, clip
 from selfinstruct.parse import (
     Unparsed,
@@ -49,13 +54,29 @@ from selfinstruct.records import (
     Stage,
     Task,
 )
-from selfinstruct.sampling import choose_examples, rng_for
+from selfinstruct.sampling import (
+    LEGACY_SAMPLING,
+    SAMPLING_VERSION,
+    SAMPLING_VERSIONS,
+    Draws,
+    choose_examples,
+    rng_for,
+)
 from selfinstruct.seeds import SeedSet
 from selfinstruct.similarity import NoveltyIndex
-from selfinstruct.store import FORMAT, RunDir, load_admitted_rejections, load_pool
+from selfinstruct.store import (
+    CONFIG,
+    FORMAT,
+    RunDir,
+    load_admitted_rejections,
+    load_pool,
+    read_header,
+)
 
 if TYPE_CHECKING:
     from selfinstruct.semantic import SemanticIndex
+
+log = logging.getLogger(__name__)
 
 # Stop rather than pay forever when a teacher's answers never yield a task.
 MAX_IDLE_ROUNDS = 50
@@ -65,6 +86,10 @@ YOUNG_THRESHOLD = 10_000
 SCREEN_SLICE = 0.005
 # The semantic index's vectors, appended as instructions join it (see semantic.py).
 SEMANTIC_LOG = "semantic.vec"
+# The identity entry that records a run's example-sampling algorithm (see sampling.py).
+SAMPLING_KEY = "sampling_version"
+# Signals after which a run stops sending, lets what is in flight land, and commits.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -102,11 +127,51 @@ class _Prefix(Sequence[Task]):
         return self._tasks[index % self._n]
 
 
+def sampling_version(run: Path) -> int:
+    """Return the example-sampling algorithm of the run directory `run`.
+
+    A run keeps the version it started with, recorded in its identity; one started before
+    versions were recorded has version 1; a new run gets the current version.
+    """
+    if not (run / CONFIG).exists():
+        return SAMPLING_VERSION
+    try:
+        version = read_header(run)["identity"].get(SAMPLING_KEY, LEGACY_SAMPLING)
+    except RunDirError:
+        return SAMPLING_VERSION  # opening the run reports what is wrong with config.json
+    if version not in SAMPLING_VERSIONS:
+        raise RunDirError(
+            f"{run / CONFIG}: field 'identity.{SAMPLING_KEY}': the run draws its examples "
+            f"with sampling version {version!r}, which this selfinstruct ({__version__}) "
+            "does not know; resume it with the version that started it, or a newer one"
+        )
+    return int(version)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A bootstrap stopped by SIGINT or SIGTERM, after its requests in flight were logged.
+
+    A KeyboardInterrupt, so that whatever handles Ctrl-C (the CLI: exit status 130) handles
+    it too; `progress` says where the run stands.
+    """
+
+    def __init__(self, signal_name: str, progress: Progress) -> None:
+        super().__init__(f"stopped by {signal_name}")
+        self.progress = progress
+
+
+class _Stop(Exception):
+    """Raised instead of sending a request once a stop signal has come."""
+
+
 def header_for(config: RunConfig, seeds: SeedSet, prompts: PromptSet) -> dict[str, Any]:
     """Return config.json's content: identity (with content digests) and the full config."""
     ident = identity(config)
     ident["seeds.sha256"] = seeds.digest
     ident["prompts.sha256"] = prompts.digest
+    version = sampling_version(config.out)
+    if version != LEGACY_SAMPLING:  # runs of version 1 have no such entry
+        ident[SAMPLING_KEY] = version
     return {
         "format": FORMAT,
         "selfinstruct": __version__,
@@ -176,7 +241,13 @@ class Bootstrap:
         self._gate: PriorityGate | None = None
         self._sent = 0
         self._replayed = 0
+        # Set by the first stop signal: no request is sent after it (see _on_signal).
+        self._stopping: str | None = None
+        self._stop_event: asyncio.Event | None = None
+        # Every task a round spawns, so that none outlives the run (and writes to a closed log).
+        self._live: set[asyncio.Task[Any]] = set()
         self._accepted_at_start = run.state.accepted
+        self._sampling = sampling_version(run.path)
         self._classify_examples, self._instance_examples = self._fixed_examples()
 
     def _fixed_examples(
@@ -187,9 +258,9 @@ class Bootstrap:
         They stay fixed for the run, so every such prompt shares one long prefix (cheap with
         prefix caching on vLLM and OpenAI).
         """
-        rng = rng_for(self.config.seed, -1, 0)
+        rng = Draws(rng_for(self.config.seed, -1, 0), self._sampling)
         cls = [t for t in self.seeds.tasks if t.is_classification]
-        other = [t for t in self.seeds.tasks if not t.is_classification]
+        other = [t for t in self.seeds.tasks if t.is_classification is False]  # None: unknown
         n = min(6, len(cls), len(other))
         shots = [(t.instruction, True) for t in rng.sample(cls, n)]
         shots += [(t.instruction, False) for t in rng.sample(other, n)]
@@ -225,6 +296,7 @@ class Bootstrap:
             total=cfg.num_examples,
             from_machine=cfg.num_machine_examples,
             rng=rng_for(cfg.seed, round_number, slot),
+            version=self._sampling,
         )
         last = cfg.num_examples + cfg.new_per_prompt
         if cfg.mode == "alpaca":
@@ -249,10 +321,14 @@ class Bootstrap:
         if cached is not None:
             self._replayed += 1
             return cached
+        if self._stopping:
+            raise _Stop
         gate = self._gate
         assert gate is not None
         await gate.acquire(round_number)
         try:
+            if self._stopping:
+                raise _Stop
             if self._budget is not None:
                 self._budget.check(self.run.state.usage)  # raises before anything is sent
             self._sending += 1
@@ -273,7 +349,9 @@ class Bootstrap:
             self._instruction_request(round_number, slot)
             for slot in range(self.config.prompts_per_round)
         ]
-        completions = await asyncio.gather(*(self._answer(round_number, r) for r in requests))
+        completions = await asyncio.gather(
+            *(self._spawn(self._answer(round_number, r)) for r in requests)
+        )
         # Novelty is decided in round order, so the index never depends on timing.
         turn = self._novelty_turn
         assert turn is not None
@@ -291,13 +369,27 @@ class Bootstrap:
                 result.tasks.append((item.seq, item.instruction, None, instances))
             return result
         outcomes = await asyncio.gather(
-            *(self._complete_task(round_number, pos, item) for pos, item in enumerate(admitted))
+            *(
+                self._spawn(self._complete_task(round_number, pos, item))
+                for pos, item in enumerate(admitted)
+            )
         )
         for task, rejections in outcomes:
             result.rejections.extend(rejections)
             if task is not None:
                 result.tasks.append(task)
         return result
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `coro` as a task that the run cancels and awaits before it returns.
+
+        When one request of a round fails, asyncio.gather leaves the others running; they
+        must land in the log (a stop or a spent budget waits for them), never after it closed.
+        """
+        task = asyncio.ensure_future(coro)
+        self._live.add(task)
+        task.add_done_callback(self._live.discard)
+        return task
 
     async def _screen(
         self, completions: Sequence[Completion], rejections: list[dict[str, Any]]
@@ -430,7 +522,7 @@ class Bootstrap:
         if self.config.mode == "alpaca":
             return requests
         tag = f"r{round_number}/t0"
-        ordinary = next((t for t in self.seeds.tasks if not t.is_classification), None)
+        ordinary = next((t for t in self.seeds.tasks if t.is_classification is False), None)
         labelled = next((t for t in self.seeds.tasks if t.is_classification), None)
         first = (ordinary or labelled or self.seeds.tasks[0]).instruction
         requests.append(self._classify_request(tag, first))
@@ -553,20 +645,32 @@ class Bootstrap:
         # A backend that gathers requests (the Batch API) needs a whole window in flight.
         return max(slots, self.backend.min_concurrency or 1)
 
-    async def run_until_target(self) -> Progress:
-        """Fetch and apply rounds until the pool reaches the target; resumable at any point."""
+    async def run_until_target(self, *, handle_signals: bool = False) -> Progress:
+        """Fetch and apply rounds until the pool reaches the target; resumable at any point.
+
+        With `handle_signals` (the CLI's choice; only in the main thread), SIGINT and
+        SIGTERM stop the run gently: nothing more is sent, the requests in flight are
+        given up to the request timeout to land in the log, complete rounds are committed,
+        and Interrupted is raised. A second signal stops at once (KeyboardInterrupt); what
+        was logged is replayed on resume either way.
+        """
         start = time.monotonic()
         state = self.run.state
         self._novelty_turn = asyncio.Condition()
         self._gate = PriorityGate(self._slots)
+        self._stop_event = asyncio.Event()
         self._open_semantic()
         idle_rounds = 0
         next_commit = state.rounds_committed
         next_start = next_commit
         in_flight: dict[int, asyncio.Task[_RoundResult]] = {}
+        stop_waiter = asyncio.ensure_future(self._stop_event.wait())
+        restore_signals = self._catch_signals() if handle_signals else None
         restore_collector = _quiet_collector()
         try:
             while state.accepted < self.config.target:
+                if self._stopping:
+                    raise _Stop
                 while next_start <= next_commit + self.config.lookahead and (
                     not in_flight or self._want_more_rounds(len(in_flight))
                 ):
@@ -575,8 +679,10 @@ class Bootstrap:
                 waiting = in_flight[next_commit]
                 while not waiting.done():
                     done, _ = await asyncio.wait(
-                        in_flight.values(), return_when=asyncio.FIRST_COMPLETED
+                        [*in_flight.values(), stop_waiter], return_when=asyncio.FIRST_COMPLETED
                     )
+                    if stop_waiter.done():
+                        raise _Stop
                     for task in done:
                         if (error := task.exception()) is not None:
                             raise error
@@ -592,23 +698,79 @@ class Bootstrap:
                     )
                 if self._progress is not None:
                     self._progress(self._snapshot(start))
-        except BudgetSpent as spent:
-            await self._drain(in_flight)
+        except (BudgetSpent, _Stop) as stop:
+            # Nothing more is sent (every send checks the budget and the stop first): let
+            # what is on the wire land in the log, then commit the rounds that completed.
+            if self._stopping:
+                drained = await _within(self._drain(in_flight), self.config.teacher.timeout)
+                if not drained:
+                    log.warning(
+                        "%d requests still unanswered after %g s (--timeout); stopping "
+                        "without them",
+                        self._sending,
+                        self.config.teacher.timeout,
+                    )
+            else:
+                await self._drain(in_flight)
             while next_commit in in_flight and _succeeded(in_flight[next_commit]):
                 self._commit(next_commit, in_flight.pop(next_commit).result())
                 next_commit += 1
             self.run.save_state()  # so `status` shows what was spent, committed or not
-            spent.progress = self._snapshot(start)
+            progress = self._snapshot(start)
+            if isinstance(stop, BudgetSpent):
+                stop.progress = progress
             if state.accepted < self.config.target:
+                if self._stopping:
+                    raise Interrupted(self._stopping, progress) from None
                 raise
         finally:
-            for task in in_flight.values():
+            if restore_signals is not None:
+                restore_signals()
+            stop_waiter.cancel()
+            tasks = [*in_flight.values(), *self._live, stop_waiter]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             restore_collector()
             if self.semantic is not None:
                 self.semantic.close()
         return self._snapshot(start)
+
+    def _catch_signals(self) -> Callable[[], None]:
+        """Handle STOP_SIGNALS in the event loop (see _on_signal); return the undo.
+
+        A signal the process ignores stays ignored: `nohup` and background jobs of a shell
+        ignore SIGINT on purpose.
+        """
+        loop = asyncio.get_running_loop()
+        caught = [s for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+        if threading.current_thread() is not threading.main_thread():
+            caught = []  # only the main thread receives signals
+        for signum in caught:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+        def restore() -> None:
+            for signum in caught:
+                loop.remove_signal_handler(signum)
+
+        return restore
+
+    def _on_signal(self, signum: int) -> None:
+        """Stop sending on the first signal; on the second, stop at once."""
+        name = signal.Signals(signum).name
+        if self._stopping is not None:
+            raise KeyboardInterrupt(f"stopped at once by a second {name}")
+        self._stopping = name
+        assert self._stop_event is not None
+        self._stop_event.set()
+        log.warning(
+            "%s: sending nothing more; waiting up to %g s for the %d requests in flight, then "
+            "committing complete rounds (%s again stops at once)",
+            name,
+            self.config.teacher.timeout,
+            self._sending,
+            name,
+        )
 
     def _open_semantic(self) -> None:
         """Load the semantic index (seeds, then admitted instructions) when it is enabled."""
@@ -621,11 +783,11 @@ class Bootstrap:
         self.semantic.load(self._index_texts)
 
     async def _drain(self, in_flight: dict[int, asyncio.Task[_RoundResult]]) -> None:
-        """Once the budget is spent, let the requests already paid for land in the log.
+        """Once the budget is spent or a stop signal came, let the requests on the wire land.
 
-        No new request is sent (every send checks the budget first), so each round either
-        finishes from answers it has, fails with BudgetSpent, or waits for a novelty turn
-        that an earlier, failed round will never pass on.
+        No new request is sent (every send checks the budget and the stop first), so each
+        round either finishes from answers it has, fails with BudgetSpent or _Stop, or waits
+        for a novelty turn that an earlier, failed round will never pass on.
         """
 
         def stuck(round_number: int) -> bool:
@@ -688,9 +850,51 @@ def _succeeded(task: asyncio.Task[_RoundResult]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is None
 
 
+async def _within(awaitable: Coroutine[Any, Any, None], seconds: float) -> bool:
+    """Await `awaitable` for at most `seconds`; say whether it finished."""
+    try:
+        await asyncio.wait_for(awaitable, seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+# The sampling fields that every response-log key hashes, by name: the fields of
+# SamplingParams when keys were first written (selfinstruct 0.1.0). Never edit this list:
+# every logged response of every existing run is found by these keys. A field added to
+# SamplingParams later (with a default) enters a key only when a request sets it to
+# something other than that default, so requests that do not use it keep their keys.
+KEY_FIELDS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "seed",
+)
+
+
 def request_digest(prompt: str, params: SamplingParams) -> str:
-    """Return the content part of a request's log key: what exactly was asked."""
-    payload = json.dumps([prompt, params.__dict__], sort_keys=True, default=list)
+    """Return the content part of a request's log key: what exactly was asked.
+
+    The prompt and the KEY_FIELDS are hashed as they always were (a JSON list of the
+    prompt and a sorted object of the fields); a later field joins that object only when
+    it differs from its default, so upgrading never makes a resumed run pay again.
+    """
+    fields = {name: getattr(params, name) for name in KEY_FIELDS}
+    for extra in dataclasses.fields(params):
+        if extra.name not in fields:
+            value = getattr(params, extra.name)
+            if extra.default is not dataclasses.MISSING:
+                default: Any = extra.default
+            elif extra.default_factory is not dataclasses.MISSING:
+                default = extra.default_factory()
+            else:
+                default = dataclasses.MISSING  # no default: always part of the key
+            if value != default:
+                fields[extra.name] = value
+    payload = json.dumps([prompt, fields], sort_keys=True, default=list)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 

@@ -127,11 +127,13 @@ async def run_bootstrap(
     *,
     progress: ProgressCallback | None = None,
     notify: Notify | None = None,
+    handle_signals: bool = False,
 ) -> Progress:
     """Grow the run directory's pool to cfg.target; return where the run stands.
 
     Everything that can be checked (seeds, prompts, flags, prices, the stored identity) is
-    checked before the run directory is written or a request is sent.
+    checked before the run directory is written or a request is sent. With
+    `handle_signals`, SIGINT and SIGTERM drain the run (see Bootstrap.run_until_target).
     """
     from selfinstruct.backends.batch_api import pending_batches
     from selfinstruct.budget import Budget
@@ -162,7 +164,7 @@ async def run_bootstrap(
         run.open(header)
         run.state.target = cfg.target
         engine = Bootstrap(cfg, backend, run, seed_set, prompt_set, progress)
-        summary = await engine.run_until_target()
+        summary = await engine.run_until_target(handle_signals=handle_signals)
         if progress is not None:
             progress(summary, final=True)
         return summary

@@ -188,7 +188,7 @@ def check_page(
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()  # our own child, by its handle
-                proc.wait()
+                proc.wait(timeout=15)
             os.close(to_chrome)
             os.close(from_chrome)
     return result

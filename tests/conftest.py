@@ -7,15 +7,17 @@ install that would otherwise pass unnoticed.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from selfinstruct.testing.server import OpenAITestServer
+from selfinstruct.testing.keys import digest_of
+from selfinstruct.testing.server import OpenAITestServer, RecordedRequest
 from selfinstruct.testing.teacher import SyntheticTeacher
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,3 +110,40 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     report: pytest.CollectReport = outcome.get_result()
     if _in_ci() and report.skipped:
         _unexpected_skip(report, "(a module-level skip hides every test in it)")
+
+
+# Machine tasks enter prompts only from round `lookahead` + 1 on (16 by default), and the
+# loopback teacher's runs are a few rounds long: tests of determinism use a short window so
+# that most of their prompts depend on the pool.
+SHORT_WINDOW = "lookahead = 1\n"
+
+
+def window_config(directory: Path, extra: str = "") -> Path:
+    """Write a config file with a one-round window (and `extra` TOML); return its path."""
+    path = directory / "window.toml"
+    path.write_text(SHORT_WINDOW + extra)
+    return path
+
+
+def machine_example_prompts(requests: Sequence[RecordedRequest], out: Path) -> int:
+    """Count the instruction prompts of a run that show one of its machine tasks.
+
+    Tests of determinism assert this is not zero, so that they cannot silently stop
+    covering prompts that depend on the pool.
+    """
+    machine = [
+        json.loads(line)["instruction"]
+        for line in (out / "pool.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    stages = {}
+    for line in (out / "responses.jsonl").read_bytes().split(b"\n")[:-1]:
+        key = json.loads(line)["key"]
+        stages[key.rsplit("/", 1)[1]] = key.split("/")[-2]
+    shown = 0
+    for request in requests:
+        if stages.get(digest_of(request)) == "instructions" and any(
+            f"{m}\n" in request.prompt for m in machine
+        ):
+            shown += 1
+    return shown

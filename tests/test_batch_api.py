@@ -19,7 +19,7 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import bootstrap_args, cli_env, run_cli
+from conftest import SHORT_WINDOW, bootstrap_args, cli_env, machine_example_prompts, run_cli
 from openai.types import Completion as OpenAICompletion
 from openai.types.chat import ChatCompletion
 
@@ -371,7 +371,9 @@ def test_resume_after_an_upload_finds_or_creates_its_batch(
 def _bootstrap_args(server: OpenAITestServer, out: Path, target: int, *extra: str) -> list[str]:
     config = out.parent / f"{out.name}.toml"
     # Short waits keep the test quick; the defaults suit a real API (minutes to hours).
-    config.write_text("[teacher]\nbatch_quiet_seconds = 0.3\n")
+    # A one-round window: most rounds' prompts show machine tasks, so the Batch API run
+    # must reproduce pool-dependent prompts too.
+    config.write_text(SHORT_WINDOW + "[teacher]\nbatch_quiet_seconds = 0.3\n")
     # Not quiet: the tests read the batch notes printed above the progress line.
     extra = ("--target", str(target), "--config", str(config), *extra)
     return bootstrap_args(server, out, *extra, quiet=False)
@@ -392,6 +394,7 @@ def test_bootstrap_with_batch_api_matches_direct_requests(tmp_path: Path, api: s
         direct = run_cli(*_bootstrap_args(server, tmp_path / "direct", target, "--api", api))
         assert direct.returncode == 0, direct.stderr
         direct_requests = len(server.requests)
+        assert machine_example_prompts(server.requests, tmp_path / "direct") > 0
         done = run_cli(*_batch_args(server, tmp_path / "batch", target), "--api", api)
         assert done.returncode == 0, done.stderr
         assert len(server.requests) == direct_requests, "--batch-api sent direct requests"
@@ -399,7 +402,7 @@ def test_bootstrap_with_batch_api_matches_direct_requests(tmp_path: Path, api: s
     out = tmp_path / "batch"
     assert len(batches) >= 3  # instructions, classification, instances
     # The first batch carries the whole first window's instruction requests.
-    defaults = RunConfig()
+    defaults = RunConfig(lookahead=1)
     window = defaults.lookahead + 1
     first = batches[0].custom_ids
     assert len(first) == window * defaults.prompts_per_round
@@ -456,6 +459,7 @@ def test_killed_run_waits_on_its_pending_batch_instead_of_resubmitting(tmp_path:
         reference = run_cli(*_bootstrap_args(server, tmp_path / "direct", target))
         assert reference.returncode == 0, reference.stderr
         direct_requests = len(server.requests)
+        assert machine_example_prompts(server.requests, tmp_path / "direct") > 0
         out = tmp_path / "batch"
         killed: list[str] = []
         for _ in range(2):  # kill in the first batch, then in a later one

@@ -98,6 +98,7 @@ def test_missing_key_without_the_local_extra_names_both_ways(tmp_path: Path) -> 
         text=True,
         env=cli_env(),
         check=False,
+        timeout=120,
     )
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "OPENAI_API_KEY" in done.stderr and "--base-url" in done.stderr

@@ -97,13 +97,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
         capture_output=True,
         check=False,
+        timeout=60,
     )
     if made.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
     try:
         yield mount
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=60)
 
 
 def test_disk_full_mid_run(reference: Path, small_disk: Path) -> None:
@@ -112,7 +113,10 @@ def test_disk_full_mid_run(reference: Path, small_disk: Path) -> None:
         done = _run(server, out, TARGET)
         _assert_clean_stop(done, out, "No space left on device")
         grown = subprocess.run(
-            ["mount", "-o", "remount,size=20m", str(small_disk)], capture_output=True, check=False
+            ["mount", "-o", "remount,size=20m", str(small_disk)],
+            capture_output=True,
+            check=False,
+            timeout=60,
         )
         assert grown.returncode == 0, grown.stderr
         resumed = _run(server, out, TARGET)

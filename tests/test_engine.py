@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import machine_example_prompts
 
 from selfinstruct.config import RunConfig
 from selfinstruct.runner import run_bootstrap
@@ -27,12 +28,20 @@ class _Jittery:
         return replace(reply, delay=0.03 * spread)
 
 
+# Per mode: a target and a window such that most rounds show machine tasks in their
+# prompts (from round lookahead + 1 on, not 17), with lookahead + 1 rounds of 4 requests in
+# flight, more than 8 (alpaca rounds are one request each, and accept ~24 tasks).
+RUNS = {"self-instruct": (60, 1), "alpaca": (200, 2)}
+
+
 def _run(server: OpenAITestServer, out: Path, mode: str, concurrency: int) -> None:
+    target, lookahead = RUNS[mode]
     config = RunConfig.model_validate(
         {
             "out": out,
             "mode": mode,
-            "target": 60,
+            "target": target,
+            "lookahead": lookahead,
             "teacher": {
                 "base_urls": [server.base_url],
                 "model": "test-model",
@@ -52,9 +61,10 @@ def test_same_pool_whatever_the_concurrency(tmp_path: Path, mode: str) -> None:
             out = tmp_path / f"c{concurrency}"
             _run(server, out, mode, concurrency)
             peak = server.stats().peak_in_flight
+            assert machine_example_prompts(server.requests, out) > 0
         assert peak <= concurrency
         if concurrency == 32:
             assert peak > 8  # really concurrent, so answers really arrived out of order
         logs[concurrency] = [(out / n).read_bytes() for n in ("pool.jsonl", "rejected.jsonl")]
     assert logs[1] == logs[32]
-    assert logs[1][0].count(b"\n") >= 60
+    assert logs[1][0].count(b"\n") >= RUNS[mode][0]

@@ -154,5 +154,7 @@ def test_bootstrap_with_the_written_file_runs_the_default_config(
     )
     assert done.returncode == 0, done.stderr
     stored = json.loads((out / "config.json").read_text(encoding="utf-8"))["identity"]
+    # What the header adds to the config's identity: content digests, the sampling version.
     stored = {k: v for k, v in stored.items() if not k.endswith(".sha256")}
+    assert stored.pop("sampling_version") == 2
     assert stored == identity(RunConfig.model_validate({"teacher": {"model": "test-model"}}))

@@ -51,9 +51,9 @@ def test_real_model_bootstrap_kill_resume_export(tmp_path: Path) -> None:
     deadline = time.monotonic() + 900
     while _logged(out) < 12 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert proc.poll() is None, proc.communicate()[1]
+    assert proc.poll() is None, proc.communicate(timeout=60)[1]
     proc.send_signal(signal.SIGKILL)
-    proc.communicate()  # reap it and close the pipe
+    proc.communicate(timeout=60)  # reap it and close the pipe
     logged_before = _logged(out)
 
     done = subprocess.run(
@@ -86,6 +86,7 @@ def test_real_model_bootstrap_kill_resume_export(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
+        timeout=300,
     )
     assert exported.returncode == 0, exported.stderr
     records = json.loads(data.read_text())

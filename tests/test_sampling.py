@@ -8,7 +8,16 @@ import pytest
 
 from selfinstruct.prompts import Example
 from selfinstruct.records import Instance, Task
-from selfinstruct.sampling import choose_examples, rng_for
+from selfinstruct.sampling import (
+    LEGACY_SAMPLING,
+    SAMPLING_VERSION,
+    below,
+    choice,
+    choose_examples,
+    rng_for,
+    sample,
+    shuffle,
+)
 
 
 def _tasks(prefix: str, n: int) -> list[Task]:
@@ -40,6 +49,7 @@ def _choose(
     slot: int = 0,
     total: int = 8,
     from_machine: int = 2,
+    version: int = SAMPLING_VERSION,
 ) -> list[Example]:
     return choose_examples(
         seeds,
@@ -47,6 +57,7 @@ def _choose(
         total=total,
         from_machine=from_machine,
         rng=rng_for(seed, round_number, slot),
+        version=version,
     )
 
 
@@ -82,9 +93,21 @@ def test_rng_for_separates_its_arguments() -> None:
     assert rng_for(0, 1, 2).random() == rng_for(0, 1, 2).random()
 
 
-# Pins the exact draw: a change here changes what every existing run would sample next, so
+# Pin the exact draws: a change here changes what every existing run would sample next, so
 # resuming it would silently diverge from its first part.
 GOLDEN_42_0_0 = [
+    ("seed instruction 19", "seed19 input b"),
+    ("seed instruction 5", "seed5 input b"),
+    ("machine instruction 4", "machine4 input a"),
+    ("seed instruction 14", "seed14 input a"),
+    ("seed instruction 12", "seed12 input a"),
+    ("seed instruction 11", "seed11 input a"),
+    ("machine instruction 1", "machine1 input a"),
+    ("seed instruction 15", "seed15 input b"),
+]
+# Version 1, the standard library's sample/shuffle/choice: what runs of selfinstruct 0.1.0
+# drew, and still draw when resumed (their identity records no sampling version).
+GOLDEN_42_0_0_V1 = [
     ("seed instruction 4", "seed4 input a"),
     ("seed instruction 16", "seed16 input b"),
     ("seed instruction 0", "seed0 input a"),
@@ -96,8 +119,69 @@ GOLDEN_42_0_0 = [
 ]
 
 
+def _pairs(examples: list[Example]) -> list[tuple[str, str]]:
+    return [(e.instruction, e.instance.input) for e in examples]
+
+
 def test_golden_draw() -> None:
-    assert [(e.instruction, e.instance.input) for e in _choose()] == GOLDEN_42_0_0
+    assert _pairs(_choose()) == GOLDEN_42_0_0
+
+
+def test_golden_draw_of_version_1() -> None:
+    assert _pairs(_choose(version=LEGACY_SAMPLING)) == GOLDEN_42_0_0_V1
+
+
+class _OnlyRandom(random.Random):
+    """A generator whose one method with a cross-version guarantee, random(), is all it has."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("drew with a standard-library algorithm")
+
+    sample = shuffle = choice = choices = randrange = randint = getrandbits = _refuse
+    _randbelow = _refuse
+
+
+def test_draws_use_nothing_but_random() -> None:
+    """Python promises the sequence of random() for a seed, and nothing else, across versions."""
+    rng = _OnlyRandom("selfinstruct:42:0:0")
+    examples = choose_examples(SEEDS, MACHINE, total=8, from_machine=2, rng=rng)
+    assert _pairs(examples) == GOLDEN_42_0_0
+
+
+def test_golden_primitives() -> None:
+    rng = rng_for(42, 0, 0)
+    assert [below(rng, n) for n in (1, 2, 3, 7, 10, 100, 1000, 2**40)] == [
+        0, 0, 2, 1, 0, 75, 425, 542475714121,
+    ]  # fmt: skip
+    items = list(range(10))
+    shuffle(rng_for(7, 3, 1), items)
+    assert items == [2, 4, 7, 9, 1, 3, 0, 5, 8, 6]
+    assert sample(rng_for(7, 3, 2), range(1000), 6) == [181, 970, 742, 781, 647, 508]
+    assert choice(rng_for(7, 3, 3), "abcdef") == choice(rng_for(7, 3, 3), "abcdef")
+
+
+def test_below_and_sample_are_uniform() -> None:
+    rng = rng_for(1, 2, 3)
+    counts = [0] * 6
+    for _ in range(60_000):
+        counts[below(rng, 6)] += 1
+    assert all(9_600 < c < 10_400 for c in counts), counts  # 4 sigma: ~97 each
+    perms: dict[tuple[int, ...], int] = {}
+    for _ in range(6_000):
+        drawn = tuple(sample(rng, [0, 1, 2], 3))
+        perms[drawn] = perms.get(drawn, 0) + 1
+    assert len(perms) == 6 and all(850 < c < 1_150 for c in perms.values()), perms
+
+
+def test_sample_and_below_check_their_arguments() -> None:
+    rng = rng_for(0, 0, 0)
+    for bad in (-1, 4):
+        with pytest.raises(ValueError):
+            sample(rng, [1, 2, 3], bad)
+    with pytest.raises(ValueError):
+        below(rng, 0)
+    assert sample(rng, [1, 2, 3], 0) == []
+    assert sorted(sample(rng, [1, 2, 3], 3)) == [1, 2, 3]
 
 
 MIX_CASES: list[tuple[str, int, int, int, int, tuple[int, int]]] = [

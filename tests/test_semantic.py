@@ -137,6 +137,7 @@ def test_missing_extra_is_one_line_with_the_install_hint(tmp_path: Path) -> None
         text=True,
         env=cli_env(),
         check=False,
+        timeout=120,
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1

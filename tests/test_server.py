@@ -6,6 +6,7 @@ import asyncio
 import http.client
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -515,14 +516,23 @@ def test_cli_serves_custom_handler(tmp_path: Path) -> None:
     ) as proc:
         try:
             assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, "the server printed nothing in 60 s"
             line = proc.stdout.readline()
             base_url = line.strip().rsplit(" ", 1)[-1]
             assert base_url.startswith("http://127.0.0.1:"), line
-            with openai.OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0) as c:
+            with openai.OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0, timeout=30) as c:
                 result = c.completions.create(model="t", prompt="hello")
             assert result.choices[0].text == "HELLO"
         finally:
-            proc.send_signal(signal.SIGINT)
-            _, stderr = proc.communicate(timeout=10)
+            # SIGTERM, not SIGINT: a shell starts background jobs (`nohup pytest &`) with
+            # SIGINT ignored, the server inherits that, and SIGINT would never stop it.
+            proc.send_signal(signal.SIGTERM)
+            try:
+                _, stderr = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # so that leaving the `with` (which waits) cannot hang
+                proc.communicate(timeout=30)
+                raise
     assert proc.returncode == 0, stderr
     assert "Stopped after 1 requests (1 answered)." in stderr

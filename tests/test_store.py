@@ -127,7 +127,7 @@ def test_live_lock_is_respected_and_dead_lock_ignored(tmp_path: Path) -> None:
         "import sys; from pathlib import Path; from selfinstruct.store import RunDir; "
         f"r = RunDir(Path({str(tmp_path)!r})); r.open({HEADER!r}); import os; os._exit(9)"
     )
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 9
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 9
     assert (tmp_path / "lock").read_text().startswith("pid ")
     _open(tmp_path).close()
 

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import machine_example_prompts, window_config
 from typer.testing import CliRunner
 
 from selfinstruct.cli import app
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
 from selfinstruct.testing.teacher import SyntheticTeacher
 
-TARGET = 40
+TARGET = 90  # about 4 rounds: with a one-round window, rounds 2 on show machine tasks
 NO_CHOICES = Reply(
     raw_body=b'{"id": "x", "object": "text_completion", "created": 1, "model": "m", "choices": []}'
 )
@@ -27,7 +28,9 @@ NO_CHOICES = Reply(
 
 def _invoke(server: OpenAITestServer, out: Path, *extra: str) -> tuple[int, str]:
     args = ["bootstrap", "--base-url", server.base_url, "--out", str(out), "-q"]
-    args += ["--target", str(TARGET), "--concurrency", "4", *extra]
+    # A one-round window, so that faults also hit prompts that show machine tasks.
+    config = window_config(out.parent)
+    args += ["--target", str(TARGET), "--concurrency", "4", "--config", str(config), *extra]
     result = CliRunner().invoke(app, args, env={"OPENAI_API_KEY": None})
     assert not isinstance(result.exception, AssertionError)
     return result.exit_code, result.stderr
@@ -43,6 +46,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     out = tmp_path_factory.mktemp("reference") / "run"
     with OpenAITestServer(SyntheticTeacher()) as server:
         code, stderr = _invoke(server, out)
+        assert machine_example_prompts(server.requests, out) > 0
     assert code == 0, stderr
     return _pool(out)
 
@@ -120,9 +124,10 @@ def test_server_that_disappears_and_comes_back(reference: bytes, tmp_path: Path)
     try:
         code, stderr = _invoke(first, tmp_path / "run")
     finally:
-        thread.join()
+        thread.join(timeout=120)
         for server in servers:
             server.stop()
+    assert not thread.is_alive(), "the outage never ended"
     assert code == 0, stderr
     assert len(servers) == 2 and servers[1].requests, "the run never needed the second server"
     assert _pool(tmp_path / "run") == reference
