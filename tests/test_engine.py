@@ -30,7 +30,7 @@ class _Jittery:
 
 # Per mode: a target and a window such that most rounds show machine tasks in their
 # prompts (from round lookahead + 1 on, not 17), with lookahead + 1 rounds of 4 requests in
-# flight, more than 8 (alpaca rounds are one request each, and accept ~24 tasks).
+# flight (alpaca rounds are one request a prompt, and accept ~24 tasks).
 RUNS = {"self-instruct": (60, 1), "alpaca": (200, 2)}
 
 
@@ -42,6 +42,7 @@ def _run(server: OpenAITestServer, out: Path, mode: str, concurrency: int) -> No
             "mode": mode,
             "target": target,
             "lookahead": lookahead,
+            "prompts_per_round": 4,  # fixed here, whatever the mode's default
             "teacher": {
                 "base_urls": [server.base_url],
                 "model": "test-model",
@@ -64,7 +65,9 @@ def test_same_pool_whatever_the_concurrency(tmp_path: Path, mode: str) -> None:
             assert machine_example_prompts(server.requests, out) > 0
         assert peak <= concurrency
         if concurrency == 32:
-            assert peak > 8  # really concurrent, so answers really arrived out of order
+            # More than one round's requests at once, so answers of different rounds really
+            # arrived out of order (not more: how many overlap depends on the machine's load).
+            assert peak > 4
         logs[concurrency] = [(out / n).read_bytes() for n in ("pool.jsonl", "rejected.jsonl")]
     assert logs[1] == logs[32]
     assert logs[1][0].count(b"\n") >= RUNS[mode][0]
