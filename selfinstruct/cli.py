@@ -30,10 +30,10 @@ OutOption = Annotated[Path, typer.Option("--out", "-d", help="Run directory.")]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    key = os.environ.get("OPENAI_API_KEY")
-    if key and len(key) >= 4:  # a server may echo the request's headers in its error
-        message = message.replace(key, "[redacted]")
-    typer.echo(f"error: {message}", err=True)
+    from selfinstruct.secrets import redact
+
+    # A server may echo the request's headers in its error: no credential is printed.
+    typer.echo(f"error: {redact(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -302,6 +302,9 @@ def _log_warnings() -> None:
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        from selfinstruct.secrets import RedactFilter
+
+        handler.addFilter(RedactFilter())
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
         logger.propagate = False

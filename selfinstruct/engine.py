@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 from selfinstruct import __version__
-from selfinstruct.backends.base import Backend
+from selfinstruct.backends.base import Backend, RequestRefused
 from selfinstruct.budget import Budget
 from selfinstruct.concurrency import PriorityGate
 from selfinstruct.config import RunConfig, identity
@@ -64,6 +64,8 @@ YOUNG_THRESHOLD = 10_000
 SCREEN_SLICE = 0.005
 # The semantic index's vectors, appended as instructions join it (see semantic.py).
 SEMANTIC_LOG = "semantic.vec"
+# Rejection reason of a request the teacher refused persistently (backends.RequestRefused).
+REFUSED = "teacher_refused"
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,10 @@ class Bootstrap:
             self._sending += 1
             try:
                 (completion,) = await self.backend.complete([request])
+            except RequestRefused as refused:
+                # A poison request: logged like an answer, so a resume replays the refusal
+                # instead of paying for it again, and the pool stays deterministic.
+                completion = Completion(text="", finish_reason=REFUSED, refusal=refused.message)
             finally:
                 self._sending -= 1
         finally:
@@ -312,6 +318,9 @@ class Bootstrap:
         alpaca = self.config.mode == "alpaca"
         yielded = time.perf_counter()
         for completion in completions:
+            if completion.refusal is not None:
+                rejections.append(_rejection("instructions", REFUSED, "", completion.refusal))
+                continue
             truncated = completion.finish_reason == "length"
             items: Sequence[Candidate | Unparsed | str]
             if alpaca:
@@ -436,6 +445,10 @@ class Bootstrap:
         tag = f"r{round_number}/t{pos}"
         rejections: list[dict[str, Any]] = []
         answer = await self._answer(round_number, self._classify_request(tag, item.instruction))
+        if answer.refusal is not None:
+            return None, [
+                _rejection("classify", REFUSED, item.instruction, answer.refusal, seq=item.seq)
+            ]
         is_cls = parse_yes_no(answer.text)
         if is_cls is None:
             # A greedy retry would repeat itself; sample once more instead.
@@ -443,6 +456,11 @@ class Bootstrap:
             second = await self._answer(
                 round_number, self._classify_request(tag, item.instruction, retry_seed)
             )
+            if second.refusal is not None:
+                rejection = _rejection(
+                    "classify", REFUSED, item.instruction, second.refusal, seq=item.seq
+                )
+                return None, [rejection]
             is_cls = parse_yes_no(second.text)
             if is_cls is None:
                 detail = f"answers {answer.text.strip()[:60]!r} and {second.text.strip()[:60]!r}"
@@ -460,6 +478,11 @@ class Bootstrap:
         reply = await self._answer(
             round_number, self._instances_request(tag, item.instruction, is_cls, seed)
         )
+        if reply.refusal is not None:
+            rejection = _rejection(
+                "instances", REFUSED, item.instruction, reply.refusal, seq=item.seq
+            )
+            return None, [rejection]
         parsed = parse_instances(
             reply.text, output_first=is_cls, truncated=reply.finish_reason == "length"
         )
