@@ -18,20 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import bootstrap_args, run_cli
 
+from selfinstruct.engine import request_digest
+from selfinstruct.records import SamplingParams
 from selfinstruct.testing.rawhttp import (
     MALFORMED,
     RawHTTPServer,
     RawReply,
     RawRequest,
     completion_body,
-    faulty_every,
+    faulty_once,
     http_response,
     proxy_to,
 )
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
 from selfinstruct.testing.teacher import SyntheticTeacher
-from conftest import bootstrap_args, run_cli
 
 FAST = ("--max-retries", "2")
 
@@ -58,25 +60,26 @@ def _digest(prompt: str) -> int:
 def test_malformed_http_answers_are_retried_and_the_run_completes(tmp_path: Path) -> None:
     faults = list(MALFORMED.values())
     with OpenAITestServer(SyntheticTeacher()) as teacher:
-        script = faulty_every(faults, 4, proxy_to(teacher.base_url))
+        script = faulty_once(faults, 3, proxy_to(teacher.base_url))
         with RawHTTPServer(script) as raw:
             done = run_cli(*bootstrap_args(raw, tmp_path / "run", "--target", "15", *FAST))
             sent = len(raw.completions())
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert len(_lines(tmp_path / "run" / "pool.jsonl")) >= 15
-    assert sent >= 4 * len(faults)  # every kind of fault was met at least once
+    assert sent >= 30
 
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED))
 def test_persistent_malformed_http_stops_with_one_line(tmp_path: Path, kind: str) -> None:
     with RawHTTPServer(lambda i, r: RawReply(MALFORMED[kind])) as raw:
-        done = run_cli(*bootstrap_args(raw, tmp_path / "run", "--target", "5", *FAST))
+        args = bootstrap_args(raw, tmp_path / "run", "--target", "5", "--concurrency", "1")
+        done = run_cli(*args, *FAST)
         sent = len(raw.completions())
     assert done.returncode == 1
     line = _one_line_error(done.stderr)
     assert raw.base_url in line and "3 attempts" in line
-    assert sent == 3
+    assert 3 <= sent <= 9  # a retry gives its slot to another request while it waits
 
 
 # -- 4. --timeout bounds the whole answer ---------------------------------------------------
@@ -116,7 +119,7 @@ def _poisoning(teacher: SyntheticTeacher, every: int) -> Any:
 
 def test_poison_requests_become_rejections_and_the_run_goes_on(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    with OpenAITestServer(_poisoning(SyntheticTeacher(), 9)) as server:
+    with OpenAITestServer(_poisoning(SyntheticTeacher(), 12)) as server:
         done = run_cli(*bootstrap_args(server, out, "--target", "30", *FAST))
         assert done.returncode == 0, done.stderr
         status = run_cli("status", "--out", str(out))
@@ -130,18 +133,35 @@ def test_poison_requests_become_rejections_and_the_run_goes_on(tmp_path: Path) -
     assert "teacher_refused" in status.stdout
 
 
+def _digest_of(body: dict[str, Any]) -> str:
+    """Return the content digest of the request key the engine gave this request body."""
+    params = SamplingParams(
+        temperature=body["temperature"],
+        top_p=body["top_p"],
+        max_tokens=body["max_tokens"],
+        presence_penalty=body["presence_penalty"],
+        frequency_penalty=body["frequency_penalty"],
+        stop=tuple(body.get("stop", ())),
+        seed=body.get("seed"),
+    )
+    return request_digest(body["prompt"], params)
+
+
 def test_a_refusal_is_logged_so_a_resume_never_sends_it_again(tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
-    with OpenAITestServer(_poisoning(SyntheticTeacher(), 9)) as server:
+    with OpenAITestServer(_poisoning(SyntheticTeacher(), 12)) as server:
         assert run_cli(*bootstrap_args(server, one, "--target", "40", *FAST)).returncode == 0
-        before = len(server.requests)
+        refused: set[str] = set()
         for target in ("12", "25", "40"):
+            before = len(server.requests)
             done = run_cli(*bootstrap_args(server, two, "--target", target, *FAST))
             assert done.returncode == 0, done.stderr
-        prompts = [r.prompt for r in list(server.requests)[before:]]
-    refused = [p for p in prompts if _digest(p) % 9 in (0, 1)]
-    # A 400 is sent once; an empty 200 once per attempt (3), and never in a later session.
-    assert max(prompts.count(p) for p in refused) <= 3
+            sent = {_digest_of(r.body) for r in list(server.requests)[before:]}
+            assert not sent & refused  # a logged refusal is replayed, never paid for again
+            logged = _lines(two / "responses.jsonl")
+            refused |= {e["key"].rsplit("/", 1)[1] for e in logged if "refused" in e}
+    assert refused
+    # The refusals replay like answers: the pool is the one an uninterrupted run grows.
     assert (one / "pool.jsonl").read_bytes() == (two / "pool.jsonl").read_bytes()
     assert (one / "rejected.jsonl").read_bytes() == (two / "rejected.jsonl").read_bytes()
 
@@ -161,10 +181,10 @@ def test_a_teacher_refusing_everything_stops_the_run_cleanly(tmp_path: Path) -> 
 def test_a_wrong_model_or_forbidden_key_stops_at_once(tmp_path: Path, status: int) -> None:
     with OpenAITestServer(lambda r: Reply(status=status, text="no such model")) as server:
         done = run_cli(*bootstrap_args(server, tmp_path / "run", "--target", "5", *FAST))
-        sent = len(server.requests)
+        prompts = [r.prompt for r in server.requests]
     assert done.returncode == 1
     assert f"HTTP {status}" in _one_line_error(done.stderr)
-    assert sent <= 16  # the first requests in flight, no more
+    assert len(prompts) == len(set(prompts))  # never retried: the answer will not change
 
 
 # -- 6. redirects -----------------------------------------------------------------------------
@@ -222,16 +242,13 @@ def test_odd_usage_never_disables_the_token_budget(tmp_path: Path, usage: Any) -
 
 
 def _echoing(teacher: SyntheticTeacher) -> Any:
-    """Put the request's Authorization header into some answers and some error bodies."""
+    """Put the request's Authorization header into some answers (a debugging proxy)."""
 
     def handler(request: RecordedRequest) -> Reply:
         header = request.headers.get("authorization", "")
-        kind = _digest(request.prompt) % 5
-        if kind == 0:
-            return Reply(status=500, text=f"upstream failed; request headers: {header}")
         reply = teacher(request)
-        if kind == 1 and reply.status == 200:
-            return Reply(text=f"{reply.text} (debug: {header})")
+        if _digest(request.prompt) % 4 == 0 and reply.status == 200:
+            return Reply(text=f"(debug: {header})\n{reply.text}")  # first: never cut off
         return reply
 
     return handler

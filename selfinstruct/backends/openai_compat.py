@@ -327,7 +327,9 @@ class OpenAICompatBackend(Backend):
             message = f"{url}: {describe_error(exc)}{tries}"
             if is_refusal(exc):
                 self._refusals_in_row += 1
-                if self._refusals_in_row < MAX_REFUSALS_IN_ROW:
+                # Refusals of requests in flight together come in bursts; a burst of
+                # twice what may be in flight is no burst.
+                if self._refusals_in_row < max(MAX_REFUSALS_IN_ROW, 2 * self.limit.limit):
                     raise RequestRefused(message) from None
                 message = (
                     f"{self._refusals_in_row} requests in a row refused, none answered; "
@@ -405,9 +407,10 @@ class OpenAICompatBackend(Backend):
         except Exception as exc:
             if not _is_transport_fault(exc):
                 raise
-            first = (str(exc).splitlines() or [""])[0][:200]
+            # aiohttp's message spans lines (it draws a caret under the bad byte).
+            said = " ".join(str(getattr(exc, "message", "") or exc).split())[:160]
             raise TransportFault(
-                f"malformed HTTP answer ({type(exc).__name__}: {redact(first)})"
+                f"malformed HTTP answer ({type(exc).__name__}: {redact(said)})"
             ) from None
 
     async def _call_unchecked(self, endpoint: _Endpoint, request: Request) -> Completion:

@@ -9,6 +9,7 @@ request arrives on a fresh connection and the script sees them in order.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import socket
@@ -259,12 +260,22 @@ def faulty_first(fault: bytes, times: int, then: Script) -> Script:
     return script
 
 
-def faulty_every(faults: list[bytes], every: int, then: Script) -> Script:
-    """Return a script that answers every `every`-th request with the next of `faults`."""
+def faulty_once(faults: list[bytes], every: int, then: Script) -> Script:
+    """Return a script that faults the first attempt of one request in `every`, then heals.
+
+    Which requests fault depends on their bodies alone (not on arrival order), and each
+    faults once, so a client that retries always gets through; the faults cycle.
+    """
+    seen: set[bytes] = set()
+    lock = threading.Lock()
 
     def script(index: int, request: RawRequest) -> RawReply:
-        if index % every == 0:
-            return RawReply(faults[(index // every) % len(faults)])
+        digest = hashlib.sha256(request.body).digest()
+        with lock:
+            first = digest not in seen
+            seen.add(digest)
+        if first and digest[0] % every == 0:
+            return RawReply(faults[digest[1] % len(faults)])
         return then(index, request)
 
     return script
