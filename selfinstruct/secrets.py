@@ -39,11 +39,13 @@ _SECRET_PARAM = re.compile(r"(?i)key|token|secret|passw|auth|sig|credential|sess
 
 _SHAPES = re.compile(
     r"(?i)"
-    # Authorization header values: "Bearer abc" (basic auth values are registered ones).
-    r"(?P<scheme>\bbearer\s+)[A-Za-z0-9._~+/=-]{6,}"
+    # Authorization header values: "Bearer abc", "Basic dXNlcjpwYXNz" (base64 with a digit,
+    # a sign or a capital after a small letter, so that "Basic authentication" stays).
+    r"(?P<scheme>\bbearer\s+|\bbasic\s+(?=(?-i:[A-Za-z0-9+/=]*(?:[a-z][A-Z]|[0-9+/=]))))"
+    r"[A-Za-z0-9._~+/=-]{6,}"
     # name=value / "name": "value" pairs whose name says credential.
-    r"|(?P<pair>\b[\w-]*(?:api[-_ ]?key|token|secret|password|passwd|authorization)"
-    r"[\"']?\s*[:=]\s*[\"']?)(?!\[redacted\]|bearer\s)[^\s\"',;&}]+"
+    r"|(?P<pair>\b[\w-]*(?:api[-_]?key|token|secret|password|passwd|authorization)"
+    r"[\"']?\s*[:=]\s*[\"']?)(?!\[redacted\]|bearer\s|basic\s)[^\s\"',;&}]+"
     # URL userinfo: scheme://user:pass@host.
     r"|(?P<url>\b[a-z][a-z0-9+.-]*://)[^/\s@]+@"
     # Provider key prefixes: OpenAI sk-/sk-proj-, Groq gsk_, Hugging Face hf_, xAI xai-.
