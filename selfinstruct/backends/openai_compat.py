@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -396,7 +397,9 @@ class OpenAICompatBackend(Backend):
         own exceptions past the SDK; they are faults of the teacher, retried like a drop.
         """
         try:
-            # wait_for, not asyncio.timeout: Python 3.10 is supported.
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(timeout):  # no task per attempt, as wait_for makes
+                    return await call
             return await asyncio.wait_for(call, timeout)
         except asyncio.TimeoutError:
             raise AttemptTimeout(
