@@ -33,10 +33,11 @@ OutOption = Annotated[Path, typer.Option("--out", "-d", help="Run directory.")]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    key = os.environ.get("OPENAI_API_KEY")
-    if key and len(key) >= 4:  # a server may echo the request's headers in its error
-        message = message.replace(key, "[redacted]")
-    typer.echo(f"error: {printable(message)}", err=True)  # a server's text may hold ESC
+    from selfinstruct.secrets import redact
+
+    # A server may echo the request's headers in its error: no credential is printed, and
+    # a server's text may hold terminal escapes.
+    typer.echo(f"error: {printable(redact(message))}", err=True)
     raise typer.Exit(code)
 
 
@@ -302,6 +303,9 @@ def _log_warnings() -> None:
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(PrintableFormatter("%(levelname)s: %(message)s"))
+        from selfinstruct.secrets import RedactFilter
+
+        handler.addFilter(RedactFilter())
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
         logger.propagate = False

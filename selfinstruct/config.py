@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from selfinstruct.errors import ConfigError, field_path
+from selfinstruct.secrets import strip_url_credentials
 from selfinstruct.similarity import ROUGE_THRESHOLD
 
 if sys.version_info >= (3, 11):
@@ -248,6 +249,13 @@ class TeacherConfig(_Strict):
         if isinstance(value, int) and not 1 <= value <= 65536:
             raise ValueError("must be auto or a number from 1 to 65536")
         return value
+
+    @field_validator("base_urls")
+    @classmethod
+    def _strip_credentials(cls, value: list[str]) -> list[str]:
+        # Endpoints are stored (config.json) and printed; credentials in them never are.
+        # strip_url_credentials keeps them for the backend (see its docstring).
+        return [strip_url_credentials(url) for url in value]
 
     def instruction_sampling(self) -> tuple[float, float, float, int]:
         """Return (temperature, top_p, presence_penalty, max_tokens) once resolved."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from selfinstruct import __version__
-from selfinstruct.backends.base import Backend
+from selfinstruct.backends.base import Backend, RequestRefused
 from selfinstruct.budget import Budget
 from selfinstruct.concurrency import PriorityGate
 from selfinstruct.config import RunConfig, identity
@@ -90,6 +90,8 @@ SEMANTIC_LOG = "semantic.vec"
 SAMPLING_KEY = "sampling_version"
 # Signals after which a run stops sending, lets what is in flight land, and commits.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Rejection reason of a request the teacher refused persistently (backends.RequestRefused).
+REFUSED = "teacher_refused"
 
 
 @dataclass(frozen=True)
@@ -334,6 +336,10 @@ class Bootstrap:
             self._sending += 1
             try:
                 (completion,) = await self.backend.complete([request])
+            except RequestRefused as refused:
+                # A poison request: logged like an answer, so a resume replays the refusal
+                # instead of paying for it again, and the pool stays deterministic.
+                completion = Completion(text="", finish_reason=REFUSED, refusal=refused.message)
             finally:
                 self._sending -= 1
         finally:
@@ -405,6 +411,9 @@ class Bootstrap:
         alpaca = self.config.mode == "alpaca"
         yielded = time.perf_counter()
         for completion in completions:
+            if completion.refusal is not None:
+                rejections.append(_rejection("instructions", REFUSED, "", completion.refusal))
+                continue
             truncated = is_truncated(completion.finish_reason)
             items: Sequence[Candidate | Unparsed | str]
             if alpaca:
@@ -539,6 +548,10 @@ class Bootstrap:
         tag = f"r{round_number}/t{pos}"
         rejections: list[dict[str, Any]] = []
         answer = await self._answer(round_number, self._classify_request(tag, item.instruction))
+        if answer.refusal is not None:
+            return None, [
+                _rejection("classify", REFUSED, item.instruction, answer.refusal, seq=item.seq)
+            ]
         is_cls = parse_yes_no(answer.text)
         if is_cls is None:
             # A greedy retry would repeat itself; sample once more instead.
@@ -546,6 +559,11 @@ class Bootstrap:
             second = await self._answer(
                 round_number, self._classify_request(tag, item.instruction, retry_seed)
             )
+            if second.refusal is not None:
+                rejection = _rejection(
+                    "classify", REFUSED, item.instruction, second.refusal, seq=item.seq
+                )
+                return None, [rejection]
             is_cls = parse_yes_no(second.text)
             if is_cls is None:
                 detail = f"answers {answer.text.strip()[:60]!r} and {second.text.strip()[:60]!r}"
@@ -563,6 +581,11 @@ class Bootstrap:
         reply = await self._answer(
             round_number, self._instances_request(tag, item.instruction, is_cls, seed)
         )
+        if reply.refusal is not None:
+            rejection = _rejection(
+                "instances", REFUSED, item.instruction, reply.refusal, seq=item.seq
+            )
+            return None, [rejection]
         parsed = parse_instances(
             reply.text, output_first=is_cls, truncated=is_truncated(reply.finish_reason)
         )

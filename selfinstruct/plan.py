@@ -18,14 +18,10 @@ from selfinstruct.costs import Price, batch_usage, config_price, price_usage, us
 from selfinstruct.engine import Bootstrap
 from selfinstruct.pricing import BATCH_PRICE_FACTOR
 from selfinstruct.prompts import load_prompts
-from selfinstruct.records import Completion, Request, Stage
+from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request, Stage
 from selfinstruct.runner import resolve, run_header
 from selfinstruct.seeds import SeedSet, load_seeds
 from selfinstruct.store import CONFIG, RunDir, State, read_state
-
-# OpenAI's rule of thumb for English text: one token is about four characters ("What are
-# tokens and how to count them?", OpenAI Help Center). Used only where nothing was counted.
-CHARS_PER_TOKEN = 4
 
 # Requests per accepted task, by stage, before any run has been observed. Measured with
 # `python benchmarks/estimate_defaults.py` on the bundled synthetic teacher (a 1,000-task

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Stage = Literal["instructions", "classify", "instances"]
 FinishReason = str  # "stop", "length", or whatever the server sends; kept verbatim
+# OpenAI's rule of thumb for English text: one token is about four characters ("What are
+# tokens and how to count them?", OpenAI Help Center). Used only where nothing was counted:
+# dry-run estimates, and usage a teacher did not report (or reported impossibly).
+CHARS_PER_TOKEN = 4
 
 
 class Instance(BaseModel):
@@ -82,6 +86,9 @@ class Completion:
     text: str
     finish_reason: FinishReason
     usage: Usage = field(default_factory=Usage)
+    # Set when the teacher refused the request persistently (RequestRefused): its reason.
+    # The text is then empty; the engine records a `teacher_refused` rejection.
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)

@@ -514,6 +514,7 @@ class RunDir:
                     text=str(entry["text"]),
                     finish_reason=str(entry["finish_reason"]),
                     usage=Usage(int(entry["usage"][0]), int(entry["usage"][1])),
+                    refusal=None if entry.get("refused") is None else str(entry["refused"]),
                 )
                 round_number = int(entry["round"])
                 stage = str(entry["stage"])
@@ -540,6 +541,8 @@ class RunDir:
             "finish_reason": completion.finish_reason,
             "usage": [completion.usage.prompt_tokens, completion.usage.completion_tokens],
         }
+        if completion.refusal is not None:
+            entry["refused"] = completion.refusal  # replayed as a refusal, never re-sent
         with _naming(self.path / RESPONSES):
             self._responses.write(_json_line(entry))
             self._responses.flush()

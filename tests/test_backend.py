@@ -245,3 +245,80 @@ def test_served_model_names_the_checkpoint_behind_a_served_name() -> None:
     assert served_model(many, "gpt-4o-mini") == "gpt-4o-mini"
     assert served_model(many, "missing") is None
     assert served_model([], "missing") is None
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        None,
+        {"prompt_tokens": -5, "completion_tokens": -5},
+        {"prompt_tokens": "12", "completion_tokens": 1.5},
+        {"prompt_tokens": 10**12, "completion_tokens": 10**12},
+    ],
+    ids=["missing", "negative", "not-integers", "absurd"],
+)
+def test_implausible_usage_is_estimated_from_the_text(usage: object) -> None:
+    from selfinstruct.backends.openai_wire import completion_from_json, estimate_tokens
+
+    request = _request("p" * 400)  # max_tokens 50
+    data = {"choices": [{"text": "t" * 120, "finish_reason": "stop"}], "usage": usage}
+    completion = completion_from_json(data, chat=False, request=request)
+    assert completion.usage.prompt_tokens == estimate_tokens("p" * 400) == 100
+    assert completion.usage.completion_tokens == estimate_tokens("t" * 120) == 30
+
+
+def test_plausible_usage_is_kept_as_reported() -> None:
+    from selfinstruct.backends.openai_wire import completion_from_json
+
+    data = {"choices": [{"text": "hi"}], "usage": {"prompt_tokens": 7, "completion_tokens": 50}}
+    completion = completion_from_json(data, chat=False, request=_request())
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (7, 50)
+
+
+def _raw_complete(script: object, requests: list[Request], **teacher: object) -> list[Completion]:
+    from selfinstruct.testing.rawhttp import RawHTTPServer
+
+    with RawHTTPServer(script) as raw:  # type: ignore[arg-type]
+        return _complete(raw, requests, **teacher)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["bad-status-line", "bad-chunk-size", "oversized-header"])
+def test_a_malformed_http_answer_is_retried_like_a_drop(kind: str) -> None:
+    from selfinstruct.testing.rawhttp import MALFORMED, faulty_first, good
+
+    script = faulty_first(MALFORMED[kind], 2, good("recovered"))
+    (completion,) = _raw_complete(script, [_request()], max_retries=2)
+    assert completion.text == "recovered"
+
+
+def test_a_trickled_answer_is_cut_at_the_timeout_and_retried() -> None:
+    from selfinstruct.testing.rawhttp import RawReply, completion_body, http_response
+
+    def script(index: int, request: object) -> RawReply:
+        body = completion_body(request, "slow" if index == 0 else "fast")  # type: ignore[arg-type]
+        return RawReply(http_response(200, body), trickle=0.05 if index == 0 else 0.0)
+
+    start = time.monotonic()
+    (completion,) = _raw_complete(script, [_request()], timeout=1.0, max_retries=1)
+    assert completion.text == "fast"
+    assert time.monotonic() - start < 6  # the trickle alone would take ~10 s
+
+
+@pytest.mark.parametrize(
+    ("reply", "attempts"),
+    [
+        (Reply(status=400, text="flagged by the content filter"), 1),
+        (Reply(status=422, text="prompt too long"), 1),
+        (Reply(raw_body=b'{"id": "x", "choices": []}'), 3),
+        (Reply(raw_body=b"not json at all"), 3),
+    ],
+    ids=["400", "422", "no-choices", "not-json"],
+)
+def test_a_poison_request_is_refused_after_its_retries(reply: Reply, attempts: int) -> None:
+    from selfinstruct.backends.base import RequestRefused
+
+    with OpenAITestServer(lambda r: reply) as server:
+        with pytest.raises(RequestRefused) as info:
+            _complete(server, [_request()], max_retries=2)
+        assert len(server.requests) == attempts
+    assert server.base_url in info.value.message

@@ -23,6 +23,7 @@ from conftest import SHORT_WINDOW, bootstrap_args, cli_env, machine_example_prom
 from openai.types import Completion as OpenAICompletion
 from openai.types.chat import ChatCompletion
 
+from selfinstruct.backends.base import RequestRefused
 from selfinstruct.backends.batch_api import BATCHES, BatchAPIBackend, request_body
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import TeacherError
@@ -291,8 +292,9 @@ def test_a_line_failing_in_every_batch_stops_with_its_error(
 
 
 def test_a_refused_line_is_not_retried(server: OpenAITestServer, tmp_path: Path) -> None:
+    # A refusal of one request (a content filter's 400) is the engine's to record and skip.
     server.push_batch_plans(BatchPlan(line_faults={0: Reply(status=400, text="bad prompt")}))
-    with pytest.raises(TeacherError, match="HTTP 400: bad prompt"):
+    with pytest.raises(RequestRefused, match="HTTP 400: bad prompt"):
         _complete(server, tmp_path, _requests(2))
     assert len(server.batches) == 1
 
@@ -304,7 +306,7 @@ def test_a_refused_line_is_described_as_the_direct_backend_does(
     # long body is cut, exactly as the direct backend reports its errors (openai_wire).
     echoed = "rejected; headers: Authorization: Bearer gsk_Secret0123456789 " + "x" * 2000
     server.push_batch_plans(BatchPlan(line_faults={0: Reply(status=400, text=echoed)}))
-    with pytest.raises(TeacherError) as info:
+    with pytest.raises(RequestRefused) as info:
         _complete(server, tmp_path, _requests(1))
     message = str(info.value)
     assert "HTTP 400: rejected; headers: Authorization: Bearer [redacted]" in message

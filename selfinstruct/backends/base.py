@@ -14,6 +14,19 @@ if TYPE_CHECKING:
 Notify = Callable[[str], None]
 
 
+class RequestRefused(Exception):  # noqa: N818 - a refusal is an answer, not a failure
+    """The teacher refuses this one request the same way every time (a poison request).
+
+    Raised by `complete` after the retries for an answer that is no answer: a content
+    filter's HTTP 400, a 200 with no choices, an unparseable body. The engine records it as
+    a rejection and goes on; `message` is the server's reason, redacted and one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class Backend(ABC):
     """A teacher model: turns requests into completions, in order."""
 
@@ -53,7 +66,10 @@ class Backend(ABC):
 
     @abstractmethod
     async def complete(self, requests: Sequence[Request]) -> list[Completion]:
-        """Answer every request, retrying transient faults; raise TeacherError when stuck."""
+        """Answer every request, retrying transient faults; raise TeacherError when stuck.
+
+        Raise RequestRefused for a request the teacher refuses persistently, by itself.
+        """
 
     async def preflight(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Fail fast with a clear error when the teacher cannot be reached at all."""

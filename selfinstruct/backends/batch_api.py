@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
-from selfinstruct.backends.base import Backend, Notify
+from selfinstruct.backends.base import Backend, Notify, RequestRefused
 from selfinstruct.backends.openai_wire import (
     DEFAULT_BASE_URL,
     MAX_MESSAGE,
+    STOP_STATUSES,
     BadResponse,
     api_path,
     completion_from_json,
@@ -40,7 +41,7 @@ from selfinstruct.backends.openai_wire import (
     describe_status,
     is_transient,
     is_transient_status,
-    redact,
+    redirect_error,
     request_body,
     require_key,
 )
@@ -48,6 +49,7 @@ from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.costs import BATCHES
 from selfinstruct.errors import AuthError, ConfigError, RunDirError, TeacherError
 from selfinstruct.records import Completion, Request
+from selfinstruct.secrets import redact, register
 from selfinstruct.store import read_lines
 
 # OpenAI's limits on one batch input file: 50,000 requests and 200 MB (Batch API guide).
@@ -77,6 +79,7 @@ class _Failure:
 
     message: str
     retryable: bool = True
+    refused: bool = False  # the answer refuses this request itself (see is_refusal)
 
 
 @dataclass
@@ -136,10 +139,16 @@ class BatchAPIBackend(Backend):
         # Every request of a window must be in flight at once to share one batch.
         self.min_concurrency = self._max_requests
         key = api_key or "EMPTY"
+        register(api_key)
         # File and status calls are safe to repeat, so the SDK's retries (which honour
         # Retry-After) are the one retry layer; creating a batch is not, see _create.
+        # Redirects are not followed: the prompts stay with the endpoint given.
         self._client = AsyncOpenAI(
-            api_key=key, base_url=url, max_retries=config.max_retries, timeout=config.timeout
+            api_key=key,
+            base_url=url,
+            max_retries=config.max_retries,
+            timeout=config.timeout,
+            http_client=DefaultAsyncHttpxClient(follow_redirects=False),
         )
         self._create_client = self._client.with_options(max_retries=0)
         self._log_fh: IO[bytes] | None = None
@@ -190,8 +199,10 @@ class BatchAPIBackend(Backend):
                 f"cannot reach {self._url}: {describe_error(exc)}; "
                 "start the server or pass the right --base-url"
             ) from None
-        except openai.APIStatusError:
-            pass  # reachable; a transient error now is retried when it matters
+        except openai.APIStatusError as exc:
+            if (redirect := redirect_error(exc, self._url)) is not None:
+                raise ConfigError(redirect) from None
+            # Otherwise reachable; a transient error now is retried when it matters.
 
     async def aclose(self) -> None:
         """Stop waiting (pending batches go on at OpenAI and are found again on resume)."""
@@ -241,10 +252,13 @@ class BatchAPIBackend(Backend):
             tries = sum(1 for b in self._history.get(key, []) if b.status not in _NOT_ATTEMPTS)
             if not failure.retryable or tries >= MAX_ATTEMPTS:
                 after = f" (in {tries} batches)" if failure.retryable else ""
-                raise TeacherError(
+                message = (
                     f"{self._url}: request {key} failed in batch {batch.name}: "
                     f"{failure.message}{after}"
                 )
+                if failure.refused:
+                    raise RequestRefused(message)
+                raise TeacherError(message)
             batch = None  # into a later batch
 
     async def _enqueue(self, request: Request) -> _Batch:
@@ -538,11 +552,15 @@ class BatchAPIBackend(Backend):
                 try:
                     return key, completion_from_json(body, chat=self._config.api == "chat")
                 except BadResponse as exc:
-                    return key, _Failure(describe_error(exc))
+                    return key, _Failure(describe_error(exc), refused=True)
             message = ""
             if isinstance(body, dict) and isinstance(body.get("error"), dict):
                 message = str(body["error"].get("message") or "")
-            return key, _Failure(describe_status(status, message), is_transient_status(status))
+            refused = 400 <= status < 500 and status not in STOP_STATUSES
+            refused = refused and not is_transient_status(status)
+            return key, _Failure(
+                describe_status(status, message), is_transient_status(status), refused
+            )
         if isinstance(error, dict):
             code = error.get("code") or "error"
             return key, _Failure(redact(f"{code}: {error.get('message') or ''}".strip()))

@@ -3,34 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import random
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import openai
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from selfinstruct.backends.base import Backend, Notify
+from selfinstruct.backends.base import Backend, Notify, RequestRefused
 from selfinstruct.backends.openai_wire import (
     DEFAULT_BASE_URL,
+    STOP_STATUSES,
+    AttemptTimeout,
     BadResponse,
+    TransportFault,
     api_path,
     completion_from_json,
     describe_error,
+    is_refusal,
     is_transient,
+    redirect_error,
     request_body,
     require_key,
     served_model,
 )
 from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate
 from selfinstruct.config import RunConfig, TeacherConfig
-from selfinstruct.errors import AuthError, TeacherError
+from selfinstruct.errors import AuthError, ConfigError, TeacherError
 from selfinstruct.records import Completion, Request
+from selfinstruct.secrets import redact, register, url_credentials
 
 MAX_BACKOFF = 60.0  # seconds; beyond this a server is down rather than busy
 MAX_RETRY_AFTER = 300.0  # honour long Retry-After values, within reason
@@ -38,8 +47,16 @@ INITIAL_CONCURRENCY = 16  # where the adaptive limit starts probing (the old fix
 SET_ASIDE_AFTER = 3  # failures in a row before an endpoint is set aside
 SET_ASIDE_FIRST = 5.0  # seconds of the first pause; doubles with each set-aside in a row
 MAX_SET_ASIDE = 120.0
+# Refused requests in a row, with no answer between them, after which the teacher is taken
+# to refuse everything (a wrong model behind a filter, a broken proxy) and the run stops.
+MAX_REFUSALS_IN_ROW = 20
+# Exceptions of the HTTP libraries that a garbled answer raises past the SDK (aiohttp's
+# ClientResponseError for a bad status line, chunk size or oversized header; h11's and
+# httpx's protocol errors): by module, as aiohttp is optional.
+_TRANSPORT_MODULES = ("aiohttp", "httpx", "httpx2", "httpcore", "h11", "anyio")
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -81,15 +98,50 @@ def _http_client(limits: Any) -> Any:
     """Return the SDK's aiohttp transport when installed, else its default (httpx).
 
     At hundreds of requests in flight httpx's connection pool costs milliseconds of CPU per
-    request (it scans every connection on each request); aiohttp's does not.
+    request (it scans every connection on each request); aiohttp's does not. Redirects are
+    never followed (the SDK's clients follow them by default): a 307 would send every
+    prompt, and the key, to whatever server the Location names.
     """
     aiohttp_client = getattr(openai, "DefaultAioHttpClient", None)
     if aiohttp_client is not None:
         try:
-            return aiohttp_client(limits=limits)
+            return aiohttp_client(limits=limits, follow_redirects=False)
         except RuntimeError:
             pass  # the SDK's aiohttp extra is not installed
-    return DefaultAsyncHttpxClient(limits=limits)
+    return DefaultAsyncHttpxClient(limits=limits, follow_redirects=False)
+
+
+def _is_transport_fault(exc: BaseException) -> bool:
+    module = type(exc).__module__.split(".")[0]
+    return module in _TRANSPORT_MODULES or isinstance(exc, (OSError, EOFError))
+
+
+def _client(url: str, key: str, config: TeacherConfig, limits: Any) -> AsyncOpenAI:
+    """Build the client of one endpoint, with the credentials its URL carried, if any.
+
+    The query string goes with every request (the SDK would glue the path onto it).
+    """
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    headers: dict[str, str] = {}
+    creds = url_credentials(url)
+    if creds is not None:
+        query.update(creds.query)
+        key = creds.api_key or key
+        if creds.basic is not None:
+            token = base64.b64encode(":".join(creds.basic).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"  # replaces the bearer header
+            register(token)
+    return AsyncOpenAI(
+        api_key=key,
+        base_url=base,
+        max_retries=0,
+        timeout=config.timeout,
+        http_client=_http_client(limits),
+        default_query=query or None,
+        default_headers=headers or None,
+    )
 
 
 def make_limit(config: TeacherConfig) -> ConcurrencyLimit:
@@ -121,6 +173,8 @@ class OpenAICompatBackend(Backend):
         urls = config.base_urls or [DEFAULT_BASE_URL]
         # Local servers (vLLM, llama.cpp) accept any key; the SDK insists on one.
         key = api_key or "EMPTY"
+        register(api_key)  # whatever its form, it never reaches a message or a file
+        self._refusals_in_row = 0
         self._config = config
         self._clock = clock
         self._set_aside = set_aside
@@ -131,19 +185,7 @@ class OpenAICompatBackend(Backend):
         limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
             max_connections=most, max_keepalive_connections=most
         )
-        self._endpoints = [
-            _Endpoint(
-                url,
-                AsyncOpenAI(
-                    api_key=key,
-                    base_url=url,
-                    max_retries=0,
-                    timeout=config.timeout,
-                    http_client=_http_client(limits),
-                ),
-            )
-            for url in urls
-        ]
+        self._endpoints = [_Endpoint(url, _client(url, key, config, limits)) for url in urls]
         self.limit = make_limit(config)
         self._gate = PriorityGate(lambda: self.limit.limit)
 
@@ -168,7 +210,10 @@ class OpenAICompatBackend(Backend):
         unreachable: list[str] = []
         for endpoint in self._endpoints:
             try:
-                page = await endpoint.client.models.list(timeout=min(self._config.timeout, 15.0))
+                page = await self._guarded(
+                    endpoint.client.models.list(timeout=min(self._config.timeout, 15.0)),
+                    min(self._config.timeout, 15.0),
+                )
                 if self.reported_model is None:
                     self.reported_model = served_model(list(page.data), self._config.model)
             except openai.AuthenticationError as exc:
@@ -176,11 +221,13 @@ class OpenAICompatBackend(Backend):
                     f"{endpoint.url} rejected the API key ({describe_error(exc)}); "
                     "check OPENAI_API_KEY"
                 ) from None
-            except openai.APIConnectionError as exc:
+            except (openai.APIConnectionError, TransportFault) as exc:
                 unreachable.append(f"cannot reach {endpoint.url}: {describe_error(exc)}")
                 self._failed(endpoint, exc, force=True)
-            except openai.APIStatusError:
-                pass  # reachable; some compatible servers do not serve /models
+            except openai.APIStatusError as exc:
+                if (redirect := redirect_error(exc, endpoint.url)) is not None:
+                    raise ConfigError(redirect) from None
+                # Otherwise reachable; some compatible servers do not serve /models.
         if len(unreachable) == len(self._endpoints):
             raise TeacherError(
                 "; ".join(unreachable) + "; start the server or pass the right --base-url"
@@ -279,12 +326,27 @@ class OpenAICompatBackend(Backend):
         except openai.AuthenticationError as exc:
             url = (tried[-1] if tried else self._endpoints[0]).url
             raise AuthError(f"{url} rejected the API key: {describe_error(exc)}") from None
-        except (openai.APIError, BadResponse) as exc:
+        except (openai.APIError, BadResponse, TransportFault, AttemptTimeout) as exc:
             url = (tried[-1] if tried else self._endpoints[0]).url
+            if (redirect := redirect_error(exc, url)) is not None:
+                raise ConfigError(redirect) from None
             attempts = self._config.max_retries + 1
             tries = f" after {attempts} attempt{'s' * (attempts > 1)}"
             tries = tries if is_transient(exc) else ""
-            raise TeacherError(f"{url}: {describe_error(exc)}{tries}") from None
+            message = f"{url}: {describe_error(exc)}{tries}"
+            if is_refusal(exc):
+                self._refusals_in_row += 1
+                # Refusals of requests in flight together come in bursts; a burst of
+                # twice what may be in flight is no burst.
+                if self._refusals_in_row < max(MAX_REFUSALS_IN_ROW, 2 * self.limit.limit):
+                    raise RequestRefused(message) from None
+                message = (
+                    f"{self._refusals_in_row} requests in a row refused, none answered; "
+                    f"the teacher refuses everything (last: {message})"
+                )
+            elif isinstance(exc, openai.APIStatusError) and exc.status_code in STOP_STATUSES:
+                message += "; check --base-url and --model"
+            raise TeacherError(message) from None
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _gated_attempt(
@@ -323,12 +385,15 @@ class OpenAICompatBackend(Backend):
         finally:
             endpoint.outstanding -= 1
         self._answered(endpoint)
+        self._refusals_in_row = 0
         self.limit.on_success(request.stage, self._clock() - sent_at, in_flight)
         return completion
 
     async def _call(self, endpoint: _Endpoint, request: Request) -> Completion:
         try:
-            return await self._call_unchecked(endpoint, request)
+            return await self._guarded(
+                self._call_unchecked(endpoint, request), self._config.timeout
+            )
         except UnicodeDecodeError as exc:
             # JSON must be UTF-8 (RFC 8259 sec. 8.1), but a server that cut a character's
             # bytes apart still sent an answer: what was lost becomes U+FFFD, which the
@@ -337,9 +402,36 @@ class OpenAICompatBackend(Backend):
                 data = json.loads(bytes(exc.object).decode("utf-8", "replace"))
             except ValueError:
                 raise BadResponse(f"the answer was not valid JSON ({exc})") from None
-            return completion_from_json(data, chat=self._config.api == "chat")
+            return completion_from_json(data, chat=self._config.api == "chat", request=request)
         except ValueError as exc:  # the SDK lets a 200 with a non-JSON body escape as this
-            raise BadResponse(f"the answer was not valid JSON ({exc})") from None
+            raise BadResponse(f"the answer was not valid JSON ({redact(str(exc))})") from None
+
+    async def _guarded(self, call: Awaitable[_T], timeout: float) -> _T:
+        """Await `call` within `timeout` seconds in all, turning transport faults into ours.
+
+        The SDK's timeout bounds each read, not the answer: a server trickling a byte a
+        second would hold the request forever. A garbled answer raises the HTTP library's
+        own exceptions past the SDK; they are faults of the teacher, retried like a drop.
+        """
+        try:
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(timeout):  # no task per attempt, as wait_for makes
+                    return await call
+            return await asyncio.wait_for(call, timeout)
+        except asyncio.TimeoutError:
+            raise AttemptTimeout(
+                f"request timed out (no complete answer within {timeout:g}s)"
+            ) from None
+        except (openai.APIError, ValueError):
+            raise
+        except Exception as exc:
+            if not _is_transport_fault(exc):
+                raise
+            # aiohttp's message spans lines (it draws a caret under the bad byte).
+            said = " ".join(str(getattr(exc, "message", "") or exc).split())[:160]
+            raise TransportFault(
+                f"malformed HTTP answer ({type(exc).__name__}: {redact(said)})"
+            ) from None
 
     async def _call_unchecked(self, endpoint: _Endpoint, request: Request) -> Completion:
         chat = self._config.api == "chat"
@@ -352,4 +444,4 @@ class OpenAICompatBackend(Backend):
             body=request_body(self._config, request),
             cast_to=object,
         )
-        return completion_from_json(data, chat=chat)
+        return completion_from_json(data, chat=chat, request=request)

@@ -7,25 +7,44 @@ same bodies and read answers the same way, so a run may switch between them on r
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 
 from selfinstruct.config import TeacherConfig
 from selfinstruct.errors import AuthError
-from selfinstruct.records import Completion, Request, Usage
+from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request, Usage
+from selfinstruct.secrets import redact, redact_values
 
 # The OpenAI SDK's own default endpoint (openai._client.OpenAI base_url).
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-# A server or proxy may echo the request's headers in an error body; keys never get printed.
-_SECRET = re.compile(r"(?i)(bearer\s+|api[-_ ]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+|sk-[\w-]{8,}")
 MAX_MESSAGE = 300  # characters of a server's error message worth a terminal line
+# Completion tokens a server may count beyond the request's max_tokens before its usage is
+# called absurd (some count the stop sequence or a special token; none counts hundreds).
+USAGE_MARGIN = 64
+# Statuses that say the endpoint, key or model is wrong, not this one request: they stop
+# the run at once. Other 4xx (400 from a content filter, 413, 422) refuse one request.
+STOP_STATUSES = (401, 403, 404)
+
+log = logging.getLogger(__name__)
+_estimated_once = False
 
 
 class BadResponse(Exception):
     """A 200 answer without a usable choice: worth retrying like a 5xx."""
+
+
+class TransportFault(Exception):
+    """A malformed HTTP answer (bad status line, chunk size, header): retried like a drop."""
+
+
+class AttemptTimeout(Exception):
+    """An answer that did not arrive whole within --timeout (a trickling server)."""
 
 
 def api_path(api: str) -> str:
@@ -55,17 +74,62 @@ def request_body(config: TeacherConfig, request: Request) -> dict[str, Any]:
     return body
 
 
-def _count(value: object) -> int:
-    """Return a token count as the server gave it; anything but a count reads as 0."""
+def estimate_tokens(text: str) -> int:
+    """Return a token count estimated from text, at CHARS_PER_TOKEN characters per token."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def _count(value: object, most: int | None) -> int | None:
+    """Return a token count as the server gave it; None when it is not a plausible count."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return 0
+        if most is None or value <= most:
+            return value
+    return None
 
 
-def completion_from_json(data: object, *, chat: bool) -> Completion:
+def checked_usage(usage: object, request: Request | None, text: str) -> Usage:
+    """Return the usage a server reported, estimating each count missing or implausible.
+
+    A missing, negative, non-integer or absurd count (more completion tokens than the
+    request allowed, more prompt tokens than the prompt has bytes) would let --max-tokens
+    and --max-cost spend without limit; it is replaced by an estimate from the text (said
+    once on stderr). Without the request only the shape is checked, and gaps read as 0.
+    """
+    global _estimated_once
+    fields = usage if isinstance(usage, dict) else {}
+    if request is None:
+        return Usage(
+            _count(fields.get("prompt_tokens"), None) or 0,
+            _count(fields.get("completion_tokens"), None) or 0,
+        )
+    prompt = _count(fields.get("prompt_tokens"), len(request.prompt.encode()) + USAGE_MARGIN)
+    completion = _count(
+        fields.get("completion_tokens"),
+        max(request.params.max_tokens, len(text.encode())) + USAGE_MARGIN,
+    )
+    if prompt is not None and completion is not None:
+        return Usage(prompt, completion)
+    if not _estimated_once:
+        _estimated_once = True
+        log.warning(
+            "the teacher's answer has a missing or implausible token count (usage: %s); "
+            "counting %d characters per token instead, for --max-tokens and --max-cost",
+            redact(str(usage))[:200],
+            CHARS_PER_TOKEN,
+        )
+    return Usage(
+        prompt if prompt is not None else estimate_tokens(request.prompt),
+        completion if completion is not None else estimate_tokens(text),
+    )
+
+
+def completion_from_json(data: object, *, chat: bool, request: Request | None = None) -> Completion:
     """Read text, finish reason and usage from a (chat) completion's JSON answer.
 
-    Raise BadResponse when there is no choice or its text is not a string.
+    Raise BadResponse when there is no choice or its text is not a string. The exact
+    secret values this process holds are taken out of the text: a server that echoes the
+    request's headers must not put the key into the logs. With `request`, usage that
+    cannot be right is estimated (see checked_usage).
     """
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -79,19 +143,12 @@ def completion_from_json(data: object, *, chat: bool) -> Completion:
     if text is not None and not isinstance(text, str):
         raise BadResponse("the answer's text was not a string")
     usage = data.get("usage") if isinstance(data, dict) else None
-    tokens = Usage()
-    if isinstance(usage, dict):
-        tokens = Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+    text = redact_values(text or "")
     return Completion(
-        text=text or "",
+        text=text,
         finish_reason=str(choice.get("finish_reason") or ""),  # missing: not "stop"
-        usage=tokens,
+        usage=checked_usage(usage, request, text),
     )
-
-
-def redact(text: str) -> str:
-    """Replace anything that looks like a credential with [redacted]."""
-    return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
 
 
 def describe_status(status: int, message: str) -> str:
@@ -117,8 +174,8 @@ def describe_error(exc: BaseException) -> str:
         if isinstance(exc, openai.APITimeoutError) and (not name or "Timeout" in name):
             return "request timed out"
         return f"connection failed ({name or 'no answer'})"
-    if isinstance(exc, BadResponse):
-        return str(exc)
+    if isinstance(exc, (BadResponse, TransportFault, AttemptTimeout)):
+        return redact(str(exc))
     text = f"{type(exc).__name__}: {exc}"
     return redact(text[:MAX_MESSAGE] + "..." if len(text) > MAX_MESSAGE else text)
 
@@ -134,7 +191,44 @@ def is_transient(exc: BaseException) -> bool:
         return is_transient_status(exc.status_code)
     # Connection errors include timeouts; a garbled 200 is usually a proxy hiccup.
     return isinstance(
-        exc, (openai.APIConnectionError, openai.APIResponseValidationError, BadResponse)
+        exc,
+        (
+            openai.APIConnectionError,
+            openai.APIResponseValidationError,
+            BadResponse,
+            TransportFault,
+            AttemptTimeout,
+        ),
+    )
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Say whether an error refuses this one request rather than every request.
+
+    A 4xx other than the auth, not-found, timeout, conflict and rate statuses (a content
+    filter's 400, 413, 422), or a 200 without a usable answer after the retries: sending
+    it again gets the same answer, so the run records it and goes on.
+    """
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        return 400 <= status < 500 and status not in STOP_STATUSES and not is_transient(exc)
+    return isinstance(exc, (BadResponse, openai.APIResponseValidationError))
+
+
+def redirect_error(exc: BaseException, endpoint: str) -> str | None:
+    """Describe a redirect answer, which is never followed: the prompts stay with `endpoint`.
+
+    Return None when `exc` is not a redirect.
+    """
+    if not isinstance(exc, openai.APIStatusError) or not 300 <= exc.status_code < 400:
+        return None
+    location = exc.response.headers.get("location", "")
+    parts = urlsplit(location)
+    target = f"{parts.scheme}://{parts.netloc}" if parts.netloc else (location or "nowhere")
+    return (
+        f"{endpoint} answered HTTP {exc.status_code}, a redirect to {redact(target)[:200]}; "
+        "redirects are not followed (the prompts would go to another server): pass the "
+        "final URL as --base-url"
     )
 
 
