@@ -511,8 +511,12 @@ def dedup(
         Path | None, typer.Option(help="Also reject instructions too close to these (e.g. seeds).")
     ] = None,
     tokenizer: Annotated[
-        str, typer.Option(help="rouge (rouge-score's) or unicode (CJK-aware).")
-    ] = "rouge",
+        str,
+        typer.Option(
+            help="rouge (rouge-score's), unicode (CJK-aware), or auto: unicode when the "
+            "start of the input holds CJK, kana or Hangul, which rouge drops entirely."
+        ),
+    ] = "auto",
     rejected: Annotated[
         Path | None, typer.Option(help="Where to list rejects [default: OUTPUT.rejected.jsonl].")
     ] = None,
@@ -523,8 +527,8 @@ def dedup(
     """
     from selfinstruct.dedup import dedup_file
 
-    if tokenizer not in ("rouge", "unicode"):
-        _fail(f"--tokenizer: unknown tokenizer {tokenizer!r} (choose from: rouge, unicode)")
+    if tokenizer not in ("auto", "rouge", "unicode"):
+        _fail(f"--tokenizer: unknown tokenizer {tokenizer!r} (choose from: auto, rouge, unicode)")
     megabytes = _Bar("dedup: MB read")
 
     def bar(done: int, total: int) -> None:
@@ -548,7 +552,7 @@ def dedup(
         f"tasks"
         + (f", {duplicates} repeated records" if duplicates else "")
         + (f"; checked against {summary.against_size} more" if summary.against_size else "")
-        + f") in {summary.seconds:.1f}s -> {summary.output_path}; "
+        + f"; {summary.tokenizer} tokenizer) in {summary.seconds:.1f}s -> {summary.output_path}; "
         f"rejects in {summary.rejected_path}"
     )
 

@@ -60,7 +60,12 @@ from types import TracebackType
 from typing import IO, Any, Final, Literal
 
 from selfinstruct.errors import InputError
-from selfinstruct.similarity import ROUGE_THRESHOLD, NoveltyIndex, Tokenizer
+from selfinstruct.similarity import (
+    ROUGE_THRESHOLD,
+    NoveltyIndex,
+    Tokenizer,
+    has_single_char_script,
+)
 from selfinstruct.store import atomic_file
 
 __all__ = [
@@ -143,6 +148,7 @@ class DedupSummary:
     tasks: int = 0  # distinct instructions read
     tasks_kept: int = 0
     duplicate_records: int = 0  # rejected as the same record again, not as near duplicates
+    tokenizer: Tokenizer = "rouge"  # the one used (tokenizer="auto" chooses)
 
 
 def _skip_whitespace(text: str, pos: int) -> int:
@@ -548,7 +554,7 @@ def dedup_file(
     rejected_path: Path | None = None,
     threshold: float = ROUGE_THRESHOLD,
     against: Path | None = None,
-    tokenizer: Tokenizer = "rouge",
+    tokenizer: Tokenizer | Literal["auto"] = "rouge",
     progress: Callable[[int, int], None] | None = None,
 ) -> DedupSummary:
     """Keep the tasks of input_path whose instruction is novel, with all their records.
@@ -558,8 +564,11 @@ def dedup_file(
     ``against`` is at most ``threshold``. The input streams through: kept records go to
     ``output_path`` in the input's format, rejected ones to ``rejected_path`` (JSON lines),
     as they are read. ``progress(bytes_read, input_bytes)`` is called every 1,000 records
-    and at the end. Raises DedupInputError for bad input or arguments; nothing is written
-    then (both outputs are replaced atomically at the end).
+    and at the end. ``tokenizer="auto"`` takes ``unicode`` when the start of the input (or
+    ``against``) holds CJK, kana or Hangul, which the ``rouge`` tokenizer drops entirely
+    (so a Chinese file would have no duplicate at all), else ``rouge``. Raises
+    DedupInputError for bad input or arguments; nothing is written then (both outputs are
+    replaced atomically at the end).
     """
     started = time.perf_counter()
     if rejected_path is None:
@@ -571,8 +580,8 @@ def dedup_file(
     for path in (output_path, rejected_path):
         if path.is_dir():
             raise DedupInputError("is a directory; name a file to write", path=path)
-    try:
-        index = NoveltyIndex(threshold=threshold, tokenizer=tokenizer)
+    try:  # the threshold is checked before anything is read or written
+        NoveltyIndex(threshold=threshold)
     except ValueError as exc:
         raise DedupInputError(str(exc)) from exc
 
@@ -608,6 +617,13 @@ def dedup_file(
             head.append(record)
             if len(head) >= _VOCABULARY_SAMPLE or reader.bytes_read >= _VOCABULARY_BYTES:
                 break
+        chosen: Tokenizer
+        if tokenizer == "auto":
+            texts = chain(against_texts, (r.instruction for r in head))
+            chosen = "unicode" if any(has_single_char_script(x) for x in texts) else "rouge"
+        else:
+            chosen = tokenizer
+        index = NoveltyIndex(threshold=threshold, tokenizer=chosen)
         index.learn_vocabulary(chain(against_texts, (r.instruction for r in head)))
         index.add_many(against_texts)
         against_size = len(against_texts)
@@ -670,6 +686,7 @@ def dedup_file(
         tasks=len(kept_tasks) + len(dropped_tasks),
         tasks_kept=len(kept_tasks),
         duplicate_records=duplicates,
+        tokenizer=chosen,
     )
 
 

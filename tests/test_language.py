@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from browser import check_page, find_chromium
-from conftest import bootstrap_args, run_cli
+from conftest import REPO, bootstrap_args, run_cli
 
 from selfinstruct.config import (
     DEFAULT_BLACKLIST,
@@ -484,3 +484,65 @@ def test_report_counts_chinese_lengths_as_the_filters_do() -> None:
     sizes = lengths([task], english=False)
     assert (sizes.instructions, sizes.inputs, sizes.outputs) == ([9], [4], [6])
     assert lengths([task]).instructions == [1]  # whitespace words, as for English
+
+
+def test_chinese_run_end_to_end(tmp_path: Path) -> None:
+    """Bootstrap, dry run, status, every export, report and dedup of one Chinese run."""
+    pytest.importorskip("pyarrow", reason="needs the [hf] extra")
+    out = tmp_path / "run"
+    first_line = (
+        (REPO / "prompts" / "zh" / "si_instructions.txt").read_text(encoding="utf-8").split("\n")[0]
+    )
+    with OpenAITestServer(ChineseSyntheticTeacher()) as server:
+        done = run_cli(*_bootstrap(server, out, "--language", "zh"), api_key=SECRET)
+        assert done.returncode == 0, done.stderr
+        sent = len(server.requests)
+        # The dry run of the same command checks the run as the run would, and shows the
+        # Chinese prompts.
+        plan = run_cli(
+            *bootstrap_args(server, out, "--target", "80", "--language", "zh", "--dry-run"),
+            api_key=SECRET,
+        )
+        assert len(server.requests) == sent  # a dry run sends nothing
+    assert plan.returncode == 0, plan.stderr
+    assert first_line in plan.stdout
+    status = run_cli("status", "--out", str(out))
+    assert status.returncode == 0, status.stderr
+    assert "40" in status.stdout
+
+    exports = {}
+    for fmt in ("alpaca", "jsonl", "sharegpt", "openai", "tasks", "parquet", "hf"):
+        suffix = {"alpaca": ".json", "parquet": ".parquet", "hf": ""}.get(fmt, ".jsonl")
+        target = tmp_path / f"export-{fmt}{suffix}"
+        done = run_cli("export", "--out", str(out), "-f", fmt, "-o", str(target))
+        assert done.returncode == 0, (fmt, done.stderr)
+        exports[fmt] = target
+    for fmt in ("alpaca", "jsonl", "sharegpt", "openai", "tasks"):
+        text = exports[fmt].read_text(encoding="utf-8")
+        assert CJK.search(text), fmt
+    import pyarrow.parquet as pq
+
+    records = len(json.loads(exports["alpaca"].read_text(encoding="utf-8")))
+    assert pq.read_table(exports["parquet"]).num_rows == records
+
+    done = run_cli("report", str(out), "-o", str(tmp_path / "rep"))
+    assert done.returncode == 0, done.stderr
+
+    # dedup of our own exports keeps every record: the CJK-aware tokenizer is chosen.
+    for fmt in ("alpaca", "jsonl", "sharegpt", "openai", "tasks"):
+        kept = tmp_path / f"kept-{fmt}{exports[fmt].suffix}"
+        done = run_cli("dedup", str(exports[fmt]), "-o", str(kept))
+        assert done.returncode == 0, (fmt, done.stderr)
+        assert "unicode tokenizer" in done.stdout, done.stdout
+        assert kept.read_bytes() == exports[fmt].read_bytes(), fmt
+    # ... and drops a Chinese near duplicate, which the rouge tokenizer cannot see at all.
+    data = json.loads(exports["alpaca"].read_text(encoding="utf-8"))
+    copy = dict(data[0], instruction=data[0]["instruction"] + "。")
+    noisy = tmp_path / "noisy.json"
+    noisy.write_text(json.dumps([*data, copy], ensure_ascii=False), encoding="utf-8")
+    done = run_cli("dedup", str(noisy), "-o", str(tmp_path / "clean.json"))
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads((tmp_path / "clean.json").read_text(encoding="utf-8"))) == len(data)
+    rouge = run_cli("dedup", str(noisy), "-o", str(tmp_path / "blind.json"), "--tokenizer", "rouge")
+    assert rouge.returncode == 0, rouge.stderr
+    assert len(json.loads((tmp_path / "blind.json").read_text(encoding="utf-8"))) == len(data) + 1
