@@ -67,8 +67,10 @@ def _hostile(teacher: SyntheticTeacher, *, bom_and_crlf: bool = True) -> object:
         text = reply.text
         if bom_and_crlf:
             text = "\ufeff" + text.replace("\n", "\r\n")
-        # Inside a word of the first line that has one: an item, an input or an output.
-        cut = max(text.find(" ", 3), 0)
+        # Inside a field: after the first word of an instance's input, else of the first line
+        # (an instruction item); never in a label line the parser drops anyway.
+        anchor = text.find("Input:")
+        cut = max(text.find(" ", anchor + 7 if anchor >= 0 else 3), 0)
         return Reply(text=text[:cut] + INJECTED[pick] + text[cut:])
 
     return handler

@@ -144,6 +144,10 @@ PERSISTENT: list[tuple[str, Callable[[], Reply], list[str], str]] = [
 ]
 
 
+# Faults that are a refusal of the request when they persist (see openai_wire.is_refusal).
+POISON = ("the answer was not valid JSON", "the answer had no choices")
+
+
 @pytest.mark.parametrize(
     ("fault", "flags", "message"),
     [c[1:] for c in PERSISTENT],
@@ -169,14 +173,28 @@ def test_persistent_fault_stops_cleanly_and_resumes(
         server.handler = handler
         code, stderr = _invoke(server, out, "--max-retries", "2", *flags)
         assert code == 1
-        assert stderr.startswith(f"error: {server.base_url}: {message}")
-        assert "after 3 attempts; progress is saved: re-run the same command" in stderr
+        if message in POISON:
+            # An answer that is no answer, every time, is a refusal of that request (recorded
+            # as teacher_refused); a teacher refusing everything stops the run all the same.
+            assert stderr.startswith("error: ")
+            assert "the teacher refuses everything" in stderr
+            assert f"{server.base_url}: {message}" in stderr
+            assert "after 3 attempts); progress is saved: re-run the same command" in stderr
+        else:
+            assert stderr.startswith(f"error: {server.base_url}: {message}")
+            assert "after 3 attempts; progress is saved: re-run the same command" in stderr
         assert stderr.count("\n") == 1 and "Traceback" not in stderr
         before = _pool(out)
         server.handler = teacher
         code, stderr = _invoke(server, out, *flags)
     assert code == 0, stderr
-    assert reference.startswith(before) and _pool(out) == reference
+    assert reference.startswith(before)
+    if message in POISON:
+        # The refusals logged before the stop replay as rejections, so the pool goes on
+        # from there (nothing is sent twice) and reaches the target by other tasks.
+        assert _pool(out).count(b"\n") >= reference.count(b"\n")
+    else:
+        assert _pool(out) == reference
 
 
 def _empty_for(stage: str) -> Callable[[RecordedRequest], Reply]:

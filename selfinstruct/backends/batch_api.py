@@ -626,7 +626,8 @@ class BatchAPIBackend(Backend):
         if self._log_fh is None:
             self._log_fh = open(self._path, "ab")
         entry = {**entry, "time": entry.get("time", time.time())}
-        self._log_fh.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+        # ASCII escapes: a server's message may hold a lone surrogate, which UTF-8 cannot encode.
+        self._log_fh.write(json.dumps(entry).encode() + b"\n")
         self._log_fh.flush()
         os.fsync(self._log_fh.fileno())
 

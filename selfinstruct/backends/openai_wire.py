@@ -79,6 +79,11 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
+def _utf8_len(text: str) -> int:
+    """Return the UTF-8 length of text, counting a lone surrogate (teacher text may hold one)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _count(value: object, most: int | None) -> int | None:
     """Return a token count as the server gave it; None when it is not a plausible count."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -102,10 +107,10 @@ def checked_usage(usage: object, request: Request | None, text: str) -> Usage:
             _count(fields.get("prompt_tokens"), None) or 0,
             _count(fields.get("completion_tokens"), None) or 0,
         )
-    prompt = _count(fields.get("prompt_tokens"), len(request.prompt.encode()) + USAGE_MARGIN)
+    prompt = _count(fields.get("prompt_tokens"), _utf8_len(request.prompt) + USAGE_MARGIN)
     completion = _count(
         fields.get("completion_tokens"),
-        max(request.params.max_tokens, len(text.encode())) + USAGE_MARGIN,
+        max(request.params.max_tokens, _utf8_len(text)) + USAGE_MARGIN,
     )
     if prompt is not None and completion is not None:
         return Usage(prompt, completion)
