@@ -67,7 +67,7 @@ class _ProgressLine:
         line = (
             f"{p.accepted}/{p.target} tasks | {rate * 60:.1f}/min | ETA {eta} | "
             f"round {p.rounds} | rejected {rejected}" + (f" ({top})" if top else "")
-        )
+        ) + (" | limited by the lookahead window: raise --prompts-per-round" * p.window_limited)
         if self._tty:
             sys.stderr.write("\r\033[K" + line + ("\n" if final else ""))
         elif line != self._shown:  # a log file needs the final line only once
@@ -338,13 +338,15 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
     from selfinstruct.backends.base import Backend
     from selfinstruct.backends.openai_compat import OpenAICompatBackend
     from selfinstruct.budget import Budget
+    from selfinstruct.config import keep_stored_defaults
     from selfinstruct.engine import Bootstrap, header_for
     from selfinstruct.errors import AuthError, ConfigError
     from selfinstruct.prompts import load_prompts
     from selfinstruct.seeds import load_seeds
     from selfinstruct.semantic import check_installed
-    from selfinstruct.store import RunDir
+    from selfinstruct.store import LIMITS, RunDir, stored_identity
 
+    keep_stored_defaults(cfg, stored_identity(cfg.out))  # a run resumes as it was started
     # Everything that can be checked is checked before the run directory is touched.
     seed_set = load_seeds(cfg.seeds, language=cfg.language)
     prompt_set = load_prompts(cfg.prompts, language=cfg.language)
@@ -398,7 +400,7 @@ async def _bootstrap(cfg: Any, progress: _ProgressLine | None) -> Any:
                 teacher, api_key, cfg.out, notify=None if progress is None else _note
             )
         else:
-            backend = OpenAICompatBackend(teacher, api_key)
+            backend = OpenAICompatBackend(teacher, api_key, limits_path=cfg.out / LIMITS)
     if not teacher.batch_api and progress is not None:
         from selfinstruct.backends.batch_api import pending_batches
 

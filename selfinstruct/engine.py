@@ -78,6 +78,9 @@ class Progress:
     elapsed: float
     requests_sent: int
     requests_replayed: int
+    # The lookahead window, not the teacher, held requests back at the last commit: slots
+    # were free but no round could start (raise --prompts-per-round).
+    window_limited: bool = False
 
 
 class _Prefix(Sequence[Task]):
@@ -175,6 +178,7 @@ class Bootstrap:
         self._gate: PriorityGate | None = None
         self._sent = 0
         self._replayed = 0
+        self._window_limited = False
         self._accepted_at_start = run.state.accepted
         self._classify_examples, self._instance_examples = self._fixed_examples()
 
@@ -217,7 +221,7 @@ class Bootstrap:
 
     def _instruction_request(self, round_number: int, slot: int) -> Request:
         cfg = self.config
-        eligible = bisect_left(self._pool_rounds, round_number - cfg.lookahead)
+        eligible = bisect_left(self._pool_rounds, round_number - cfg.window[1])
         examples = choose_examples(
             self.seeds.tasks,
             _Prefix(self.pool, eligible),
@@ -269,8 +273,7 @@ class Bootstrap:
 
     async def _round(self, round_number: int) -> _RoundResult:
         requests = [
-            self._instruction_request(round_number, slot)
-            for slot in range(self.config.prompts_per_round)
+            self._instruction_request(round_number, slot) for slot in range(self.config.window[0])
         ]
         completions = await asyncio.gather(*(self._answer(round_number, r) for r in requests))
         # Novelty is decided in round order, so the index never depends on timing.
@@ -528,6 +531,17 @@ class Bootstrap:
         # 25% headroom: a round short of the target costs a full round-trip of latency.
         return state.accepted + in_flight * per_round * 0.8 < self.config.target
 
+    def _window_full(self, started: int, in_flight: dict[int, Any]) -> bool:
+        """Say whether the lookahead stops new rounds while the teacher has free slots."""
+        gate = self._gate
+        return (
+            gate is not None
+            and started > self.config.window[1]
+            and gate.waiting == 0
+            and gate.in_use < self._slots()
+            and self._want_more_rounds(len(in_flight))
+        )
+
     def _slots(self) -> int:
         """Return how many requests may be in flight now: the backend's and the config's limit."""
         limits = [self.backend.concurrency(), self.config.teacher.concurrency]
@@ -542,6 +556,7 @@ class Bootstrap:
         state = self.run.state
         self._novelty_turn = asyncio.Condition()
         self._gate = PriorityGate(self._slots)
+        self.backend.watch_capacity(self._gate.poke)
         self._open_semantic()
         idle_rounds = 0
         next_commit = state.rounds_committed
@@ -550,11 +565,12 @@ class Bootstrap:
         restore_collector = _quiet_collector()
         try:
             while state.accepted < self.config.target:
-                while next_start <= next_commit + self.config.lookahead and (
+                while next_start <= next_commit + self.config.window[1] and (
                     not in_flight or self._want_more_rounds(len(in_flight))
                 ):
                     in_flight[next_start] = asyncio.create_task(self._round(next_start))
                     next_start += 1
+                self._window_limited = self._window_full(next_start - next_commit, in_flight)
                 waiting = in_flight[next_commit]
                 while not waiting.done():
                     done, _ = await asyncio.wait(
@@ -639,6 +655,7 @@ class Bootstrap:
             elapsed=time.monotonic() - start,
             requests_sent=self._sent,
             requests_replayed=self._replayed,
+            window_limited=self._window_limited,
         )
 
 

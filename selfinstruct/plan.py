@@ -13,12 +13,12 @@ from pathlib import Path
 
 from selfinstruct.backends.base import Backend
 from selfinstruct.budget import cost, prices
-from selfinstruct.config import RunConfig
+from selfinstruct.config import RunConfig, keep_stored_defaults
 from selfinstruct.engine import Bootstrap, header_for
 from selfinstruct.prompts import load_prompts
 from selfinstruct.records import Completion, Request, Stage
 from selfinstruct.seeds import SeedSet, load_seeds
-from selfinstruct.store import CONFIG, RunDir, State, read_state
+from selfinstruct.store import CONFIG, RunDir, State, read_state, stored_identity
 
 # OpenAI's rule of thumb for English text: one token is about four characters ("What are
 # tokens and how to count them?", OpenAI Help Center). Used only where nothing was counted.
@@ -174,6 +174,7 @@ def dry_run_report(config: RunConfig, backend_kind: str) -> str:
     run = RunDir(out)  # never opened: no lock, no write
     state = read_state(out) if exists else None
     if exists:
+        keep_stored_defaults(config, stored_identity(out))  # as a real run does
         run.check_identity(header_for(config, seeds, prompt_set))  # refused as a run would be
     if state is not None:
         run.state = state

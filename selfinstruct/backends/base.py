@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from selfinstruct.records import Completion, Request
 
@@ -20,6 +20,9 @@ class Backend(ABC):
     def concurrency(self) -> int | None:
         """Return how many requests it takes at once now (may change); None: no limit."""
         return self.max_concurrency
+
+    def watch_capacity(self, callback: Callable[[], None]) -> None:  # noqa: B027 - optional
+        """Call `callback` when concurrency() grows between answers (none do by default)."""
 
     @abstractmethod
     async def complete(self, requests: Sequence[Request]) -> list[Completion]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -16,7 +18,7 @@ from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from selfinstruct.backends.base import Backend
-from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate
+from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate, RatePacer
 from selfinstruct.config import TeacherConfig
 from selfinstruct.errors import AuthError, TeacherError
 from selfinstruct.records import Completion, Request, Usage
@@ -28,6 +30,10 @@ INITIAL_CONCURRENCY = 16  # where the adaptive limit starts probing (the old fix
 SET_ASIDE_AFTER = 3  # failures in a row before an endpoint is set aside
 SET_ASIDE_FIRST = 5.0  # seconds of the first pause; doubles with each set-aside in a row
 MAX_SET_ASIDE = 120.0
+SAVE_LIMITS_EVERY = 10.0  # seconds between writes of what the limit learned (limits.json)
+# Characters per token for a rate-limit estimate of a prompt: OpenAI's rule of thumb
+# ("one token is about 4 characters of English text", help.openai.com, "What are tokens").
+CHARS_PER_TOKEN = 4
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +86,23 @@ def _is_overload(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and exc.status_code == 429
 
 
+def _is_rate_limit(exc: BaseException) -> bool:
+    """Say whether a 429 is a stated rate limit (the pacer's business), not a full server."""
+    if not isinstance(exc, openai.APIStatusError):
+        return False
+    headers = exc.response.headers
+    return "x-ratelimit-remaining-requests" in headers or "x-ratelimit-remaining-tokens" in headers
+
+
+def _tokens(request: Request) -> int:
+    """Estimate what a request counts against a tokens-per-minute limit.
+
+    OpenAI counts the prompt's estimated tokens and max_tokens when it admits a request
+    (platform.openai.com/docs/guides/rate-limits), so this is what the server will charge.
+    """
+    return len(request.prompt) // CHARS_PER_TOKEN + request.params.max_tokens
+
+
 # A server or proxy may echo the request's headers in an error body; keys never get printed.
 _SECRET = re.compile(r"(?i)(bearer\s+|api[-_ ]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+|sk-[\w-]{8,}")
 _MAX_MESSAGE = 300  # characters of a server's error message worth a terminal line
@@ -113,19 +136,20 @@ def describe_error(exc: BaseException) -> str:
     return _redact(f"{type(exc).__name__}: {exc}")
 
 
-def _http_client(limits: Any) -> Any:
+def _http_client(limits: Any, hooks: dict[str, list[Any]] | None = None) -> Any:
     """Return the SDK's aiohttp transport when installed, else its default (httpx).
 
     At hundreds of requests in flight httpx's connection pool costs milliseconds of CPU per
-    request (it scans every connection on each request); aiohttp's does not.
+    request (it scans every connection on each request); aiohttp's does not. `hooks` are
+    httpx event hooks (every response's headers reach the rate pacer through one).
     """
     aiohttp_client = getattr(openai, "DefaultAioHttpClient", None)
     if aiohttp_client is not None:
         try:
-            return aiohttp_client(limits=limits)
+            return aiohttp_client(limits=limits, event_hooks=hooks)
         except RuntimeError:
             pass  # the SDK's aiohttp extra is not installed
-    return DefaultAsyncHttpxClient(limits=limits)
+    return DefaultAsyncHttpxClient(limits=limits, event_hooks=hooks)
 
 
 def make_limit(config: TeacherConfig) -> ConcurrencyLimit:
@@ -153,6 +177,7 @@ class OpenAICompatBackend(Backend):
         *,
         clock: Callable[[], float] = time.monotonic,
         set_aside: float = SET_ASIDE_FIRST,
+        limits_path: Path | None = None,
     ) -> None:
         urls = config.base_urls or [DEFAULT_BASE_URL]
         # Local servers (vLLM, llama.cpp) accept any key; the SDK insists on one.
@@ -175,13 +200,23 @@ class OpenAICompatBackend(Backend):
                     base_url=url,
                     max_retries=0,
                     timeout=config.timeout,
-                    http_client=_http_client(limits),
+                    http_client=_http_client(limits, {"response": [self._on_response]}),
                 ),
             )
             for url in urls
         ]
         self.limit = make_limit(config)
         self._gate = PriorityGate(lambda: self.limit.limit)
+        self.pacer = RatePacer(clock)
+        self._out_tokens = 0  # rate-limit tokens of the requests on the wire
+        self._watchers: list[Callable[[], None]] = []
+        # What the limit learned is kept beside the run (operational, not identity), for the
+        # same endpoints only: another server's capacity says nothing about these.
+        self._limits_path = limits_path
+        self._saved: dict[str, Any] = {}
+        self._saved_at = clock()
+        if limits_path is not None:
+            self._load_limits(limits_path)
 
     def describe(self) -> str:
         """Say which model and endpoints answer."""
@@ -191,6 +226,54 @@ class OpenAICompatBackend(Backend):
     def concurrency(self) -> int:
         """Return the current limit of requests in flight."""
         return self.limit.limit
+
+    def watch_capacity(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the limit grows between answers (the acceptance clock)."""
+        self._watchers.append(callback)
+
+    # -- what the server says: rate-limit headers, acceptance, the learned limit -----------
+
+    async def _on_response(self, response: Any) -> None:
+        """Read an answer's rate-limit headers (httpx event hook: every response passes)."""
+        if "x-ratelimit-limit-requests" in response.headers or (
+            "x-ratelimit-limit-tokens" in response.headers
+        ):
+            out = sum(e.outstanding for e in self._endpoints)
+            self.pacer.observe(
+                response.headers, out_requests=max(0, out - 1), out_tokens=self._out_tokens
+            )
+
+    def _taken(self) -> None:
+        """Grow the limit for a request the server took (unrefused after accept_after)."""
+        before = self.limit.limit
+        self.limit.on_accepted(sum(e.outstanding for e in self._endpoints))
+        if self.limit.limit > before:
+            self._gate.poke()
+            for callback in self._watchers:
+                callback()
+
+    def _load_limits(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return  # none yet, or unreadable: start-up finds the capacity again
+        if isinstance(data, dict) and data.get("base_urls") == [e.url for e in self._endpoints]:
+            self.limit.restore(data)
+            self._saved = data
+
+    def _save_limits(self, *, force: bool = False) -> None:
+        """Write the learned limit to limits.json when it changed, at most every 10 s."""
+        if self._limits_path is None or not self.limit.adaptive:
+            return
+        if not force and self._clock() - self._saved_at < SAVE_LIMITS_EVERY:
+            return
+        data = {"base_urls": [e.url for e in self._endpoints], **self.limit.snapshot()}
+        if data == self._saved or not self._limits_path.parent.is_dir():
+            return
+        from selfinstruct.store import atomic_write
+
+        atomic_write(self._limits_path, json.dumps(data).encode() + b"\n")
+        self._saved, self._saved_at = data, self._clock()
 
     async def preflight(self) -> None:
         """List models once so a wrong URL or key fails in seconds, not after retries.
@@ -218,7 +301,9 @@ class OpenAICompatBackend(Backend):
             )
 
     async def aclose(self) -> None:
-        """Close every endpoint's connection pool."""
+        """Keep what the limit learned, and close every endpoint's connection pool."""
+        if isinstance(self.limit, AdaptiveLimit) and self.limit.answered:
+            self._save_limits(force=True)
         for endpoint in self._endpoints:
             await endpoint.client.close()
 
@@ -329,6 +414,8 @@ class OpenAICompatBackend(Backend):
         """
         await self._gate.acquire(-1 if tried else 0)
         try:
+            if self.pacer.active:  # an API that states rate limits: stay within them
+                await self.pacer.wait(_tokens(request))
             endpoint = await self._pick(failed[-1] if failed else None)
             tried.append(endpoint)
             return await self._attempt(endpoint, request, failed)
@@ -341,20 +428,33 @@ class OpenAICompatBackend(Backend):
         """Send one attempt to `endpoint`, telling the limit and the health record how it went."""
         in_flight = sum(e.outstanding for e in self._endpoints)
         endpoint.outstanding += 1
+        tokens = _tokens(request)
+        self._out_tokens += tokens
         sent_at = self._clock()
+        accept_after = self.limit.accept_after
+        timer = (
+            None
+            if accept_after is None
+            else asyncio.get_running_loop().call_later(accept_after, self._taken)
+        )
         try:
             completion = await self._call(endpoint, request)
         except BaseException as exc:
-            if _is_overload(exc):
-                self.limit.on_overload(sent_at, in_flight + 1)
-            elif _is_transient(exc):
+            if _is_overload(exc) and not _is_rate_limit(exc):
+                self.limit.on_overload(sent_at, in_flight + 1, self._clock() - sent_at)
+            elif _is_transient(exc) and not _is_overload(exc):
                 self._failed(endpoint, exc)
                 failed.append(endpoint)
             raise
         finally:
             endpoint.outstanding -= 1
+            self._out_tokens -= tokens
+            if timer is not None:
+                timer.cancel()
         self._answered(endpoint)
-        self.limit.on_success(request.stage, self._clock() - sent_at, in_flight)
+        outstanding = sum(e.outstanding for e in self._endpoints)
+        self.limit.on_success(request.stage, self._clock() - sent_at, in_flight, outstanding)
+        self._save_limits()
         return completion
 
     async def _call(self, endpoint: _Endpoint, request: Request) -> Completion:
