@@ -36,7 +36,7 @@ import itertools
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Multiplicative decrease on a 429. TCP Reno halves; a server that says where its capacity
@@ -65,6 +65,7 @@ DRIFT_WEIGHT = 0.0005
 # was not the load's doing (longer answers, a slower model): take it as the new unloaded
 # latency instead of cutting again and again.
 NO_RELIEF = 0.9
+RELIEF_AFTER = 2.0  # judged after this many times the recent mean's span of answers
 # Weight of a new sample in the recent mean latency (~10 samples): reacts within a burst.
 RATIO_WEIGHT = 0.1
 # Weight of a new sample in the mean that sets the unloaded latency (~50 samples).
@@ -138,6 +139,8 @@ class _Kind:
     flight: float  # recent mean of how many were in flight when these requests were sent
     cut_at: float = 0.0  # the ratio that made the last cut for queueing (0: none pending)
     seen: int = 1  # answers so far
+    first: list[float] = field(default_factory=list)  # the first answers' latencies
+    since_cut: int = 0  # answers sent after the last cut for queueing took hold
 
     @property
     def ratio(self) -> float:
@@ -208,32 +211,34 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._round_trip += RATIO_WEIGHT * (latency - self._round_trip)
         stats = self._kinds.get(kind)
         if stats is None:
-            self._kinds[kind] = _Kind(latency, latency, latency, flight=in_flight + 1.0)
+            self._kinds[kind] = _Kind(latency, latency, latency, in_flight + 1.0, first=[latency])
         elif self._clock() - latency <= self._settle_until:
             return  # sent before the last decrease took hold: it queued behind the old limit
         else:
             stats.recent += RATIO_WEIGHT * (latency - stats.recent)
             stats.slow += BASE_WEIGHT * (latency - stats.slow)
             stats.seen += 1
-            if stats.seen * BASE_WEIGHT < 1.0:  # too few answers for a minimum to mean much
-                stats.base = stats.slow
+            if stats.seen * BASE_WEIGHT < 1.0:
+                # Too few answers for a mean: the lower quartile so far. A server with fewer
+                # slots than the first burst answers the unqueued ones first; the quartile,
+                # unlike the minimum, is not set by one lucky answer.
+                stats.first.append(latency)
+                stats.base = sorted(stats.first)[len(stats.first) // 4]
             else:
                 stats.base += DRIFT_WEIGHT / max(self._limit, 1.0) * (latency - stats.base)
                 stats.base = min(stats.base, stats.slow)
             stats.flight += RATIO_WEIGHT * (in_flight + 1.0 - stats.flight)
+            if stats.cut_at:
+                stats.since_cut += 1
+                if stats.since_cut * RATIO_WEIGHT >= RELIEF_AFTER:  # the recent mean is new
+                    if stats.ratio >= NO_RELIEF * stats.cut_at:
+                        stats.base = stats.recent  # the cut did not help: not a queue
+                    stats.cut_at, stats.since_cut = 0.0, 0
             if stats.ratio > QUEUE_TOLERANCE:
                 # Little's law: sent with `flight` in flight and answered `ratio` times as
                 # slowly as unloaded, the server serves flight / ratio at once and queues the
                 # rest. That knee is the level to return to, not the overshoot above it.
                 ratio = stats.ratio
-                relief_due = self._settle_until + (self._round_trip or 0.0)
-                if (
-                    stats.cut_at
-                    and self._clock() < relief_due
-                    and ratio >= NO_RELIEF * stats.cut_at
-                ):
-                    stats.base, stats.cut_at = stats.recent, 0.0  # the cut did not help
-                    return
                 served = stats.flight / ratio
                 knee = min(self._limit, max(served, MIN_QUEUE_FACTOR * self._limit))
                 if self._decrease(knee, BACKOFF):
@@ -334,8 +339,12 @@ def parse_duration(text: str) -> float | None:
 @dataclass
 class _Allowance:
     limit: int
-    remaining: float  # what the server said remains, less what was sent since
-    reset_at: float  # when the server said it is back to `limit`
+    level: float  # what the server said remained at `since`, less what was sent after
+    since: float
+    rate: float  # per second: OpenAI's limits refill continuously, whole again at the reset
+
+    def available(self, now: float) -> float:
+        return min(float(self.limit), self.level + (now - self.since) * self.rate)
 
 
 class RatePacer:
@@ -343,9 +352,9 @@ class RatePacer:
 
     Each answer (or refusal) carrying ``x-ratelimit-*`` headers resets the picture: what
     remains, less the requests still out (the server may not have counted them yet), and
-    when the limit is whole again. A send that the picture does not cover waits until that
-    reset; a ``Retry-After`` holds every send until it has passed. Without headers it never
-    holds anything.
+    how fast it refills (the rest of the limit by the stated reset). A send that the
+    picture does not cover waits until it is; a ``Retry-After`` holds every send until it
+    has passed. Without headers it never holds anything.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -376,8 +385,12 @@ class RatePacer:
             if limit is None or remaining is None or limit <= 0:
                 continue  # a server without this limit (or Azure's -1 for none)
             seen = True
-            wait = min(reset if reset is not None else RATE_WINDOW, MAX_RATE_WAIT)
-            self._allowances[resource] = _Allowance(limit, float(remaining - out), now + wait)
+            missing = max(0, limit - remaining)
+            if reset is not None and reset > 0 and missing:
+                rate = missing / min(reset, MAX_RATE_WAIT)
+            else:
+                rate = limit / RATE_WINDOW
+            self._allowances[resource] = _Allowance(limit, float(remaining - out), now, rate)
         after = parse_duration(headers.get("retry-after") or "")
         if after is not None:
             self._hold_until = max(self._hold_until, now + min(after, MAX_RATE_WAIT))
@@ -392,19 +405,20 @@ class RatePacer:
             allowance = self._allowances.get(resource)
             if allowance is None:
                 continue
-            if allowance.reset_at <= now:  # the limit is whole again; next, a minute on
-                allowance.remaining = max(allowance.remaining, float(allowance.limit))
-                allowance.reset_at = now + RATE_WINDOW
             # A request larger than the whole limit can only go once it is whole.
-            if allowance.remaining < min(cost, allowance.limit):
-                wait = max(wait, allowance.reset_at - now)
+            short = min(cost, allowance.limit) - allowance.available(now)
+            if short > 0:
+                wait = max(wait, min(short / allowance.rate, MAX_RATE_WAIT))
         return max(0.0, wait)
 
     def sent(self, tokens: int) -> None:
         """Count a send against what remains."""
+        now = self._clock()
         for resource, cost in (("requests", 1), ("tokens", tokens)):
             if (allowance := self._allowances.get(resource)) is not None:
-                allowance.remaining -= cost
+                # Refill up to now first, so a full allowance does not bank past its limit.
+                allowance.level = allowance.available(now) - cost
+                allowance.since = now
 
     async def wait(self, tokens: int) -> None:
         """Wait until a send costing `tokens` is covered, then count it."""

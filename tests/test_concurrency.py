@@ -165,9 +165,11 @@ def test_a_queueing_server_is_held_at_its_knee(slots: int, noise: float) -> None
     history = _queueing_rounds(limit, clock, slots, 120, noise)
     assert not limit.slow_start and limit.decreases >= 1
     late = history[10:]
-    # Settled where more requests stop adding throughput: never far below the knee, and
-    # the median latency within 1.5x of unloaded.
-    assert min(n for n, _ in late) >= slots * 0.75, late
+    # Settled where more requests stop adding throughput: on average at the knee, never
+    # far below it (noisy latencies make the knee look lower), and the median latency
+    # within 1.5x of unloaded.
+    assert statistics.mean(n for n, _ in late) >= slots * 0.85, late
+    assert min(n for n, _ in late) >= slots * 0.6, late
     assert statistics.median(latency for _, latency in late) < 1.5
     assert max(latency for _, latency in late) < 1.5
 
@@ -219,7 +221,7 @@ def _headers(remaining_requests: int, reset_requests: str, remaining_tokens: int
     }
 
 
-def test_pacer_sends_what_remains_then_waits_for_the_reset() -> None:
+def test_pacer_sends_what_remains_then_as_the_limit_refills() -> None:
     clock = Clock()
     pacer = RatePacer(clock)
     assert not pacer.active and pacer.delay(100) == 0.0  # no headers: never holds
@@ -229,9 +231,13 @@ def test_pacer_sends_what_remains_then_waits_for_the_reset() -> None:
         pacer.sent(10)
         sent += 1
     assert sent == 2  # 3 remain, less the one still out: never below zero
-    assert pacer.delay(10) == pytest.approx(2.5)
-    clock.now = 2.5  # reset: the whole limit again
-    assert pacer.delay(10) == 0.0
+    # The 57 missing come back within the 2.5 s reset: one every 2.5 / 57 s.
+    assert pacer.delay(10) == pytest.approx(2.5 / 57)
+    clock.now = 2.5  # the 57 are back; the one still out may yet count
+    for _ in range(57):
+        assert pacer.delay(10) == 0.0
+        pacer.sent(10)
+    assert pacer.delay(10) > 0
 
 
 def test_pacer_counts_tokens_and_honours_retry_after() -> None:
@@ -240,7 +246,8 @@ def test_pacer_counts_tokens_and_honours_retry_after() -> None:
     pacer.observe(_headers(50, "1s", remaining_tokens=900, reset_tokens="6m0s"), out_tokens=200)
     assert pacer.delay(700) == 0.0
     pacer.sent(700)
-    assert pacer.delay(1) == pytest.approx(360.0)  # 900 - 200 out - 700 sent = 0 left
+    # 900 - 200 out - 700 sent = 0 left; the 999,100 missing refill over six minutes.
+    assert pacer.delay(999_100) == pytest.approx(360.0)
     pacer2 = RatePacer(clock)
     pacer2.observe({"retry-after": "20"})
     assert pacer2.active and pacer2.delay(1) == pytest.approx(20.0)
