@@ -11,7 +11,6 @@ import pytest
 from selfinstruct.concurrency import (
     ACCEPT_BURST,
     BACKOFF,
-    QUEUE_TOLERANCE,
     STARTUP_GAIN,
     AdaptiveLimit,
     ConcurrencyLimit,
