@@ -171,3 +171,32 @@ def test_a_run_directory_keeps_its_limit_and_the_window_is_named(
     assert result.returncode == 0, result.stderr
     assert "limited by the lookahead window" in result.stderr
     assert json.loads((out / "limits.json").read_text())["limit"] >= 1
+
+
+def test_the_default_window_covers_256_in_flight_in_alpaca_mode() -> None:
+    from selfinstruct.config import RunConfig
+
+    alpaca = RunConfig(mode="alpaca")
+    per_round, lookahead = alpaca.window
+    assert (alpaca.prompts_per_round, alpaca.lookahead) == (per_round, lookahead)
+    assert per_round * (lookahead + 1) >= 256
+    assert RunConfig().window == (4, 16)  # self-instruct keeps its defaults
+    assert "prompts_per_round" not in alpaca.model_fields_set  # a default, not a choice
+
+
+def test_a_run_started_with_another_default_window_resumes_with_it(
+    tmp_path: Path, teacher: OpenAITestServer
+) -> None:
+    out = tmp_path / "run"
+    first = run_cli(*bootstrap_args(teacher, out, "--mode", "alpaca", "--target", "10",
+                                     "--prompts-per-round", "2"))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    # As a run directory from before the alpaca default became 16: no flag, it resumes.
+    again = run_cli(*bootstrap_args(teacher, out, "--mode", "alpaca", "--target", "20"))
+    assert again.returncode == 0, again.stderr
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["identity"]["prompts_per_round"] == 2
+    # A value given anew is still compared, and refused when it differs.
+    other = run_cli(*bootstrap_args(teacher, out, "--mode", "alpaca", "--target", "30",
+                                     "--prompts-per-round", "16"))  # fmt: skip
+    assert other.returncode != 0 and "prompts_per_round" in other.stderr
