@@ -82,7 +82,7 @@ ACCEPT_MARGIN = 3.0
 MAX_ACCEPT_AFTER = 2.0
 # The acceptance clock grows the limit up to this before any answer has come back: a
 # queueing server accepts everything, and only its answers show how fast it serves.
-ACCEPT_BURST = 32
+ACCEPT_BURST = 64
 
 
 class ConcurrencyLimit:

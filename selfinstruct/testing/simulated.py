@@ -66,7 +66,7 @@ class QueueingTeacher:
         self._busy = 0
         self._waiting = 0
         self.peak_waiting = 0
-        self.busy_seconds = 0.0  # integral of busy slots over time (service only)
+        self._busy_seconds = 0.0  # integral of busy slots over time (service only)
         self._last_change = time.monotonic()
         self.sojourns: list[Sojourn] = []
 
@@ -76,9 +76,16 @@ class QueueingTeacher:
         with self._cond:
             return self._waiting
 
+    @property
+    def busy_seconds(self) -> float:
+        """Return busy slot-seconds so far: the integral of slots serving over time."""
+        with self._cond:
+            self._account()
+            return self._busy_seconds
+
     def _account(self) -> None:  # caller holds the lock
         now = time.monotonic()
-        self.busy_seconds += self._busy * (now - self._last_change)
+        self._busy_seconds += self._busy * (now - self._last_change)
         self._last_change = now
 
     def __call__(self, request: RecordedRequest) -> Reply:
