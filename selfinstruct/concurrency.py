@@ -68,6 +68,10 @@ NO_RELIEF = 0.9
 RELIEF_AFTER = 2.0  # judged after this many times the recent mean's span of answers
 # Weight of a new sample in the recent mean latency (~10 samples): reacts within a burst.
 RATIO_WEIGHT = 0.1
+# Answer tokens worth the fixed part of a request's latency (prefill, network): a server
+# decoding 50 tokens/s with 0.3 s of overhead has 15; per-token latency then varies ~10%
+# between a 5-token and a 300-token answer instead of 20-fold.
+TOKEN_OVERHEAD = 20
 # Weight of a new sample in the mean that sets the unloaded latency (~50 samples).
 BASE_WEIGHT = 0.02
 # Grow only while this share of the limit is in use: an idle limit proves nothing.
@@ -109,7 +113,12 @@ class ConcurrencyLimit:
         return None
 
     def on_success(
-        self, kind: str, latency: float, in_flight: int, outstanding: int | None = None
+        self,
+        kind: str,
+        latency: float,
+        in_flight: int,
+        outstanding: int | None = None,
+        tokens: int | None = None,
     ) -> None:
         """Learn from a request answered after `latency` s, sent with `in_flight` others out."""
 
@@ -198,21 +207,31 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._limit = min(float(self.maximum), float(ACCEPT_BURST), self._limit + 1.0)
 
     def on_success(
-        self, kind: str, latency: float, in_flight: int, outstanding: int | None = None
+        self,
+        kind: str,
+        latency: float,
+        in_flight: int,
+        outstanding: int | None = None,
+        tokens: int | None = None,
     ) -> None:
         """Grow while there is demand; settle at the knee when latency says it is queueing.
 
         `in_flight` is how many others were out when the request was sent; `outstanding`
-        how many are out now (the demand; default `in_flight`).
+        how many are out now (the demand; default `in_flight`); `tokens` how many the
+        answer has, when known: a server takes longer for a longer answer, which is not a
+        queue, so latency is judged per token (plus TOKEN_OVERHEAD for the fixed part).
         """
         self.answered += 1
         if self._round_trip is None:
             self._round_trip = latency
         self._round_trip += RATIO_WEIGHT * (latency - self._round_trip)
+        sent = self._clock() - latency
+        if tokens is not None:
+            latency = latency * TOKEN_OVERHEAD / (tokens + TOKEN_OVERHEAD)
         stats = self._kinds.get(kind)
         if stats is None:
             self._kinds[kind] = _Kind(latency, latency, latency, in_flight + 1.0, first=[latency])
-        elif self._clock() - latency <= self._settle_until:
+        elif sent <= self._settle_until:
             return  # sent before the last decrease took hold: it queued behind the old limit
         else:
             stats.recent += RATIO_WEIGHT * (latency - stats.recent)
@@ -243,7 +262,7 @@ class AdaptiveLimit(ConcurrencyLimit):
                 knee = min(self._limit, max(served, MIN_QUEUE_FACTOR * self._limit))
                 if self._decrease(knee, BACKOFF):
                     # Requests sent until the queue has drained still wait behind it.
-                    self._settle_until = self._clock() + stats.recent
+                    self._settle_until = self._clock() + (self._round_trip or 0.0)
                     # A cut held back by MIN_QUEUE_FACTOR cannot be judged by its relief.
                     stats.cut_at = ratio if knee == served else 0.0
                     stats.recent = stats.base  # judge afresh

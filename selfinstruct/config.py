@@ -284,14 +284,15 @@ MODE_SAMPLING: dict[str, tuple[float, float, float, int]] = {
 
 # (prompts_per_round, lookahead) per mode. At most prompts_per_round x (lookahead + 1)
 # instruction requests are in flight. An alpaca round is nothing but instruction requests,
-# so 16 x 17 = 272 covers a teacher that takes 256 at once; a self-instruct round adds
-# about five classify and instance requests per prompt, so 4 x 17 rounds keep ~350 out.
-# The price: machine examples join prompts only after that many requests are answered.
+# so 16 x 17 = 272 covers a teacher that takes 256 at once. A self-instruct round's
+# classify and instance requests follow its instructions; with 4 prompts per round, 17
+# rounds kept 150-240 requests out (benchmarks/throughput.py, K=1024), so 8 keep about
+# twice that. The price: machine examples join prompts only that many rounds later.
 MODE_WINDOW: dict[str, tuple[int, int]] = {
-    "self-instruct": (4, 16),
+    "self-instruct": (8, 16),
     "alpaca": (16, 16),
 }
-# Identity settings whose default changed (0.x: alpaca ran 4 prompts per round): a run
+# Identity settings whose default changed (both modes ran 4 prompts per round): a run
 # directory started with the old default resumes with it unless the user sets it anew.
 STORED_DEFAULTS = ("prompts_per_round", "lookahead")
 
@@ -330,7 +331,7 @@ class RunConfig(_Strict):
         default=None,
         ge=1,
         le=1024,
-        description="Requests per round; default 4 (self-instruct) or 16 (alpaca).",
+        description="Requests per round; default 8 (self-instruct) or 16 (alpaca).",
     )
     lookahead: int | None = Field(
         default=None,

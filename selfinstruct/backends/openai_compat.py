@@ -453,7 +453,8 @@ class OpenAICompatBackend(Backend):
                 timer.cancel()
         self._answered(endpoint)
         outstanding = sum(e.outstanding for e in self._endpoints)
-        self.limit.on_success(request.stage, self._clock() - sent_at, in_flight, outstanding)
+        latency, tokens = self._clock() - sent_at, completion.usage.completion_tokens
+        self.limit.on_success(request.stage, latency, in_flight, outstanding, tokens or None)
         self._save_limits()
         return completion
 
