@@ -409,7 +409,13 @@ class RatePacer:
                 rate = missing / min(reset, MAX_RATE_WAIT)
             else:
                 rate = limit / RATE_WINDOW
-            self._allowances[resource] = _Allowance(limit, float(remaining - out), now, rate)
+            level = float(remaining - out)
+            if (known := self._allowances.get(resource)) is not None:
+                # Answers overtake each other: an older answer states more than remains now,
+                # and the requests admitted after it may be done (no longer out). Never
+                # believe more than what the known picture has refilled to since.
+                level = min(level, known.available(now))
+            self._allowances[resource] = _Allowance(limit, level, now, rate)
         after = parse_duration(headers.get("retry-after") or "")
         if after is not None:
             self._hold_until = max(self._hold_until, now + min(after, MAX_RATE_WAIT))
