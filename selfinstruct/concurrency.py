@@ -267,6 +267,8 @@ class AdaptiveLimit(ConcurrencyLimit):
                     stats.cut_at = ratio if knee == served else 0.0
                     stats.recent = stats.base  # judge afresh
                 return
+            if latency > QUEUE_TOLERANCE * stats.base:
+                return  # a queued answer is no evidence that the server takes more
         if (in_flight if outstanding is None else outstanding) + 1 < DEMAND_SHARE * self._limit:
             return
         # +g per answer multiplies the limit by 1 + g each round trip; +g/limit adds g per

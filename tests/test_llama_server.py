@@ -34,7 +34,7 @@ for _module in ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pyd
         pytest.skip(f"needs llama-cpp-python[server] ({_module})", allow_module_level=True)
 
 START_DEADLINE = 120.0  # seconds for the server to load the model and listen
-REQUESTS = 12
+REQUESTS = 30
 PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=4)
 
 
