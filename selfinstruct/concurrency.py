@@ -274,10 +274,16 @@ class AdaptiveLimit(ConcurrencyLimit):
         # +g per answer multiplies the limit by 1 + g each round trip; +g/limit adds g per
         # round trip: half the way back to the last maximum, and at least one request.
         if self.slow_start:
-            step = STARTUP_GAIN - 1.0
-        else:
-            gap = self._before_decrease - self._limit
-            step = max(1.0, RECOVERY * gap) / self._limit
+            # An unqueued answer proves the load it was sent under, not more: STARTUP_GAIN
+            # times that at most. Short answers (self-instruct's classifications) come back
+            # many times per round trip of the long ones and would otherwise multiply the
+            # limit far past what any answer has shown the server to take.
+            proven = STARTUP_GAIN * (in_flight + 1.0)
+            if self._limit < proven:
+                self._limit = min(float(self.maximum), proven, self._limit + STARTUP_GAIN - 1.0)
+            return
+        gap = self._before_decrease - self._limit
+        step = max(1.0, RECOVERY * gap) / self._limit
         self._limit = min(float(self.maximum), self._limit + step)
 
     def on_overload(self, sent_at: float, in_flight: int, latency: float = 0.0) -> None:
