@@ -272,8 +272,13 @@ class OpenAICompatBackend(Backend):
             return
         from selfinstruct.store import atomic_write
 
-        atomic_write(self._limits_path, json.dumps(data).encode() + b"\n")
         self._saved, self._saved_at = data, self._clock()
+        try:
+            atomic_write(self._limits_path, json.dumps(data).encode() + b"\n")
+        except OSError as exc:
+            # Operational state only: without it a resumed run probes again. The run's own
+            # writes meet the same full disk and stop it with the one message that matters.
+            log.debug("could not keep the learned limit in %s: %s", self._limits_path, exc)
 
     async def preflight(self) -> None:
         """List models once so a wrong URL or key fails in seconds, not after retries.
@@ -302,8 +307,13 @@ class OpenAICompatBackend(Backend):
 
     async def aclose(self) -> None:
         """Keep what the limit learned, and close every endpoint's connection pool."""
-        if isinstance(self.limit, AdaptiveLimit) and self.limit.answered:
-            self._save_limits(force=True)
+        try:
+            if isinstance(self.limit, AdaptiveLimit) and self.limit.answered:
+                self._save_limits(force=True)
+        finally:
+            await self._close_clients()
+
+    async def _close_clients(self) -> None:
         for endpoint in self._endpoints:
             await endpoint.client.close()
 
