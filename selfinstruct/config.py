@@ -286,13 +286,14 @@ MODE_SAMPLING: dict[str, tuple[float, float, float, int]] = {
 # instruction requests are in flight. An alpaca round is nothing but instruction requests,
 # so 16 x 17 = 272 covers a teacher that takes 256 at once. A self-instruct round's
 # classify and instance requests follow its instructions; with 4 prompts per round, 17
-# rounds kept 150-240 requests out (benchmarks/throughput.py, K=1024), so 8 keep about
-# twice that. The price: machine examples join prompts only that many rounds later.
+# rounds kept 150-240 requests out (benchmarks/throughput.py, K=1024; 8 kept up to ~400,
+# but doubled the first round's work for the one-at-a-time local teacher). The price of
+# more: machine examples join prompts only that many requests later.
 MODE_WINDOW: dict[str, tuple[int, int]] = {
-    "self-instruct": (8, 16),
+    "self-instruct": (4, 16),
     "alpaca": (16, 16),
 }
-# Identity settings whose default changed (both modes ran 4 prompts per round): a run
+# Identity settings whose default changed (alpaca ran 4 prompts per round): a run
 # directory started with the old default resumes with it unless the user sets it anew.
 STORED_DEFAULTS = ("prompts_per_round", "lookahead")
 
@@ -331,7 +332,7 @@ class RunConfig(_Strict):
         default=None,
         ge=1,
         le=1024,
-        description="Requests per round; default 8 (self-instruct) or 16 (alpaca).",
+        description="Requests per round; default 4 (self-instruct) or 16 (alpaca).",
     )
     lookahead: int | None = Field(
         default=None,
