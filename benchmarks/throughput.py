@@ -2,20 +2,29 @@
 
 Each simulated teacher is the project's loopback server with the synthetic teacher behind
 it: deterministic tasks with a tunable share of near duplicates and blacklisted words,
-latency = a fixed part + completion tokens / decode rate, and a capacity of K requests
-at once (429 beyond it). The real CLI runs in a subprocess to the target, so its CPU time
-and peak memory are the tool's alone.
+latency = a fixed part + completion tokens / decode rate. Three kinds of teacher
+(selfinstruct/testing/simulated.py):
 
-Prints: time to N, requests, teacher utilisation (mean busy slots / K over the run),
-client CPU seconds per accepted task, and peak memory (max RSS of the bootstrap process).
+- refusing:     K requests at once, an instant 429 beyond (a gateway in front of a pool);
+- queueing:     K slots and a FIFO queue, never a refusal (`vllm serve`, llama.cpp);
+- rate-limited: requests and tokens per minute in OpenAI's x-ratelimit-* headers, 429 and
+                Retry-After when spent.
 
-    python benchmarks/throughput.py --capacity 64 --target 6000
-    python benchmarks/throughput.py --capacity 256 --target 16000 --prompts-per-round 16
-    python benchmarks/throughput.py --servers 4 --capacity 64 --target 16000 --prompts-per-round 16
-    python benchmarks/throughput.py --instant --target 52000 --capacity 1024
+The real CLI runs in a subprocess to the target with default settings, so its CPU time
+and peak memory are the tool's alone; the simulated servers run in this process.
 
-The defaults keep about 150 requests in flight (17 rounds of 4 prompts and their follow-ups),
-so a teacher that takes 256 needs more prompts per round to be kept busy.
+Prints: time to N and to the first 100 tasks, requests, teacher utilisation (busy-slot
+seconds / (K x wall), start-up included), busy slots by tenth of the run, the limit the
+run ended with, client and server CPU seconds (and, under 90% utilisation, which of them
+limits the run), peak memory, rejections.
+
+    python benchmarks/throughput.py --mode alpaca --capacity 64 --target 1000
+    python benchmarks/throughput.py --capacity 256 --target 5000 --teacher queueing
+    python benchmarks/throughput.py --teacher rate-limited --rpm 3000 --tpm 2000000
+    python benchmarks/throughput.py --capacity 1024 --target 52000 --save
+
+--save also writes the output to benchmarks/results/throughput-<commit>-<options>.txt,
+after the command line, the commit and the load average (how busy the machine was).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -33,45 +43,80 @@ from pathlib import Path
 from evidence import add_save_option, saved_output
 
 from selfinstruct.testing.server import OpenAITestServer
+from selfinstruct.testing.simulated import QueueingTeacher, RateLimitedTeacher, refusing_server
 from selfinstruct.testing.teacher import SyntheticTeacher
+
+GOAL = 0.90  # the issue's utilisation goal
+FIRST = 100  # "time to the first 100 tasks"
 
 
 def main() -> None:
-    """Start the teachers, run the bootstrap to the target, print the figures."""
+    """Parse the options, run the measurement, print (and with --save keep) the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", type=int, default=3000, help="tasks to reach (N)")
+    parser.add_argument("--target", type=int, default=1000, help="tasks to reach (N)")
     parser.add_argument("--capacity", type=int, default=64, help="K: requests each teacher serves")
     parser.add_argument("--servers", type=int, default=1, help="simulated teachers (endpoints)")
+    parser.add_argument(
+        "--teacher", choices=("refusing", "queueing", "rate-limited"), default="refusing"
+    )
+    parser.add_argument("--rpm", type=int, default=3000, help="rate-limited: requests per minute")
+    parser.add_argument("--tpm", type=int, default=2_000_000, help="rate-limited: tokens per min")
     parser.add_argument("--latency", type=float, default=0.3, help="fixed seconds per request")
     parser.add_argument("--decode-rate", type=float, default=50.0, help="tokens per second")
     parser.add_argument("--instant", action="store_true", help="no latency at all")
     parser.add_argument("--near-duplicate-rate", type=float, default=0.10)
     parser.add_argument("--blacklist-rate", type=float, default=0.04)
-    parser.add_argument("--mode", default="self-instruct")
+    parser.add_argument("--mode", default="self-instruct", choices=("self-instruct", "alpaca"))
     parser.add_argument("--concurrency", default="auto", help="auto (default) or a number")
     parser.add_argument("--prompts-per-round", type=int, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directory here")
     add_save_option(parser)
     args = parser.parse_args()
 
+    measure(args)
+
+
+def _lines(path: Path) -> int:
+    try:
+        with path.open("rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return 0
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Start the teachers, run the bootstrap to the target, print the figures."""
     latency, rate = (0.0, 0.0) if args.instant else (args.latency, args.decode_rate)
-    teacher = SyntheticTeacher(
+    synthetic = SyntheticTeacher(
         latency=latency,
         tokens_per_second=rate,
         near_duplicate_rate=args.near_duplicate_rate,
         blacklist_rate=args.blacklist_rate,
     )
+    queues: list[QueueingTeacher] = []
+    limiters: list[RateLimitedTeacher] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         out = args.keep or tmp / "run"
-        servers = [
-            stack.enter_context(OpenAITestServer(teacher, capacity=args.capacity, history=0))
-            for _ in range(args.servers)
-        ]
+        servers = []
+        for _ in range(args.servers):
+            if args.teacher == "refusing":
+                server = refusing_server(synthetic, args.capacity)
+            elif args.teacher == "queueing":
+                queue = QueueingTeacher(synthetic, args.capacity)
+                queues.append(queue)
+                server = OpenAITestServer(queue, history=0)
+            else:
+                limiter = RateLimitedTeacher(synthetic, requests=args.rpm, tokens=args.tpm)
+                limiters.append(limiter)
+                server = OpenAITestServer(limiter, history=0)
+            servers.append(stack.enter_context(server))
+        for queue in queues:  # closed before the servers stop, so their threads end at once
+            stack.callback(queue.close)
         command = [
             sys.executable, "-m", "selfinstruct", "bootstrap", "--mode", args.mode,
             "--model", "synthetic", "--out", str(out), "--target", str(args.target),
-            "--concurrency", args.concurrency, "--quiet",
+            "--concurrency", args.concurrency,
         ]  # fmt: skip
         for server in servers:
             command += ["--base-url", server.base_url]
@@ -79,48 +124,103 @@ def main() -> None:
             command += ["--prompts-per-round", str(args.prompts_per_round)]
         env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
         before = [s.stats() for s in servers]
+        busy_before = [q.busy_seconds for q in queues]
+        server_cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.monotonic()
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        log = (tmp / "stderr.txt").open("wb")
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log)
         samples: list[int] = []  # requests in flight on all teachers, every 0.25 s
+        first_at: float | None = None
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             samples.append(sum(s.in_flight for s in servers))
+            if first_at is None and _lines(out / "pool.jsonl") >= FIRST:
+                first_at = time.monotonic() - start
             time.sleep(0.25)
         wall = time.monotonic() - start
+        server_cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         after = [s.stats() for s in servers]
-        assert proc.stdout is not None and proc.stderr is not None
-        stdout, stderr = proc.stdout.read().decode(), proc.stderr.read().decode()
+        busy_after = [q.busy_seconds for q in queues]
+        log.close()
+        assert proc.stdout is not None
+        stdout = proc.stdout.read().decode()
+        stderr = (tmp / "stderr.txt").read_text(errors="replace")
         if os.waitstatus_to_exitcode(status) != 0:
             sys.exit(f"bootstrap failed:\n{stdout}{stderr}")
         state = json.loads((out / "state.json").read_text())
+        limits_path = out / "limits.json"
+        limits = json.loads(limits_path.read_text()) if limits_path.exists() else {}
+        if first_at is None and state["accepted"] >= FIRST:
+            first_at = wall  # reached between the last sample and the end
 
     accepted = state["accepted"]
     answered = sum(a.answered - b.answered for a, b in zip(after, before, strict=True))
     refused = sum(
         a.rejected_over_capacity - b.rejected_over_capacity
         for a, b in zip(after, before, strict=True)
-    )
-    busy = sum(a.busy_seconds - b.busy_seconds for a, b in zip(after, before, strict=True))
+    ) + sum(limiter.refused for limiter in limiters)
+    if queues:  # service time only: a queued request does not occupy a slot
+        busy = sum(a - b for a, b in zip(busy_after, busy_before, strict=True))
+    else:
+        busy = sum(a.busy_seconds - b.busy_seconds for a, b in zip(after, before, strict=True))
     slots = args.capacity * args.servers
-    cpu = usage.ru_utime + usage.ru_stime
+    client_cpu = usage.ru_utime + usage.ru_stime
+    server_cpu = (server_cpu_after.ru_utime - server_cpu_before.ru_utime) + (
+        server_cpu_after.ru_stime - server_cpu_before.ru_stime
+    )
     teacher_desc = "instant" if args.instant else f"{latency}s + tokens/{rate:g} per s"
+    kind = args.teacher
+    if kind == "rate-limited":
+        kind += f" ({args.rpm} requests, {args.tpm} tokens per minute)"
     print(
-        f"mode {args.mode}; {args.servers} teacher(s), K={args.capacity} each; "
+        f"mode {args.mode}; {args.servers} {kind} teacher(s), K={args.capacity} each; "
         f"latency {teacher_desc}; concurrency {args.concurrency}"
     )
     print(f"bootstrap: {stdout.strip()}")
     print(f"time to {args.target}: {wall:.1f} s ({accepted} tasks accepted)")
-    print(f"requests: {answered} answered, {refused} refused over capacity (429)")
-    mean_busy = busy / wall
-    print(f"teacher utilisation: {mean_busy / slots:.1%} (mean busy slots {mean_busy:.1f}/{slots})")
+    print(
+        f"time to the first {FIRST} tasks: "
+        + (f"{first_at:.1f} s" if first_at is not None else "not reached")
+    )
+    print(f"requests: {answered} answered, {refused} refused (429)")
+    if args.teacher == "rate-limited":
+        allowed = args.rpm * args.servers * wall / 60.0
+        utilisation = answered / allowed if allowed else 0.0
+        print(f"rate-limit utilisation: {utilisation:.1%} of {args.rpm} requests per minute")
+        lowest = min((limiter.lowest_remaining for limiter in limiters), default=(0, 0))
+        print(f"lowest remaining: {lowest[0]:.0f} requests, {lowest[1]:.0f} tokens")
+    else:
+        utilisation = busy / (slots * wall) if wall > 0 else 0.0
+        print(
+            f"teacher utilisation: {utilisation:.1%} "
+            f"(busy-slot seconds {busy:.0f} / (K {slots} x wall {wall:.1f} s))"
+        )
+    if queues:
+        sojourns = [s for q in queues for s in q.sojourns]
+        service = sorted(s.service for s in sojourns)
+        total = sorted(s.wait + s.service for s in sojourns)
+        if total:
+            p50, unloaded = total[len(total) // 2], service[len(service) // 2]
+            peak = max(q.peak_waiting for q in queues)
+            print(f"latency p50: {p50:.2f} s against {unloaded:.2f} s unloaded; peak queue {peak}")
     tenths = [samples[len(samples) * i // 10 : len(samples) * (i + 1) // 10] for i in range(10)]
     print(
         "busy slots by tenth of the run: "
         + " ".join(f"{sum(t) / len(t):.0f}" if t else "-" for t in tenths)
     )
-    print(f"client CPU: {cpu:.1f} s, {cpu / accepted * 1000:.2f} ms per accepted task")
+    if limits:
+        print(f"learned limit: {limits.get('limit')} (ceiling {limits.get('ceiling')})")
+    progress = [line for line in stderr.splitlines() if " tasks | " in line]
+    flagged = sum("limited by the lookahead window" in line for line in progress)
+    window = flagged * 2 > len(progress)  # most progress lines said so
+    print(f"progress lines naming the lookahead window: {flagged} of {len(progress)}")
+    print(f"client CPU: {client_cpu:.1f} s ({client_cpu / wall:.0%} of a core), "
+          f"{client_cpu / max(accepted, 1) * 1000:.2f} ms per accepted task")  # fmt: skip
+    print(f"simulated server CPU: {server_cpu:.1f} s ({server_cpu / wall:.0%} of a core)")
+    if utilisation < GOAL:
+        print("under 90%: " + _limited_by(client_cpu / wall, server_cpu / wall, window))
     print(f"peak memory (bootstrap process RSS): {usage.ru_maxrss / 1024:.0f} MiB")
     rejected = state["rejections"]
     print(
@@ -129,6 +229,25 @@ def main() -> None:
     )
     for stage, figures in sorted(state["usage"].items()):
         print(f"  {stage:<14}{figures['requests']:>8} requests")
+
+
+def _limited_by(client: float, server: float, window: bool) -> str:
+    """Name what holds the run back, from each process's share of a core and the window."""
+    cores = os.cpu_count() or 1
+    # The client is one asyncio thread; the simulated server is Python threads under one
+    # GIL: either saturates at about one core, and both together at the machine's cores.
+    if client >= 0.85:
+        return f"the client's CPU (its one event-loop thread at {client:.0%} of a core)"
+    if server >= 0.85:
+        return f"the simulated server's CPU (one GIL at {server:.0%} of a core)"
+    if client + server >= 0.85 * cores:
+        return f"the machine's {cores} cores (client {client:.0%} + server {server:.0%})"
+    if window:
+        return "the lookahead window (the progress line said so): raise --prompts-per-round"
+    return (
+        f"neither CPU (client {client:.0%}, server {server:.0%} of a core): start-up, the "
+        "round structure or the limiter"
+    )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class _ProgressLine:
         line = (
             f"{p.accepted}/{p.target} tasks | {rate * 60:.1f}/min | ETA {eta} | "
             f"round {p.rounds} | rejected {rejected}" + (f" ({top})" if top else "")
-        )
+        ) + (" | limited by the lookahead window: raise --prompts-per-round" * p.window_limited)
         if self._tty:
             sys.stderr.write("\r\033[K" + line + ("\n" if final else ""))
         elif line != self._shown:  # a log file needs the final line only once

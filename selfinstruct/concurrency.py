@@ -1,18 +1,31 @@
-"""How many teacher requests to keep in flight: a fixed number, or one found by probing.
+"""How many teacher requests to keep in flight, and when a rate-limited API takes the next.
 
-:class:`AdaptiveLimit` finds a server's capacity the way TCP finds a link's: it starts
-small, doubles each round trip while the server keeps up ("slow start"), and after the
-first sign of overload grows by one request per round trip ("congestion avoidance").
-After a decrease it first closes half the gap to where refusals began each round trip
-(TCP CUBIC's fast return to the last maximum), so the limit spends its time near the
-capacity rather than climbing back to it one request at a time.
-Overload is an HTTP 429, or latency far above what the same kind of request took
-before (a batching server such as vLLM slows down before it refuses). On overload the
-limit drops to a fraction of what was in flight when the refused request was sent, at
-most once per round trip, and by one more for each further refusal of the same burst.
+:class:`AdaptiveLimit` finds a server's capacity from what the server says, not by waiting
+for answers to double the limit:
 
-The limits are plain objects fed with events, so their behaviour is a table of cases
-in the tests; the clock is passed in for the same reason.
+- A server that refuses at once beyond its capacity (HTTP 429 within milliseconds) is
+  probed by an *acceptance clock*: a request still unanswered and unrefused ACCEPT_AFTER
+  after it was sent was taken, and each one taken adds one request to the limit, up to
+  ACCEPT_BURST before the first answer. The first refusal then marks the capacity: the
+  limit drops just below what was in flight when the refused request was sent, and
+  refusals of requests sent above the new limit (the same overshoot) are not counted again.
+- After the first answers, start-up multiplies the limit by STARTUP_GAIN per round trip
+  (16, 64, 256, 1024: two round trips of the first answer reach a thousand) while answers
+  come back as fast as unloaded ones.
+- A queueing server (``vllm serve``, llama.cpp's server) never refuses; its latency grows
+  with its queue. Each kind of request keeps its unloaded latency; when recent answers take
+  QUEUE_TOLERANCE times that, the server serves only in_flight / ratio requests at once
+  (Little's law: in flight = throughput x latency), so the limit goes there: the knee where
+  more requests stop adding throughput, as TCP Vegas and Netflix's Gradient2 limiter do.
+- After a decrease the limit closes half the gap to where trouble began each round trip
+  (TCP CUBIC's fast return to the last maximum), then grows one request per round trip.
+
+:class:`RatePacer` honours an API's requests- and tokens-per-minute limits as OpenAI
+states them in ``x-ratelimit-*`` headers and ``Retry-After``: it holds each send until
+what the server says remains covers it, so the remaining count never goes below zero.
+
+The limits are plain objects fed with events, so their behaviour is a table of cases in
+the tests; the clock is passed in for the same reason.
 """
 
 from __future__ import annotations
@@ -20,26 +33,60 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 # Multiplicative decrease on a 429. TCP Reno halves; a server that says where its capacity
 # is (429 beyond K requests) needs far less, and a small step keeps the average close to
 # the capacity (the sawtooth averages ~ (1 + BACKOFF) / 2 of it).
 BACKOFF = 0.95
-# Rising latency is a vaguer signal (it may be the requests, not the load): step further.
-LATENCY_BACKOFF = 0.8
-# Latency this many times the running mean for the same kind of request means queueing.
-LATENCY_TOLERANCE = 2.0
-# Weight of a new sample in the running mean latency of a request kind (~50 samples).
-LATENCY_WEIGHT = 0.02
-# Weight of a new sample in the recent latency ratio (~10 samples): reacts within a burst.
+# Growth per round trip in start-up, while answers are as fast as unloaded ones. TCP's
+# slow start doubles; four reaches 1,024 from 16 in three round trips, and a queueing
+# server's latency shows the overshoot (at most this factor) within one more.
+STARTUP_GAIN = 4
+# A queueing server's latency this many times the unloaded one means a queue: the issue
+# asks for p50 latency within 1.5x of unloaded; the limit settles below it.
+QUEUE_TOLERANCE = 1.4
+# A decrease for queueing keeps at least this share of the limit: one noisy burst of slow
+# answers must not empty the pipeline.
+MIN_QUEUE_FACTOR = 0.5
+# The unloaded latency of a request kind is the lowest its mean over ~50 answers has been
+# (TCP Vegas's BaseRTT, over enough answers that lucky ones do not set it), drifting
+# up by this weight per round trip (a limit's worth of answers): against the minimum's
+# pull to the luckiest answers. A queue grows 1/K per round trip when the limit probes one
+# request above a server of K slots; at 1,024 slots that is 0.1%, so the drift must stay
+# below it or it would follow the queue. A server slower for other reasons than load is
+# caught by NO_RELIEF instead.
+DRIFT_WEIGHT = 0.0005
+# When a round trip after a cut for queueing is still this close to as slow, the latency
+# was not the load's doing (longer answers, a slower model): take it as the new unloaded
+# latency instead of cutting again and again.
+NO_RELIEF = 0.9
+RELIEF_AFTER = 2.0  # judged after this many times the recent mean's span of answers
+# Weight of a new sample in the recent mean latency (~10 samples): reacts within a burst.
 RATIO_WEIGHT = 0.1
+# Answer tokens worth the fixed part of a request's latency (prefill, network): a server
+# decoding 50 tokens/s with 0.3 s of overhead has 15; per-token latency then varies ~10%
+# between a 5-token and a 300-token answer instead of 20-fold.
+TOKEN_OVERHEAD = 20
+# Weight of a new sample in the mean that sets the unloaded latency (~50 samples).
+BASE_WEIGHT = 0.02
 # Grow only while this share of the limit is in use: an idle limit proves nothing.
 DEMAND_SHARE = 0.5
 # After a decrease, the share of the gap to the limit before it closed per round trip.
 RECOVERY = 0.5
+# Seconds after which an unrefused request counts as taken (a loopback 429 comes within
+# milliseconds, OpenAI's within ~0.1 s); once refusals are seen, this many times the
+# slowest of them, within [ACCEPT_AFTER, MAX_ACCEPT_AFTER].
+ACCEPT_AFTER = 0.25
+ACCEPT_MARGIN = 3.0
+MAX_ACCEPT_AFTER = 2.0
+# The acceptance clock grows the limit up to this before any answer has come back: a
+# queueing server accepts everything, and only its answers show how fast it serves.
+ACCEPT_BURST = 64
 
 
 class ConcurrencyLimit:
@@ -60,11 +107,33 @@ class ConcurrencyLimit:
         """Say whether the limit moves with the server's answers."""
         return False
 
-    def on_success(self, kind: str, latency: float, in_flight: int) -> None:
-        """Learn from a request answered after `latency` s with `in_flight` others out."""
+    @property
+    def accept_after(self) -> float | None:
+        """Return seconds after which an unrefused request counts as taken; None: not asked."""
+        return None
 
-    def on_overload(self, sent_at: float, in_flight: int) -> None:
-        """Learn from a request refused for overload (HTTP 429) that was sent at `sent_at`."""
+    def on_success(
+        self,
+        kind: str,
+        latency: float,
+        in_flight: int,
+        outstanding: int | None = None,
+        tokens: int | None = None,
+    ) -> None:
+        """Learn from a request answered after `latency` s, sent with `in_flight` others out."""
+
+    def on_overload(self, sent_at: float, in_flight: int, latency: float = 0.0) -> None:
+        """Learn from a refusal (HTTP 429) of a request sent at `sent_at` as the `in_flight`th."""
+
+    def on_accepted(self, in_flight: int) -> None:
+        """Learn that a request was taken: unrefused ACCEPT_AFTER after it was sent."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the learned state worth keeping for the next session (none)."""
+        return {}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Start from a state a previous session learned (nothing to restore)."""
 
     def describe(self) -> str:
         """Say in a few words how the limit is chosen."""
@@ -73,16 +142,26 @@ class ConcurrencyLimit:
 
 @dataclass
 class _Kind:
-    mean: float  # running mean latency of this kind of request
-    ratio: float = 1.0  # recent latency / mean
+    base: float  # unloaded latency of this kind of request
+    recent: float  # recent mean latency
+    slow: float  # mean latency over more answers, which sets the unloaded one
+    flight: float  # recent mean of how many were in flight when these requests were sent
+    cut_at: float = 0.0  # the ratio that made the last cut for queueing (0: none pending)
+    seen: int = 1  # answers so far
+    first: list[float] = field(default_factory=list)  # the first answers' latencies
+    since_cut: int = 0  # answers sent after the last cut for queueing took hold
+
+    @property
+    def ratio(self) -> float:
+        return self.recent / self.base if self.base > 0 else 1.0
 
 
 class AdaptiveLimit(ConcurrencyLimit):
-    """Probe for the server's capacity: slow start, then additive increase, backing off."""
+    """Find the server's capacity from refusals, acceptances and latency; then hold it."""
 
     def __init__(
         self,
-        initial: int = 8,
+        initial: int = 16,
         maximum: int = 1024,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -93,55 +172,135 @@ class AdaptiveLimit(ConcurrencyLimit):
         self.maximum = maximum
         self.slow_start = True
         self.decreases = 0
+        self.answered = 0
         self._clock = clock
         self._kinds: dict[str, _Kind] = {}
         self._last_decrease = float("-inf")
+        self._settle_until = float("-inf")  # answers to requests sent before this are old news
         self._round_trip: float | None = None  # seconds, from the answers
         self._before_decrease = 0.0  # where the last decrease came down from
+        self._refusal_latency = 0.0  # the slowest 429 seen
 
     @property
     def adaptive(self) -> bool:
         """Say that this limit moves with the server's answers."""
         return True
 
-    def on_success(self, kind: str, latency: float, in_flight: int) -> None:
-        """Grow while there is demand; back off when latency says the server is queueing."""
+    @property
+    def ceiling(self) -> int:
+        """Return where trouble began last (0 before any): the level a decrease returns to."""
+        return int(self._before_decrease)
+
+    @property
+    def accept_after(self) -> float | None:
+        """Return the acceptance clock's delay while it may still grow the limit, else None."""
+        if not self.slow_start or self.answered or self._limit >= ACCEPT_BURST:
+            return None
+        if self._refusal_latency:
+            return min(MAX_ACCEPT_AFTER, max(ACCEPT_AFTER, ACCEPT_MARGIN * self._refusal_latency))
+        return ACCEPT_AFTER
+
+    def on_accepted(self, in_flight: int) -> None:
+        """Add one request per request taken, before the first answer, up to ACCEPT_BURST."""
+        if self.accept_after is None or in_flight < DEMAND_SHARE * self._limit:
+            return
+        self._limit = min(float(self.maximum), float(ACCEPT_BURST), self._limit + 1.0)
+
+    def on_success(
+        self,
+        kind: str,
+        latency: float,
+        in_flight: int,
+        outstanding: int | None = None,
+        tokens: int | None = None,
+    ) -> None:
+        """Grow while there is demand; settle at the knee when latency says it is queueing.
+
+        `in_flight` is how many others were out when the request was sent; `outstanding`
+        how many are out now (the demand; default `in_flight`); `tokens` how many the
+        answer has, when known: a server takes longer for a longer answer, which is not a
+        queue, so latency is judged per token (plus TOKEN_OVERHEAD for the fixed part).
+        """
+        self.answered += 1
         if self._round_trip is None:
             self._round_trip = latency
         self._round_trip += RATIO_WEIGHT * (latency - self._round_trip)
+        sent = self._clock() - latency
+        if tokens is not None:
+            latency = latency * TOKEN_OVERHEAD / (tokens + TOKEN_OVERHEAD)
         stats = self._kinds.get(kind)
         if stats is None:
-            self._kinds[kind] = _Kind(mean=latency)
+            self._kinds[kind] = _Kind(latency, latency, latency, in_flight + 1.0, first=[latency])
+        elif sent <= self._settle_until:
+            return  # sent before the last decrease took hold: it queued behind the old limit
         else:
-            ratio = latency / stats.mean if stats.mean > 0 else 1.0
-            stats.ratio += RATIO_WEIGHT * (ratio - stats.ratio)
-            stats.mean += LATENCY_WEIGHT * (latency - stats.mean)
-            if stats.ratio > LATENCY_TOLERANCE:
-                stats.ratio = 1.0  # judge the next round trip afresh
-                self._decrease(self._limit, LATENCY_BACKOFF)
+            stats.recent += RATIO_WEIGHT * (latency - stats.recent)
+            stats.slow += BASE_WEIGHT * (latency - stats.slow)
+            stats.seen += 1
+            if stats.seen * BASE_WEIGHT < 1.0:
+                # Too few answers for a mean: the lower quartile so far. A server with fewer
+                # slots than the first burst answers the unqueued ones first; the quartile,
+                # unlike the minimum, is not set by one lucky answer.
+                stats.first.append(latency)
+                stats.base = sorted(stats.first)[len(stats.first) // 4]
+            else:
+                stats.base += DRIFT_WEIGHT / max(self._limit, 1.0) * (latency - stats.base)
+                stats.base = min(stats.base, stats.slow)
+            stats.flight += RATIO_WEIGHT * (in_flight + 1.0 - stats.flight)
+            if stats.cut_at:
+                stats.since_cut += 1
+                if stats.since_cut * RATIO_WEIGHT >= RELIEF_AFTER:  # the recent mean is new
+                    if stats.ratio >= NO_RELIEF * stats.cut_at:
+                        stats.base = stats.recent  # the cut did not help: not a queue
+                    stats.cut_at, stats.since_cut = 0.0, 0
+            if stats.ratio > QUEUE_TOLERANCE:
+                # Little's law: sent with `flight` in flight and answered `ratio` times as
+                # slowly as unloaded, the server serves flight / ratio at once and queues the
+                # rest. That knee is the level to return to, not the overshoot above it.
+                ratio = stats.ratio
+                served = stats.flight / ratio
+                knee = min(self._limit, max(served, MIN_QUEUE_FACTOR * self._limit))
+                if self._decrease(knee, BACKOFF):
+                    # Requests sent until the queue has drained still wait behind it.
+                    self._settle_until = self._clock() + (self._round_trip or 0.0)
+                    # A cut held back by MIN_QUEUE_FACTOR cannot be judged by its relief.
+                    stats.cut_at = ratio if knee == served else 0.0
+                    stats.recent = stats.base  # judge afresh
                 return
-        if in_flight + 1 < DEMAND_SHARE * self._limit:
+            if latency > QUEUE_TOLERANCE * stats.base:
+                return  # a queued answer is no evidence that the server takes more
+        if (in_flight if outstanding is None else outstanding) + 1 < DEMAND_SHARE * self._limit:
             return
-        # +1 per answer doubles the limit each round trip; +g/limit adds g per round trip:
-        # half the way back to the last maximum, and at least one request.
+        # +g per answer multiplies the limit by 1 + g each round trip; +g/limit adds g per
+        # round trip: half the way back to the last maximum, and at least one request.
         if self.slow_start:
-            step = 1.0
-        else:
-            gap = self._before_decrease - self._limit
-            step = max(1.0, RECOVERY * gap) / self._limit
+            # An unqueued answer proves the load it was sent under, not more: STARTUP_GAIN
+            # times that at most. Short answers (self-instruct's classifications) come back
+            # many times per round trip of the long ones and would otherwise multiply the
+            # limit far past what any answer has shown the server to take.
+            proven = STARTUP_GAIN * (in_flight + 1.0)
+            if self._limit < proven:
+                self._limit = min(float(self.maximum), proven, self._limit + STARTUP_GAIN - 1.0)
+            return
+        gap = self._before_decrease - self._limit
+        step = max(1.0, RECOVERY * gap) / self._limit
         self._limit = min(float(self.maximum), self._limit + step)
 
-    def on_overload(self, sent_at: float, in_flight: int) -> None:
+    def on_overload(self, sent_at: float, in_flight: int, latency: float = 0.0) -> None:
         """Drop below what was in flight once per round trip; then one per further refusal.
 
-        The first refusal of a burst scales the limit down; each other refusal of the same
-        burst is one more request than the server takes, so it takes one off. A small
-        overshoot near the capacity costs a few requests; a limit far above it (a slow
-        start that overshot) comes down to it within one burst, before retries run out.
+        The first refusal of a burst scales the limit down to just below the in-flight
+        count its request was sent at. A further refusal of the same burst says more only
+        when its request was sent within the new limit: then it takes one off. Requests
+        sent above it are the same overshoot (a start-up that went past the capacity), so
+        a burst of them does not drive the limit to the floor.
         """
-        if sent_at < self._last_decrease or not self._decrease(
+        self._refusal_latency = max(self._refusal_latency, latency)
+        if sent_at <= self._last_decrease or not self._decrease(
             min(self._limit, float(in_flight)), BACKOFF
         ):
+            if in_flight > self._limit:
+                return
             self._limit = max(1.0, self._limit - 1.0)
             # ... and the level to return to is one lower too: where refusals began.
             self._before_decrease = max(1.0, self._before_decrease - 1.0)
@@ -150,16 +309,165 @@ class AdaptiveLimit(ConcurrencyLimit):
         now = self._clock()
         if now - self._last_decrease < (self._round_trip or 0.0):
             return False
-        self._last_decrease = now
+        self._last_decrease = self._settle_until = now
         self.slow_start = False
         self.decreases += 1
         self._before_decrease = base
         self._limit = max(1.0, base * factor)
         return True
 
+    def snapshot(self) -> dict[str, Any]:
+        """Return the limit and the ceiling learned so far (for limits.json)."""
+        return {
+            "limit": self.limit,
+            "ceiling": self.ceiling,
+            "slow_start": self.slow_start,
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Start where a previous session left off: its limit, its ceiling, its phase."""
+        limit, ceiling = data.get("limit"), data.get("ceiling", 0)
+        if not isinstance(limit, int) or not isinstance(ceiling, int) or limit < 1:
+            return  # an unreadable record costs a start-up, nothing more
+        self._limit = float(min(limit, self.maximum))
+        self._before_decrease = float(min(max(ceiling, 0), self.maximum))
+        self.slow_start = bool(data.get("slow_start", False))
+
     def describe(self) -> str:
         """Say that the limit is found by probing, and where it stands."""
         return f"adaptive, now {self.limit} (at most {self.maximum})"
+
+
+# OpenAI's rate-limit headers (platform.openai.com/docs/guides/rate-limits, "Rate limits in
+# headers"): limit-*, remaining-* (permitted before the limit is exhausted) and reset-* (time
+# until the limit is back to its initial state, e.g. "1s", "6m0s", "20ms").
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_RATE_WAIT = 600.0  # seconds; a reset further out is a misreading, not a plan
+RATE_WINDOW = 60.0  # seconds: the limits are per minute (RPM, TPM)
+
+
+def parse_duration(text: str) -> float | None:
+    """Return the seconds in an OpenAI reset value ("6m0s", "20ms", "1.5s", "2"); None if not."""
+    text = text.strip()
+    try:
+        return max(0.0, float(text))  # bare seconds, as Retry-After has them
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _UNIT[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) and pos else None
+
+
+@dataclass
+class _Allowance:
+    limit: int
+    level: float  # what the server said remained at `since`, less what was sent after
+    since: float
+    rate: float  # per second: OpenAI's limits refill continuously, whole again at the reset
+
+    def available(self, now: float) -> float:
+        return min(float(self.limit), self.level + (now - self.since) * self.rate)
+
+
+class RatePacer:
+    """Hold sends so that what an API says remains of its rate limits never goes below zero.
+
+    Each answer (or refusal) carrying ``x-ratelimit-*`` headers resets the picture: what
+    remains, less the requests still out (the server may not have counted them yet), and
+    how fast it refills (the rest of the limit by the stated reset). A send that the
+    picture does not cover waits until it is; a ``Retry-After`` holds every send until it
+    has passed. Without headers it never holds anything.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._allowances: dict[str, _Allowance] = {}  # "requests", "tokens"
+        self._hold_until = 0.0
+        self.waits = 0  # sends held, for the tests and the benchmark
+
+    @property
+    def active(self) -> bool:
+        """Say whether the server has stated any limit (or asked to wait) so far."""
+        return bool(self._allowances) or self._hold_until > 0
+
+    def observe(
+        self,
+        headers: Mapping[str, str],
+        *,
+        out_requests: int = 0,
+        out_tokens: int = 0,
+    ) -> bool:
+        """Read the headers of an answer; `out_*`: what is still out besides it. True if any."""
+        now = self._clock()
+        seen = False
+        for resource, out in (("requests", out_requests), ("tokens", out_tokens)):
+            limit = _int(headers.get(f"x-ratelimit-limit-{resource}"))
+            remaining = _int(headers.get(f"x-ratelimit-remaining-{resource}"))
+            reset = parse_duration(headers.get(f"x-ratelimit-reset-{resource}") or "")
+            if limit is None or remaining is None or limit <= 0:
+                continue  # a server without this limit (or Azure's -1 for none)
+            seen = True
+            missing = max(0, limit - remaining)
+            if reset is not None and reset > 0 and missing:
+                rate = missing / min(reset, MAX_RATE_WAIT)
+            else:
+                rate = limit / RATE_WINDOW
+            level = float(remaining - out)
+            if (known := self._allowances.get(resource)) is not None:
+                # Answers overtake each other: an older answer states more than remains now,
+                # and the requests admitted after it may be done (no longer out). Never
+                # believe more than what the known picture has refilled to since.
+                level = min(level, known.available(now))
+            self._allowances[resource] = _Allowance(limit, level, now, rate)
+        after = parse_duration(headers.get("retry-after") or "")
+        if after is not None:
+            self._hold_until = max(self._hold_until, now + min(after, MAX_RATE_WAIT))
+            seen = True
+        return seen
+
+    def delay(self, tokens: int) -> float:
+        """Return the seconds to wait before a send costing `tokens` (0: send now)."""
+        now = self._clock()
+        wait = self._hold_until - now
+        for resource, cost in (("requests", 1), ("tokens", tokens)):
+            allowance = self._allowances.get(resource)
+            if allowance is None:
+                continue
+            # A request larger than the whole limit can only go once it is whole.
+            short = min(cost, allowance.limit) - allowance.available(now)
+            if short > 0:
+                wait = max(wait, min(short / allowance.rate, MAX_RATE_WAIT))
+        return max(0.0, wait)
+
+    def sent(self, tokens: int) -> None:
+        """Count a send against what remains."""
+        now = self._clock()
+        for resource, cost in (("requests", 1), ("tokens", tokens)):
+            if (allowance := self._allowances.get(resource)) is not None:
+                # Refill up to now first, so a full allowance does not bank past its limit.
+                allowance.level = allowance.available(now) - cost
+                allowance.since = now
+
+    async def wait(self, tokens: int) -> None:
+        """Wait until a send costing `tokens` is covered, then count it."""
+        while (seconds := self.delay(tokens)) > 0:
+            self.waits += 1
+            await asyncio.sleep(seconds)
+        self.sent(tokens)
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
 
 
 class PriorityGate:
@@ -182,6 +490,11 @@ class PriorityGate:
         """Return how many holders are in."""
         return self._in_use
 
+    @property
+    def waiting(self) -> int:
+        """Return how many are waiting for a slot."""
+        return len(self._waiters)
+
     async def acquire(self, key: int = 0) -> None:
         """Wait for a slot; lower keys are served first."""
         if not self._waiters and self._in_use < self._capacity():
@@ -199,6 +512,10 @@ class PriorityGate:
     def release(self) -> None:
         """Give a slot back and let in as many waiters as the capacity now allows."""
         self._in_use -= 1
+        self.poke()
+
+    def poke(self) -> None:
+        """Let in as many waiters as the capacity allows now (call it when it grew)."""
         capacity = self._capacity()
         while self._waiters and self._in_use < capacity:
             _, _, future = heapq.heappop(self._waiters)

@@ -361,6 +361,22 @@ MODE_SAMPLING: dict[str, tuple[float, float, float, int]] = {
 }
 
 
+# (prompts_per_round, lookahead) per mode. At most prompts_per_round x (lookahead + 1)
+# instruction requests are in flight. An alpaca round is nothing but instruction requests,
+# so 16 x 17 = 272 covers a teacher that takes 256 at once. A self-instruct round's
+# classify and instance requests follow its instructions; with 4 prompts per round, 17
+# rounds kept 150-240 requests out (benchmarks/throughput.py, K=1024; 8 kept up to ~400,
+# but doubled the first round's work for the one-at-a-time local teacher). The price of
+# more: machine examples join prompts only that many requests later.
+MODE_WINDOW: dict[str, tuple[int, int]] = {
+    "self-instruct": (4, 16),
+    "alpaca": (16, 16),
+}
+# Identity settings whose default changed (alpaca ran 4 prompts per round): a run
+# directory started with the old default resumes with it unless the user sets it anew.
+STORED_DEFAULTS = ("prompts_per_round", "lookahead")
+
+
 class RunConfig(_Strict):
     """Everything a bootstrap run needs; identity fields must match on resume."""
 
@@ -390,13 +406,19 @@ class RunConfig(_Strict):
     new_per_prompt: int = Field(
         default=8, ge=1, le=64, description="Ask for tasks up to number num_examples + this."
     )
-    prompts_per_round: int = Field(default=4, ge=1, le=1024, description="Requests per round.")
-    lookahead: int = Field(
-        default=16,
+    # None means the mode's default (MODE_WINDOW), resolved when the RunConfig is built.
+    prompts_per_round: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Requests per round; default 4 (self-instruct) or 16 (alpaca).",
+    )
+    lookahead: int | None = Field(
+        default=None,
         ge=0,
         le=4096,
         description="Round r samples machine examples from rounds < r - lookahead, so this "
-        "many rounds can be in flight without making the pool depend on timing.",
+        "many rounds can be in flight without making the pool depend on timing; default 16.",
     )
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
@@ -405,6 +427,15 @@ class RunConfig(_Strict):
     max_instances: int = Field(
         default=5, ge=1, le=100, description="Keep at most this many instances per task."
     )
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """Return (prompts_per_round, lookahead) as resolved for the mode."""
+        per_round, lookahead = MODE_WINDOW[self.mode]
+        return (
+            per_round if self.prompts_per_round is None else self.prompts_per_round,
+            lookahead if self.lookahead is None else self.lookahead,
+        )
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -419,6 +450,12 @@ class RunConfig(_Strict):
             t.presence_penalty = defaults[2]
         if t.max_tokens is None:
             t.max_tokens = defaults[3]
+        # Written to __dict__ so the field stays unset: keep_stored_defaults tells a value
+        # the user chose from the mode's default by model_fields_set.
+        window = dict(zip(STORED_DEFAULTS, MODE_WINDOW[self.mode], strict=True))
+        for key, value in window.items():
+            if getattr(self, key) is None:
+                self.__dict__[key] = value
         filters = self.filters
         for key, value in LANGUAGE_FILTER_DEFAULTS[self.language].items():
             # Only unset fields take the language's default; assigning marks them set.
@@ -520,6 +557,21 @@ def flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
             target = target.setdefault(part, {})
         target[leaf] = value
     return overrides
+
+
+def keep_stored_defaults(config: RunConfig, stored_identity: dict[str, Any] | None) -> None:
+    """Take the stored value of each STORED_DEFAULTS setting the user did not set.
+
+    A run directory started under an older default (alpaca's 4 prompts per round) then
+    resumes as it was started, instead of being refused for an identity the user never
+    chose; a value given in the config file or on the command line is compared as before.
+    """
+    if not stored_identity:
+        return
+    for key in STORED_DEFAULTS:
+        stored = stored_identity.get(key)
+        if key not in config.model_fields_set and isinstance(stored, int) and stored >= 0:
+            config.__dict__[key] = stored
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -106,6 +106,9 @@ class Progress:
     elapsed: float
     requests_sent: int
     requests_replayed: int
+    # The lookahead window, not the teacher, held requests back at the last commit: slots
+    # were free but no round could start (raise --prompts-per-round).
+    window_limited: bool = False
 
 
 class _Prefix(Sequence[Task]):
@@ -248,6 +251,7 @@ class Bootstrap:
         self._stop_event: asyncio.Event | None = None
         # Every task a round spawns, so that none outlives the run (and writes to a closed log).
         self._live: set[asyncio.Task[Any]] = set()
+        self._window_limited = False
         self._accepted_at_start = run.state.accepted
         self._sampling = sampling_version(run.path)
         self._classify_examples, self._instance_examples = self._fixed_examples()
@@ -291,7 +295,7 @@ class Bootstrap:
 
     def _instruction_request(self, round_number: int, slot: int) -> Request:
         cfg = self.config
-        eligible = bisect_left(self._pool_rounds, round_number - cfg.lookahead)
+        eligible = bisect_left(self._pool_rounds, round_number - cfg.window[1])
         examples = choose_examples(
             self.seeds.tasks,
             _Prefix(self.pool, eligible),
@@ -352,8 +356,7 @@ class Bootstrap:
 
     async def _round(self, round_number: int) -> _RoundResult:
         requests = [
-            self._instruction_request(round_number, slot)
-            for slot in range(self.config.prompts_per_round)
+            self._instruction_request(round_number, slot) for slot in range(self.config.window[0])
         ]
         completions = await asyncio.gather(
             *(self._spawn(self._answer(round_number, r)) for r in requests)
@@ -660,6 +663,17 @@ class Bootstrap:
         # 25% headroom: a round short of the target costs a full round-trip of latency.
         return state.accepted + in_flight * per_round * 0.8 < self.config.target
 
+    def _window_full(self, started: int, in_flight: dict[int, Any]) -> bool:
+        """Say whether the lookahead stops new rounds while the teacher has free slots."""
+        gate = self._gate
+        return (
+            gate is not None
+            and started > self.config.window[1]
+            and gate.waiting == 0
+            and gate.in_use < self._slots()
+            and self._want_more_rounds(len(in_flight))
+        )
+
     def _slots(self) -> int:
         """Return how many requests may be in flight now: the backend's and the config's limit."""
         limits = [self.backend.concurrency(), self.config.teacher.concurrency]
@@ -682,6 +696,7 @@ class Bootstrap:
         self._novelty_turn = asyncio.Condition()
         self._gate = PriorityGate(self._slots)
         self._stop_event = asyncio.Event()
+        self.backend.watch_capacity(self._gate.poke)
         self._open_semantic()
         idle_rounds = 0
         next_commit = state.rounds_committed
@@ -694,11 +709,12 @@ class Bootstrap:
             while state.accepted < self.config.target:
                 if self._stopping:
                     raise _Stop
-                while next_start <= next_commit + self.config.lookahead and (
+                while next_start <= next_commit + self.config.window[1] and (
                     not in_flight or self._want_more_rounds(len(in_flight))
                 ):
                     in_flight[next_start] = asyncio.create_task(self._round(next_start))
                     next_start += 1
+                self._window_limited = self._window_full(next_start - next_commit, in_flight)
                 waiting = in_flight[next_commit]
                 while not waiting.done():
                     done, _ = await asyncio.wait(
@@ -841,6 +857,7 @@ class Bootstrap:
             elapsed=time.monotonic() - start,
             requests_sent=self._sent,
             requests_replayed=self._replayed,
+            window_limited=self._window_limited,
         )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from selfinstruct.backends.base import Backend
 from selfinstruct.backends.openai_wire import DEFAULT_BASE_URL
-from selfinstruct.config import RunConfig
+from selfinstruct.config import RunConfig, keep_stored_defaults
 from selfinstruct.costs import Price, batch_usage, config_price, price_usage, usd
 from selfinstruct.engine import Bootstrap
 from selfinstruct.pricing import BATCH_PRICE_FACTOR
@@ -21,7 +21,7 @@ from selfinstruct.prompts import load_prompts
 from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request, Stage
 from selfinstruct.runner import resolve, run_header
 from selfinstruct.seeds import SeedSet, load_seeds
-from selfinstruct.store import CONFIG, RunDir, State, read_state
+from selfinstruct.store import CONFIG, RunDir, State, read_state, stored_identity
 
 # Requests per accepted task, by stage, before any run has been observed. Measured with
 # `python benchmarks/estimate_defaults.py` on the bundled synthetic teacher (a 1,000-task
@@ -186,6 +186,7 @@ def dry_run_report(config: RunConfig, env: Mapping[str, str]) -> str:
     run = RunDir(out)  # never opened: no lock, no write
     state = read_state(out) if exists else None
     if exists:  # refused as a run would be
+        keep_stored_defaults(config, stored_identity(out))  # as a real run does
         run.check_identity(run_header(config, backend_name, seeds, prompt_set))
     if state is not None:
         run.state = state

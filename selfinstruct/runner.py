@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfinstruct.backends import backend_class, build_backend
-from selfinstruct.config import RunConfig
+from selfinstruct.config import RunConfig, keep_stored_defaults
 from selfinstruct.errors import AuthError, ConfigError
 
 if TYPE_CHECKING:
@@ -141,9 +141,10 @@ async def run_bootstrap(
     from selfinstruct.prompts import load_prompts
     from selfinstruct.seeds import load_seeds
     from selfinstruct.semantic import check_installed
-    from selfinstruct.store import RunDir
+    from selfinstruct.store import RunDir, stored_identity
 
     cfg, name = resolve(cfg, env)
+    keep_stored_defaults(cfg, stored_identity(cfg.out))  # a run resumes as it was started
     seed_set = load_seeds(cfg.seeds, language=cfg.language)
     prompt_set = load_prompts(cfg.prompts, language=cfg.language)
     Budget.from_config(cfg)  # --max-cost without a price is refused here, not mid-run

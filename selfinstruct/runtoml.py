@@ -17,7 +17,13 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from selfinstruct.config import LANGUAGE_FILTER_DEFAULTS, MODE_SAMPLING, RunConfig
+from selfinstruct.config import (
+    LANGUAGE_FILTER_DEFAULTS,
+    MODE_SAMPLING,
+    MODE_WINDOW,
+    STORED_DEFAULTS,
+    RunConfig,
+)
 from selfinstruct.store import atomic_write
 
 WIDTH = 92
@@ -93,6 +99,10 @@ def _note(dotted: str) -> str | None:
     if dotted in _MODE_FIELDS:
         i = _MODE_FIELDS.index(dotted)
         by_mode = ", ".join(f"{mode} {values[i]}" for mode, values in MODE_SAMPLING.items())
+        return f"(Follows the mode unless set: {by_mode}.)"
+    if dotted in STORED_DEFAULTS:  # prompts_per_round, lookahead
+        i = STORED_DEFAULTS.index(dotted)
+        by_mode = ", ".join(f"{mode} {values[i]}" for mode, values in MODE_WINDOW.items())
         return f"(Follows the mode unless set: {by_mode}.)"
     head, _, leaf = dotted.partition(".")
     if head == "filters" and leaf in LANGUAGE_FILTER_DEFAULTS["en"]:

@@ -10,6 +10,7 @@ Layout of ``outputs/<run>/``::
     batches.jsonl    with --batch-api only: batches submitted and how they ended
                      (written by backends/batch_api.py)
     lock             held (flock) by the one process writing the run
+    limits.json      the teacher's learned concurrency limit, to resume from (operational)
 
 A round's pool and rejected lines are appended, flushed and fsynced before state.json
 records their byte offsets; on resume the two logs are cut back to those offsets, so a
@@ -44,6 +45,7 @@ RESPONSES = "responses.jsonl"
 STATE = "state.json"
 CONFIG = "config.json"
 LOCK = "lock"
+LIMITS = "limits.json"  # what the concurrency limit learned (operational; openai_compat.py)
 
 
 @contextlib.contextmanager
@@ -262,6 +264,11 @@ def read_header(run: Path) -> dict[str, Any]:
             f"selfinstruct {version}); this version reads format {FORMAT} only"
         )
     return header  # type: ignore[no-any-return]
+
+
+def stored_identity(run: Path) -> dict[str, Any] | None:
+    """Return the identity in config.json, or None when the run has not started yet."""
+    return read_header(run)["identity"] if (run / CONFIG).exists() else None
 
 
 def _check_log(path: Path, data: bytes, size: int, lines: int, next_round: int) -> None:

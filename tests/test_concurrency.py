@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import statistics
 
 import pytest
 
-from selfinstruct.concurrency import BACKOFF, AdaptiveLimit, ConcurrencyLimit, PriorityGate
+from selfinstruct.concurrency import (
+    ACCEPT_BURST,
+    BACKOFF,
+    STARTUP_GAIN,
+    AdaptiveLimit,
+    ConcurrencyLimit,
+    PriorityGate,
+    RatePacer,
+    parse_duration,
+)
 
 
 class Clock:
@@ -28,13 +39,13 @@ def test_fixed_limit_never_moves() -> None:
         ConcurrencyLimit(0)
 
 
-def test_slow_start_doubles_each_round_trip_while_in_use() -> None:
-    limit = AdaptiveLimit(initial=8, maximum=1024, clock=Clock())
-    for expected in (16, 32, 64):
+def test_start_up_multiplies_by_the_gain_each_round_trip_while_in_use() -> None:
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    for expected in (64, 256, 1024):  # two round trips of the first answer reach 256
         for _ in range(limit.limit):  # one round trip: every request in flight answers
             limit.on_success("instances", 0.5, limit.limit - 1)
         assert limit.limit == expected
-    assert limit.slow_start
+    assert limit.slow_start and STARTUP_GAIN == 4
 
 
 def test_no_growth_without_demand() -> None:
@@ -47,6 +58,9 @@ def test_no_growth_without_demand() -> None:
 def test_growth_stops_at_the_maximum() -> None:
     limit = AdaptiveLimit(initial=8, maximum=20, clock=Clock())
     for _ in range(100):
+        limit.on_accepted(limit.limit)
+    assert limit.limit == 20
+    for _ in range(100):
         limit.on_success("instances", 0.5, limit.limit)
     assert limit.limit == 20
 
@@ -57,23 +71,24 @@ def test_429_drops_below_what_was_in_flight_then_climbs_back() -> None:
     limit.on_overload(sent_at=0.0, in_flight=80)
     assert limit.limit == int(80 * BACKOFF) and not limit.slow_start
     before = limit.limit
+    clock.now = 1.0  # answers to requests sent after the decrease
     for _ in range(before + 2):  # about one round trip at the new limit
         limit.on_success("instances", 0.5, limit.limit - 1)
     assert limit.limit == before + 1
 
 
-def test_a_burst_of_429s_scales_down_once_then_one_per_refusal() -> None:
+def test_a_burst_of_429s_scales_down_once_then_one_per_refusal_within_the_limit() -> None:
     clock = Clock()
     limit = AdaptiveLimit(initial=64, maximum=1024, clock=clock)
     clock.now = 10.0
     limit.on_overload(sent_at=9.9, in_flight=64)
     first = limit.limit
     assert first == int(64 * BACKOFF) and limit.decreases == 1
-    # Requests sent before that decrease are refused too: the same signal, but each one is
+    # Requests sent before that decrease within the new limit are refused too: each one is
     # a request more than the server takes.
     clock.now = 10.05
     for _ in range(30):
-        limit.on_overload(sent_at=9.95, in_flight=64)
+        limit.on_overload(sent_at=9.95, in_flight=first - 31)
     assert limit.decreases == 1 and limit.limit == first - 30
     # One sent after the decrease, a round trip later, is new information.
     clock.now = 12.0
@@ -81,11 +96,182 @@ def test_a_burst_of_429s_scales_down_once_then_one_per_refusal() -> None:
     assert limit.decreases == 2 and limit.limit == int((first - 30) * BACKOFF)
 
 
+def test_an_overshoot_refused_in_one_burst_lands_at_the_capacity_not_the_floor() -> None:
+    # Start-up sent 4K requests to a server that takes K = 200; the 201st to the 800th come
+    # back refused at once, in the order they were sent.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=800, maximum=1024, clock=clock)
+    for n in range(201, 801):
+        limit.on_overload(sent_at=0.0, in_flight=n)
+    assert limit.limit == int(201 * BACKOFF) and limit.decreases == 1
+    assert limit.ceiling == 201
+
+
+def test_the_acceptance_clock_fills_a_refusing_server_before_any_answer() -> None:
+    # A request neither refused nor answered ACCEPT_AFTER after it was sent was taken:
+    # each one adds a request, so the limit doubles per acceptance delay, not per answer.
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    assert limit.accept_after is not None
+    while limit.accept_after is not None:
+        limit.on_accepted(limit.limit)
+    assert limit.limit == ACCEPT_BURST
+    limit.on_accepted(limit.limit)  # a queueing server takes everything: no further
+    assert limit.limit == ACCEPT_BURST
+    # The first answers take over (and the clock stops).
+    limit2 = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    limit2.on_success("instructions", 17.0, 15)
+    assert limit2.accept_after is None
+
+
+def test_the_acceptance_delay_follows_how_slowly_refusals_come() -> None:
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    fast = limit.accept_after
+    limit.on_overload(sent_at=0.0, in_flight=17, latency=0.3)  # a remote API's 429
+    assert limit.accept_after is None  # out of start-up: the refusal said where it is
+    limit3 = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    limit3._refusal_latency = 0.3
+    assert fast is not None and limit3.accept_after == pytest.approx(0.9)
+
+
+def _queueing_rounds(
+    limit: AdaptiveLimit, clock: Clock, slots: int, rounds: int, noise: float = 0.0
+) -> list[tuple[int, float]]:
+    """Drive `limit` against a FIFO server of `slots` (unloaded latency 1 s), round by round.
+
+    Each round sends the whole limit; with n in flight the server answers each after
+    max(1, n / slots) seconds (waves of `slots`), times a seeded noise of +-`noise`. Returns
+    (limit at the round's start, its latency) per round.
+    """
+    rng = random.Random(7)
+    history = []
+    for _ in range(rounds):
+        n = limit.limit
+        latency = max(1.0, n / slots)
+        history.append((n, latency))
+        for _ in range(n):
+            clock.now += latency / n
+            noisy = latency * (1 + rng.uniform(-noise, noise))
+            limit.on_success("instructions", noisy, n - 1, limit.limit - 1)
+    return history
+
+
+@pytest.mark.parametrize(("slots", "noise"), [(64, 0.0), (64, 0.3), (256, 0.0), (256, 0.3)])
+def test_a_queueing_server_is_held_at_its_knee(slots: int, noise: float) -> None:
+    # A FIFO server never refuses. Start-up overshoots (16, 64, 256, ...); latency then says
+    # how far (n / slots times unloaded), and Little's law takes the limit to the knee.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
+    history = _queueing_rounds(limit, clock, slots, 120, noise)
+    assert not limit.slow_start and limit.decreases >= 1
+    late = history[10:]
+    # Settled where more requests stop adding throughput: on average at the knee, never
+    # far below it (noisy latencies make the knee look lower), and the median latency
+    # within 1.5x of unloaded.
+    assert statistics.mean(n for n, _ in late) >= slots * 0.85, late
+    assert min(n for n, _ in late) >= slots * 0.6, late
+    assert statistics.median(latency for _, latency in late) < 1.5
+    assert max(latency for _, latency in late) < 1.5
+
+
+@pytest.mark.parametrize("slots", [64, 256, 1024])
+def test_a_queueing_server_is_reached_within_two_round_trips_of_the_first_answer(
+    slots: int,
+) -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
+    history = _queueing_rounds(limit, clock, slots, 4)
+    # history[0] is the round whose answers are the first; two round trips later:
+    assert history[3][0] >= slots or max(n for n, _ in history[:3]) >= slots
+
+
+def test_learned_state_survives_a_snapshot() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(initial=300, maximum=1024, clock=clock)
+    limit.on_overload(sent_at=0.0, in_flight=260)
+    data = limit.snapshot()
+    again = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
+    again.restore(data)
+    assert (again.limit, again.ceiling, again.slow_start) == (247, 260, False)
+    again.restore({"limit": "lots"})  # unreadable: kept as it was
+    assert again.limit == 247
+    small = AdaptiveLimit(initial=16, maximum=100, clock=clock)
+    small.restore(data)  # a lower --max-concurrency wins
+    assert small.limit == 100
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("6m0s", 360.0), ("20ms", 0.02), ("1s", 1.0), ("1.5s", 1.5), ("2", 2.0), ("1h2m3s", 3723.0),
+     ("0s", 0.0), ("", None), ("soon", None), ("5x", None), ("1s2", None)],
+)  # fmt: skip
+def test_openai_reset_durations_are_read(text: str, seconds: float | None) -> None:
+    assert parse_duration(text) == (None if seconds is None else pytest.approx(seconds))
+
+
+def _headers(remaining_requests: int, reset_requests: str, remaining_tokens: int = 10**6,
+             reset_tokens: str = "1ms") -> dict[str, str]:  # fmt: skip
+    return {
+        "x-ratelimit-limit-requests": "60",
+        "x-ratelimit-remaining-requests": str(remaining_requests),
+        "x-ratelimit-reset-requests": reset_requests,
+        "x-ratelimit-limit-tokens": "1000000",
+        "x-ratelimit-remaining-tokens": str(remaining_tokens),
+        "x-ratelimit-reset-tokens": reset_tokens,
+    }
+
+
+def test_pacer_sends_what_remains_then_as_the_limit_refills() -> None:
+    clock = Clock()
+    pacer = RatePacer(clock)
+    assert not pacer.active and pacer.delay(100) == 0.0  # no headers: never holds
+    pacer.observe(_headers(3, "2.5s"), out_requests=1)  # one more is out, maybe uncounted
+    sent = 0
+    while pacer.delay(10) == 0.0:
+        pacer.sent(10)
+        sent += 1
+    assert sent == 2  # 3 remain, less the one still out: never below zero
+    # The 57 missing come back within the 2.5 s reset: one every 2.5 / 57 s.
+    assert pacer.delay(10) == pytest.approx(2.5 / 57)
+    clock.now = 2.5  # the 57 are back; the one still out may yet count
+    for _ in range(57):
+        assert pacer.delay(10) == 0.0
+        pacer.sent(10)
+    assert pacer.delay(10) > 0
+
+
+def test_pacer_counts_tokens_and_honours_retry_after() -> None:
+    clock = Clock()
+    pacer = RatePacer(clock)
+    pacer.observe(_headers(50, "1s", remaining_tokens=900, reset_tokens="6m0s"), out_tokens=200)
+    assert pacer.delay(700) == 0.0
+    pacer.sent(700)
+    # 900 - 200 out - 700 sent = 0 left; the 999,100 missing refill over six minutes.
+    assert pacer.delay(999_100) == pytest.approx(360.0)
+    pacer2 = RatePacer(clock)
+    pacer2.observe({"retry-after": "20"})
+    assert pacer2.active and pacer2.delay(1) == pytest.approx(20.0)
+    pacer3 = RatePacer(clock)
+    pacer3.observe({"x-ratelimit-limit-tokens": "-1", "x-ratelimit-remaining-tokens": "-1"})
+    assert not pacer3.active  # Azure's "no limit"
+
+
+def test_pacer_wait_sleeps_until_covered() -> None:
+    async def go() -> int:
+        pacer = RatePacer()
+        pacer.observe(_headers(1, "50ms"))
+        await asyncio.wait_for(pacer.wait(1), 2)
+        await asyncio.wait_for(pacer.wait(1), 2)  # held until the 50 ms reset
+        return pacer.waits
+
+    assert asyncio.run(go()) >= 1
+
+
 def test_after_a_429_it_returns_quickly_to_where_refusals_began() -> None:
     clock = Clock()
     limit = AdaptiveLimit(initial=300, maximum=1024, clock=clock)
     limit.on_overload(sent_at=0.0, in_flight=260)  # refused at 260 in flight
     assert limit.limit == int(260 * BACKOFF)  # 247
+    clock.now = 1.0  # answers to requests sent after the decrease
     for _ in range(3):  # three round trips at the new limit
         for _ in range(limit.limit):
             limit.on_success("instances", 0.5, limit.limit - 1)
@@ -113,11 +299,11 @@ def test_rising_latency_backs_off_but_one_slow_answer_does_not() -> None:
 
 
 def test_latency_is_judged_per_kind_of_request() -> None:
-    limit = AdaptiveLimit(initial=8, maximum=1024, clock=Clock())
+    limit = AdaptiveLimit(initial=8, maximum=4096, clock=Clock())
     for _ in range(200):  # short classify answers and long instruction lists, interleaved
         limit.on_success("classify", 0.3, limit.limit)
         limit.on_success("instructions", 3.0, limit.limit)
-    assert limit.decreases == 0 and limit.limit == 8 + 400  # slow start throughout
+    assert limit.decreases == 0 and limit.limit == 8 + 400 * (STARTUP_GAIN - 1)
 
 
 def test_gate_follows_a_changing_capacity_and_serves_lowest_key_first() -> None:

@@ -64,6 +64,9 @@ class Backend(ABC):
         """Return how many requests it takes at once now (may change); None: no limit."""
         return self.max_concurrency
 
+    def watch_capacity(self, callback: Callable[[], None]) -> None:  # noqa: B027 - optional
+        """Call `callback` when concurrency() grows between answers (none do by default)."""
+
     @abstractmethod
     async def complete(self, requests: Sequence[Request]) -> list[Completion]:
         """Answer every request, retrying transient faults; raise TeacherError when stuck.

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -35,11 +36,12 @@ from selfinstruct.backends.openai_wire import (
     require_key,
     served_model,
 )
-from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate
+from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate, RatePacer
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import AuthError, ConfigError, TeacherError
-from selfinstruct.records import Completion, Request
+from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request
 from selfinstruct.secrets import redact, register, url_credentials
+from selfinstruct.store import LIMITS
 
 MAX_BACKOFF = 60.0  # seconds; beyond this a server is down rather than busy
 MAX_RETRY_AFTER = 300.0  # honour long Retry-After values, within reason
@@ -54,6 +56,7 @@ MAX_REFUSALS_IN_ROW = 20
 # ClientResponseError for a bad status line, chunk size or oversized header; h11's and
 # httpx's protocol errors): by module, as aiohttp is optional.
 _TRANSPORT_MODULES = ("aiohttp", "httpx", "httpx2", "httpcore", "h11", "anyio")
+SAVE_LIMITS_EVERY = 10.0  # seconds between writes of what the limit learned (limits.json)
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -94,21 +97,39 @@ def _is_overload(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and exc.status_code == 429
 
 
-def _http_client(limits: Any) -> Any:
+def _is_rate_limit(exc: BaseException) -> bool:
+    """Say whether a 429 is a stated rate limit (the pacer's business), not a full server."""
+    if not isinstance(exc, openai.APIStatusError):
+        return False
+    headers = exc.response.headers
+    return "x-ratelimit-remaining-requests" in headers or "x-ratelimit-remaining-tokens" in headers
+
+
+def _tokens(request: Request) -> int:
+    """Estimate what a request counts against a tokens-per-minute limit.
+
+    OpenAI counts the prompt's estimated tokens and max_tokens when it admits a request
+    (platform.openai.com/docs/guides/rate-limits), so this is what the server will charge.
+    """
+    return len(request.prompt) // CHARS_PER_TOKEN + request.params.max_tokens
+
+
+def _http_client(limits: Any, hooks: dict[str, list[Any]] | None = None) -> Any:
     """Return the SDK's aiohttp transport when installed, else its default (httpx).
 
     At hundreds of requests in flight httpx's connection pool costs milliseconds of CPU per
     request (it scans every connection on each request); aiohttp's does not. Redirects are
     never followed (the SDK's clients follow them by default): a 307 would send every
-    prompt, and the key, to whatever server the Location names.
+    prompt, and the key, to whatever server the Location names. `hooks` are httpx event
+    hooks (every response's headers reach the rate pacer through one).
     """
     aiohttp_client = getattr(openai, "DefaultAioHttpClient", None)
     if aiohttp_client is not None:
         try:
-            return aiohttp_client(limits=limits, follow_redirects=False)
+            return aiohttp_client(limits=limits, follow_redirects=False, event_hooks=hooks)
         except RuntimeError:
             pass  # the SDK's aiohttp extra is not installed
-    return DefaultAsyncHttpxClient(limits=limits, follow_redirects=False)
+    return DefaultAsyncHttpxClient(limits=limits, follow_redirects=False, event_hooks=hooks)
 
 
 def _is_transport_fault(exc: BaseException) -> bool:
@@ -116,7 +137,9 @@ def _is_transport_fault(exc: BaseException) -> bool:
     return module in _TRANSPORT_MODULES or isinstance(exc, (OSError, EOFError))
 
 
-def _client(url: str, key: str, config: TeacherConfig, limits: Any) -> AsyncOpenAI:
+def _client(
+    url: str, key: str, config: TeacherConfig, limits: Any, hooks: dict[str, list[Any]]
+) -> AsyncOpenAI:
     """Build the client of one endpoint, with the credentials its URL carried, if any.
 
     The query string goes with every request (the SDK would glue the path onto it).
@@ -138,7 +161,7 @@ def _client(url: str, key: str, config: TeacherConfig, limits: Any) -> AsyncOpen
         base_url=base,
         max_retries=0,
         timeout=config.timeout,
-        http_client=_http_client(limits),
+        http_client=_http_client(limits, hooks),
         default_query=query or None,
         default_headers=headers or None,
     )
@@ -169,6 +192,7 @@ class OpenAICompatBackend(Backend):
         *,
         clock: Callable[[], float] = time.monotonic,
         set_aside: float = SET_ASIDE_FIRST,
+        limits_path: Path | None = None,
     ) -> None:
         urls = config.base_urls or [DEFAULT_BASE_URL]
         # Local servers (vLLM, llama.cpp) accept any key; the SDK insists on one.
@@ -185,9 +209,20 @@ class OpenAICompatBackend(Backend):
         limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
             max_connections=most, max_keepalive_connections=most
         )
-        self._endpoints = [_Endpoint(url, _client(url, key, config, limits)) for url in urls]
+        hooks = {"response": [self._on_response]}
+        self._endpoints = [_Endpoint(url, _client(url, key, config, limits, hooks)) for url in urls]
         self.limit = make_limit(config)
         self._gate = PriorityGate(lambda: self.limit.limit)
+        self.pacer = RatePacer(clock)
+        self._out_tokens = 0  # rate-limit tokens of the requests on the wire
+        self._watchers: list[Callable[[], None]] = []
+        # What the limit learned is kept beside the run (operational, not identity), for the
+        # same endpoints only: another server's capacity says nothing about these.
+        self._limits_path = limits_path
+        self._saved: dict[str, Any] = {}
+        self._saved_at = clock()
+        if limits_path is not None:
+            self._load_limits(limits_path)
 
     @classmethod
     def from_config(
@@ -195,11 +230,65 @@ class OpenAICompatBackend(Backend):
     ) -> OpenAICompatBackend:
         """Build the backend for the config's endpoints; refuse api.openai.com without a key."""
         require_key(config.teacher, api_key)
-        return cls(config.teacher, api_key)
+        # What the limit learned is kept in the run directory, so a resume starts from it.
+        return cls(config.teacher, api_key, limits_path=config.out / LIMITS)
 
     def concurrency(self) -> int:
         """Return the current limit of requests in flight."""
         return self.limit.limit
+
+    def watch_capacity(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the limit grows between answers (the acceptance clock)."""
+        self._watchers.append(callback)
+
+    # -- what the server says: rate-limit headers, acceptance, the learned limit -----------
+
+    async def _on_response(self, response: Any) -> None:
+        """Read an answer's rate-limit headers (httpx event hook: every response passes)."""
+        if "x-ratelimit-limit-requests" in response.headers or (
+            "x-ratelimit-limit-tokens" in response.headers
+        ):
+            out = sum(e.outstanding for e in self._endpoints)
+            self.pacer.observe(
+                response.headers, out_requests=max(0, out - 1), out_tokens=self._out_tokens
+            )
+
+    def _taken(self) -> None:
+        """Grow the limit for a request the server took (unrefused after accept_after)."""
+        before = self.limit.limit
+        self.limit.on_accepted(sum(e.outstanding for e in self._endpoints))
+        if self.limit.limit > before:
+            self._gate.poke()
+            for callback in self._watchers:
+                callback()
+
+    def _load_limits(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return  # none yet, or unreadable: start-up finds the capacity again
+        if isinstance(data, dict) and data.get("base_urls") == [e.url for e in self._endpoints]:
+            self.limit.restore(data)
+            self._saved = data
+
+    def _save_limits(self, *, force: bool = False) -> None:
+        """Write the learned limit to limits.json when it changed, at most every 10 s."""
+        if self._limits_path is None or not self.limit.adaptive:
+            return
+        if not force and self._clock() - self._saved_at < SAVE_LIMITS_EVERY:
+            return
+        data = {"base_urls": [e.url for e in self._endpoints], **self.limit.snapshot()}
+        if data == self._saved or not self._limits_path.parent.is_dir():
+            return
+        from selfinstruct.store import atomic_write
+
+        self._saved, self._saved_at = data, self._clock()
+        try:
+            atomic_write(self._limits_path, json.dumps(data).encode() + b"\n")
+        except OSError as exc:
+            # Operational state only: without it a resumed run probes again. The run's own
+            # writes meet the same full disk and stop it with the one message that matters.
+            log.debug("could not keep the learned limit in %s: %s", self._limits_path, exc)
 
     async def preflight(self) -> None:
         """List models once so a wrong URL or key fails in seconds, not after retries.
@@ -234,7 +323,14 @@ class OpenAICompatBackend(Backend):
             )
 
     async def aclose(self) -> None:
-        """Close every endpoint's connection pool."""
+        """Keep what the limit learned, and close every endpoint's connection pool."""
+        try:
+            if isinstance(self.limit, AdaptiveLimit) and self.limit.answered:
+                self._save_limits(force=True)
+        finally:
+            await self._close_clients()
+
+    async def _close_clients(self) -> None:
         for endpoint in self._endpoints:
             await endpoint.client.close()
 
@@ -360,6 +456,8 @@ class OpenAICompatBackend(Backend):
         """
         await self._gate.acquire(-1 if tried else 0)
         try:
+            if self.pacer.active:  # an API that states rate limits: stay within them
+                await self.pacer.wait(_tokens(request))
             endpoint = await self._pick(failed[-1] if failed else None)
             tried.append(endpoint)
             return await self._attempt(endpoint, request, failed)
@@ -372,21 +470,35 @@ class OpenAICompatBackend(Backend):
         """Send one attempt to `endpoint`, telling the limit and the health record how it went."""
         in_flight = sum(e.outstanding for e in self._endpoints)
         endpoint.outstanding += 1
+        tokens = _tokens(request)
+        self._out_tokens += tokens
         sent_at = self._clock()
+        accept_after = self.limit.accept_after
+        timer = (
+            None
+            if accept_after is None
+            else asyncio.get_running_loop().call_later(accept_after, self._taken)
+        )
         try:
             completion = await self._call(endpoint, request)
         except BaseException as exc:
-            if _is_overload(exc):
-                self.limit.on_overload(sent_at, in_flight + 1)
-            elif is_transient(exc):
+            if _is_overload(exc) and not _is_rate_limit(exc):
+                self.limit.on_overload(sent_at, in_flight + 1, self._clock() - sent_at)
+            elif is_transient(exc) and not _is_overload(exc):
                 self._failed(endpoint, exc)
                 failed.append(endpoint)
             raise
         finally:
             endpoint.outstanding -= 1
+            self._out_tokens -= tokens
+            if timer is not None:
+                timer.cancel()
         self._answered(endpoint)
         self._refusals_in_row = 0
-        self.limit.on_success(request.stage, self._clock() - sent_at, in_flight)
+        outstanding = sum(e.outstanding for e in self._endpoints)
+        latency, tokens = self._clock() - sent_at, completion.usage.completion_tokens
+        self.limit.on_success(request.stage, latency, in_flight, outstanding, tokens or None)
+        self._save_limits()
         return completion
 
     async def _call(self, endpoint: _Endpoint, request: Request) -> Completion:

@@ -1,0 +1,205 @@
+"""The adaptive limit end to end: real HTTP, the real client, three kinds of simulated teacher.
+
+Each test sends a burst of requests through OpenAICompatBackend to a loopback server
+that behaves like one kind of real teacher (selfinstruct/testing/simulated.py), and checks
+what the server saw: how soon it was filled, how long its queue grew, what it refused.
+Every wait is bounded (asyncio.wait_for, subprocess timeouts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from conftest import bootstrap_args, run_cli
+
+from selfinstruct.backends.openai_compat import OpenAICompatBackend
+from selfinstruct.concurrency import ACCEPT_BURST
+from selfinstruct.config import TeacherConfig
+from selfinstruct.records import Completion, Request, SamplingParams
+from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
+from selfinstruct.testing.simulated import (
+    QueueingTeacher,
+    RateLimitedTeacher,
+    format_duration,
+    refusing_server,
+)
+
+PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=20)
+DEADLINE = 60.0  # seconds for any one burst; each takes a few
+
+
+def _requests(n: int) -> list[Request]:
+    return [
+        Request(key=f"k{i}", stage="instructions", prompt=f"Task {i}.", params=PARAMS)
+        for i in range(n)
+    ]
+
+
+def _run(
+    server: OpenAITestServer, n: int, limits_path: Path | None = None, **teacher: object
+) -> tuple[list[Completion], OpenAICompatBackend]:
+    config = TeacherConfig(base_urls=[server.base_url], model="m", **teacher)  # type: ignore[arg-type]
+
+    async def go() -> tuple[list[Completion], OpenAICompatBackend]:
+        backend = OpenAICompatBackend(config, "key", limits_path=limits_path)
+        try:
+            return await asyncio.wait_for(backend.complete(_requests(n)), DEADLINE), backend
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
+
+
+class _Timed:
+    """Answer after `latency` s; note the time of each admission and of the first answer."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.lock = threading.Lock()
+        self.admitted: list[float] = []
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        with self.lock:
+            self.admitted.append(time.monotonic())
+        return Reply(text="fine", delay=self.latency)
+
+
+def test_a_refusing_server_is_filled_before_the_first_answer() -> None:
+    # K = 40 slots, answers after 2 s. The acceptance clock sees requests taken (not refused
+    # within ACCEPT_AFTER) and adds one for each: the server is full long before the first
+    # answer, where answer-clocked slow start would still hold 16.
+    handler = _Timed(latency=2.0)
+    server = refusing_server(handler, capacity=40)
+    with server:
+        start = time.monotonic()
+        completions, backend = _run(server, 120)
+    assert len(completions) == 120
+    first_answer = start + handler.latency
+    before = [t for t in handler.admitted if t < first_answer]
+    assert len(before) >= 40  # every slot taken within the first round trip
+    # Refusals beyond K are a few per probe, not a storm: the first marks the capacity.
+    stats = server.stats()
+    assert stats.rejected_over_capacity <= ACCEPT_BURST
+    assert backend.limit.limit <= 40 * 1.1
+
+
+def test_a_queueing_server_is_held_at_its_knee_with_no_timeouts() -> None:
+    # 8 slots, 0.2 s each, a FIFO queue: it never refuses. The limit must settle where more
+    # requests stop adding throughput: the queue stays short and latency near unloaded.
+    teacher = QueueingTeacher(_Timed(latency=0.2), slots=8)
+    with OpenAITestServer(teacher, history=0) as server:
+        try:
+            completions, backend = _run(server, 400, timeout=10.0, max_retries=0)
+        finally:
+            teacher.close()
+    assert len(completions) == 400  # max_retries=0: a single timeout would have failed it
+    assert server.stats().faults == 0
+    later = teacher.sojourns[len(teacher.sojourns) // 2 :]  # after start-up
+    p50 = statistics.median(s.wait + s.service for s in later)
+    assert p50 <= 1.5 * 0.2, p50
+    assert teacher.peak_waiting <= ACCEPT_BURST  # the queue never grew without bound
+    assert 6 <= backend.limit.limit <= 16
+
+
+def test_a_rate_limited_api_is_paced_by_its_headers_not_by_refusals() -> None:
+    # 80 requests per 2 s, stated in x-ratelimit-* headers on every answer; more than the
+    # backend sends before its first answer (ACCEPT_BURST), however slowly that comes. It
+    # learns the limits from the first answer and paces sends so none is refused.
+    assert ACCEPT_BURST < 80
+    teacher = RateLimitedTeacher(_Timed(latency=0.05), requests=80, tokens=10**9, period=2.0)
+    with OpenAITestServer(teacher, history=0) as server:
+        completions, backend = _run(server, 200)
+    assert len(completions) == 200
+    assert teacher.refused == 0
+    assert teacher.lowest_remaining[0] >= 0.0
+    assert backend.pacer.waits > 0  # it did wait for a reset
+
+
+def test_a_rate_limited_api_refusal_sets_everyone_waiting() -> None:
+    # A tokens-per-minute limit smaller than the first burst: the first refusals say how
+    # long to wait (Retry-After and the headers); after them the sends fit.
+    teacher = RateLimitedTeacher(
+        _Timed(latency=0.05), requests=1000, tokens=10 * (20 + 2), period=1.0
+    )
+    with OpenAITestServer(teacher, history=0) as server:
+        completions, _ = _run(server, 40)
+    assert len(completions) == 40
+    # The first burst (at most ACCEPT_BURST before an answer) meets a limit of 10: those
+    # refused wait, and then no more.
+    assert teacher.refused <= ACCEPT_BURST
+
+
+def test_reset_durations_are_written_as_openai_does() -> None:
+    assert [format_duration(s) for s in (0.02, 1.0, 1.5, 360.0, 3723.0)] == [
+        "20ms",
+        "1s",
+        "1.5s",
+        "6m0s",
+        "1h2m3s",
+    ]
+
+
+def test_the_learned_limit_is_kept_and_a_new_session_starts_from_it(tmp_path: Path) -> None:
+    limits = tmp_path / "limits.json"
+    server = refusing_server(_Timed(latency=0.3), capacity=30)
+    with server:
+        _, first = _run(server, 150, limits_path=limits)
+        data = json.loads(limits.read_text())
+        assert data["base_urls"] == [server.base_url]
+        assert data["limit"] == first.limit.limit and data["ceiling"] >= 28
+        config = TeacherConfig(base_urls=[server.base_url], model="m")
+        again = OpenAICompatBackend(config, "key", limits_path=limits)
+        assert again.limit.limit == first.limit.limit and not again.limit.slow_start  # type: ignore[attr-defined]
+    # Other endpoints: another server's capacity says nothing.
+    other = OpenAICompatBackend(
+        TeacherConfig(base_urls=["http://127.0.0.1:9/v1"], model="m"), "key", limits_path=limits
+    )
+    assert other.limit.limit == 16
+
+
+def test_a_run_directory_keeps_its_limit_and_the_window_is_named(
+    tmp_path: Path, teacher: OpenAITestServer
+) -> None:
+    # One prompt per round and no lookahead: the window, not the teacher, holds the run.
+    config = tmp_path / "run.toml"
+    config.write_text("prompts_per_round = 1\nlookahead = 0\n")
+    out = tmp_path / "run"
+    args = bootstrap_args(teacher, out, "--target", "15", "--config", str(config), quiet=False)
+    result = run_cli(*args, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "limited by the lookahead window" in result.stderr
+    assert json.loads((out / "limits.json").read_text())["limit"] >= 1
+
+
+def test_the_default_window_covers_256_in_flight_in_alpaca_mode() -> None:
+    from selfinstruct.config import RunConfig
+
+    alpaca = RunConfig(mode="alpaca")
+    per_round, lookahead = alpaca.window
+    assert (alpaca.prompts_per_round, alpaca.lookahead) == (per_round, lookahead)
+    assert per_round * (lookahead + 1) >= 256
+    assert RunConfig().window == (4, 16)  # self-instruct keeps its defaults
+    assert "prompts_per_round" not in alpaca.model_fields_set  # a default, not a choice
+
+
+def test_a_run_started_with_another_default_window_resumes_with_it(
+    tmp_path: Path, teacher: OpenAITestServer
+) -> None:
+    out = tmp_path / "run"
+    first = run_cli(*bootstrap_args(teacher, out, "--mode", "alpaca", "--target", "10",
+                                     "--prompts-per-round", "2"))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    # As a run directory from before the alpaca default became 16: no flag, it resumes.
+    again = run_cli(*bootstrap_args(teacher, out, "--mode", "alpaca", "--target", "20"))
+    assert again.returncode == 0, again.stderr
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["identity"]["prompts_per_round"] == 2
+    # A value given anew is still compared, and refused when it differs.
+    other = run_cli(*bootstrap_args(teacher, out, "--mode", "alpaca", "--target", "30",
+                                     "--prompts-per-round", "16"))  # fmt: skip
+    assert other.returncode != 0 and "prompts_per_round" in other.stderr
