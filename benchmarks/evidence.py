@@ -66,6 +66,14 @@ def result_path(script: str, argv: list[str], short_hash: str) -> Path:
     return RESULTS / f"{script}-{short_hash}{'-' + label if label else ''}.txt"
 
 
+def _usable_cpus() -> int:
+    """Return the CPUs this process may run on (a benchmark may be pinned to a few)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def header(argv: list[str], short_hash: str, script_path: str) -> str:
     """Return the first lines of a results file: command, commit, date, machine and load."""
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -74,7 +82,8 @@ def header(argv: list[str], short_hash: str, script_path: str) -> str:
         f"# command: python {Path(script_path).resolve().relative_to(ROOT)} {' '.join(argv)}\n"
         f"# commit: {short_hash}\n"
         f"# date: {date}\n"
-        f"# machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"# machine: {os.cpu_count()} CPUs ({_usable_cpus()} usable by this run), "
+        f"Python {platform.python_version()}, "
         f"{platform.system()} {platform.machine()}; load average at start (1, 5, 15 min): "
         f"{load} (the machine may be shared: timings are noisier the higher it is)\n"
     )
