@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 from conftest import bootstrap_args, run_cli
 
-from selfinstruct.engine import request_digest
-from selfinstruct.records import SamplingParams
+from selfinstruct.testing.keys import digest_of
 from selfinstruct.testing.rawhttp import (
     MALFORMED,
     RawHTTPServer,
@@ -133,20 +132,6 @@ def test_poison_requests_become_rejections_and_the_run_goes_on(tmp_path: Path) -
     assert "teacher_refused" in status.stdout
 
 
-def _digest_of(body: dict[str, Any]) -> str:
-    """Return the content digest of the request key the engine gave this request body."""
-    params = SamplingParams(
-        temperature=body["temperature"],
-        top_p=body["top_p"],
-        max_tokens=body["max_tokens"],
-        presence_penalty=body["presence_penalty"],
-        frequency_penalty=body["frequency_penalty"],
-        stop=tuple(body.get("stop", ())),
-        seed=body.get("seed"),
-    )
-    return request_digest(body["prompt"], params)
-
-
 def test_a_refusal_is_logged_so_a_resume_never_sends_it_again(tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     with OpenAITestServer(_poisoning(SyntheticTeacher(), 12)) as server:
@@ -156,7 +141,7 @@ def test_a_refusal_is_logged_so_a_resume_never_sends_it_again(tmp_path: Path) ->
             before = len(server.requests)
             done = run_cli(*bootstrap_args(server, two, "--target", target, *FAST))
             assert done.returncode == 0, done.stderr
-            sent = {_digest_of(r.body) for r in list(server.requests)[before:]}
+            sent = {digest_of(r) for r in list(server.requests)[before:]}
             assert not sent & refused  # a logged refusal is replayed, never paid for again
             logged = _lines(two / "responses.jsonl")
             refused |= {e["key"].rsplit("/", 1)[1] for e in logged if "refused" in e}
