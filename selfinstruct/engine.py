@@ -88,6 +88,9 @@ SCREEN_SLICE = 0.005
 SEMANTIC_LOG = "semantic.vec"
 # The identity entry that records a run's example-sampling algorithm (see sampling.py).
 SAMPLING_KEY = "sampling_version"
+# Weight of one commit in the running share of commits at which the lookahead window, not
+# the teacher, held back new rounds (about the last five commits).
+WINDOW_SHARE_WEIGHT = 0.2
 # Signals after which a run stops sending, lets what is in flight land, and commits.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Rejection reason of a request the teacher refused persistently (backends.RequestRefused).
@@ -252,6 +255,7 @@ class Bootstrap:
         # Every task a round spawns, so that none outlives the run (and writes to a closed log).
         self._live: set[asyncio.Task[Any]] = set()
         self._window_limited = False
+        self._window_share = 0.0  # running share of commits at which the window was full
         self._accepted_at_start = run.state.accepted
         self._sampling = sampling_version(run.path)
         self._classify_examples, self._instance_examples = self._fixed_examples()
@@ -714,7 +718,13 @@ class Bootstrap:
                 ):
                     in_flight[next_start] = asyncio.create_task(self._round(next_start))
                     next_start += 1
-                self._window_limited = self._window_full(next_start - next_commit, in_flight)
+                # Said only when it lasts, and past the first window: while the limit is still
+                # growing at start-up, free slots beside a full window are not a cap.
+                full = self._window_full(next_start - next_commit, in_flight)
+                self._window_share += WINDOW_SHARE_WEIGHT * (full - self._window_share)
+                self._window_limited = (
+                    self._window_share > 0.5 and next_commit > self.config.window[1]
+                )
                 waiting = in_flight[next_commit]
                 while not waiting.done():
                     done, _ = await asyncio.wait(

@@ -169,11 +169,20 @@ def test_a_run_directory_keeps_its_limit_and_the_window_is_named(
     config = tmp_path / "run.toml"
     config.write_text("prompts_per_round = 1\nlookahead = 0\n")
     out = tmp_path / "run"
-    args = bootstrap_args(teacher, out, "--target", "15", "--config", str(config), quiet=False)
+    args = bootstrap_args(teacher, out, "--target", "60", "--config", str(config), quiet=False)
     result = run_cli(*args, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "limited by the lookahead window" in result.stderr
     assert json.loads((out / "limits.json").read_text())["limit"] >= 1
+
+
+def test_start_up_is_not_called_a_window_limit(tmp_path: Path, teacher: OpenAITestServer) -> None:
+    # A short run with the defaults: while the limit grows at start-up, free slots beside a
+    # full window are no reason to raise --prompts-per-round.
+    out = tmp_path / "run"
+    result = run_cli(*bootstrap_args(teacher, out, "--target", "30", quiet=False), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "limited by the lookahead window" not in result.stderr
 
 
 def test_the_default_window_covers_256_in_flight_in_alpaca_mode() -> None:
