@@ -25,13 +25,14 @@ from selfinstruct.store import CONFIG, RunDir, State, read_state, stored_identit
 
 # Requests per accepted task, by stage, before any run has been observed. Measured with
 # `python benchmarks/estimate_defaults.py` on the bundled synthetic teacher (a 1,000-task
-# run per mode at the default settings): a real teacher's rates differ, so a dry run says
+# run per mode at the default settings; benchmarks/results/estimate_defaults-bcbc1a1.txt):
+# a real teacher's rates differ, so a dry run says
 # when it uses these, and a small first run (`--target 50`) gives measured ones. The
 # Self-Instruct paper reports the 52,445 tasks (82,439 instances) it kept, not how many
 # candidates it generated, so it gives no acceptance rate to start from.
 DEFAULT_REQUESTS_PER_TASK: dict[str, dict[Stage, float]] = {
-    "self-instruct": {"instructions": 0.44, "classify": 1.046, "instances": 1.028},
-    "alpaca": {"instructions": 0.468},
+    "self-instruct": {"instructions": 0.175, "classify": 1.091, "instances": 1.055},
+    "alpaca": {"instructions": 0.188},
 }
 
 STAGES: tuple[Stage, ...] = ("instructions", "classify", "instances")
