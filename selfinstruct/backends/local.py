@@ -283,6 +283,6 @@ class LocalLlamaBackend(Backend):
         usage = out.get("usage") or {}
         return Completion(
             text=text,
-            finish_reason=str(choice.get("finish_reason") or "stop"),
+            finish_reason=str(choice.get("finish_reason") or ""),  # missing: not "stop"
             usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
         )

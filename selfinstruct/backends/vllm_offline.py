@@ -370,7 +370,7 @@ class VLLMEngine:
                 (
                     rid,
                     first.text,
-                    str(first.finish_reason or "stop"),
+                    str(first.finish_reason or ""),  # missing: not "stop"
                     len(out.prompt_token_ids or ()),
                     len(first.token_ids),
                 )
