@@ -19,7 +19,7 @@ from conftest import cli_env
 
 pytest.importorskip("llama_cpp", reason="needs the [local] extra")
 
-TARGET = 20
+TARGET = 6  # llama-cpp-python 0.3.16 accepts ~0.4 tasks a minute here (setup_bench)
 REASONS = {
     "unparseable", "missing_output", "missing_input", "truncated", "too_short", "too_long",
     "blacklisted_word", "write_a_program", "starts_with_punctuation", "starts_with_non_ascii",
