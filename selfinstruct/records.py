@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 Stage = Literal["instructions", "classify", "instances"]
 FinishReason = str  # "stop", "length", or whatever the server sends; kept verbatim
@@ -24,6 +30,18 @@ class Instance(BaseModel):
     output: str = Field(description="The expected response.")
 
 
+class Judgement(BaseModel):
+    """A judge's rating of one complete task (the optional judge stage)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: int | None = Field(
+        ge=1, le=5, description="1 (unusable) to 5 (excellent); None when no verdict parsed."
+    )
+    reason: str = Field(description="The judge's one-sentence reason, or why none parsed.")
+    model: str = Field(description="The model that judged.")
+
+
 class Task(BaseModel):
     """A task in the Self-Instruct seed schema, plus provenance for machine tasks."""
 
@@ -40,6 +58,17 @@ class Task(BaseModel):
     seq: int | None = Field(
         default=None, description="Order in which its instruction joined the novelty index."
     )
+    judge: Judgement | None = Field(
+        default=None, description="The judge's rating; None (and not written) when not judged."
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unjudged(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A run without the judge writes the same pool lines as before the field existed.
+        data: dict[str, Any] = handler(self)
+        if data.get("judge") is None:
+            data.pop("judge", None)
+        return data
 
 
 @dataclass(frozen=True)

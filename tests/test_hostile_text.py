@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -59,11 +60,21 @@ def _picked(request: RecordedRequest) -> int | None:
 
 
 def _hostile(teacher: SyntheticTeacher, *, bom_and_crlf: bool = True) -> object:
+    # Which answers are spoiled is a function of the request; which character each gets
+    # cycles through INJECTED per stage, so every stage meets every character (the lone
+    # surrogate first) in a run of any length. A hash choosing the character too left a
+    # stage without a surrogate in about one run in thirty.
+    spoiled: dict[str, int] = {}
+    lock = threading.Lock()
+
     def handler(request: RecordedRequest) -> Reply:
         reply = teacher(request)
-        pick = _picked(request)
-        if pick is None or not reply.text:
+        if _picked(request) is None or not reply.text:
             return reply
+        with lock:
+            count = spoiled.get(_stage(request), 0)
+            spoiled[_stage(request)] = count + 1
+        pick = count % len(INJECTED)
         text = reply.text
         if bom_and_crlf:
             text = "\ufeff" + text.replace("\n", "\r\n")
