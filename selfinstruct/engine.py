@@ -91,6 +91,10 @@ SAMPLING_KEY = "sampling_version"
 # Weight of one commit in the running share of commits at which the lookahead window, not
 # the teacher, held back new rounds (about the last five commits).
 WINDOW_SHARE_WEIGHT = 0.2
+# Before any round has committed, the share of the tasks asked for that a round is expected
+# to add to the pool (the synthetic teacher's rounds add about 0.7; a weaker teacher less).
+# Too high only costs a short run another round trip; too low, rounds it does not need.
+FIRST_ROUND_YIELD = 0.5
 # Signals after which a run stops sending, lets what is in flight land, and commits.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Rejection reason of a request the teacher refused persistently (backends.RequestRefused).
@@ -661,9 +665,15 @@ class Bootstrap:
     def _want_more_rounds(self, in_flight: int) -> bool:
         """Avoid paying for rounds that the target will not need (they stay logged anyway)."""
         state = self.run.state
-        if state.rounds_committed == 0 or state.accepted == 0:
+        if state.rounds_committed == 0:
+            # Nothing measured yet: expect a share of the tasks a round asks for, so that a
+            # short run does not start a whole window of rounds it will never need.
+            cfg = self.config
+            per_round = cfg.window[0] * cfg.new_per_prompt * FIRST_ROUND_YIELD
+        elif state.accepted == 0:
             return True
-        per_round = state.accepted / state.rounds_committed
+        else:
+            per_round = state.accepted / state.rounds_committed
         # 25% headroom: a round short of the target costs a full round-trip of latency.
         return state.accepted + in_flight * per_round * 0.8 < self.config.target
 

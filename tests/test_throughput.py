@@ -185,6 +185,20 @@ def test_start_up_is_not_called_a_window_limit(tmp_path: Path, teacher: OpenAITe
     assert "limited by the lookahead window" not in result.stderr
 
 
+def test_a_short_run_starts_only_the_rounds_it_needs(
+    tmp_path: Path, teacher: OpenAITestServer
+) -> None:
+    # The synthetic teacher's first round adds about 20 tasks: a 10-task run needs that one
+    # round, not the whole lookahead window of 17 started before any round has committed.
+    out = tmp_path / "run"
+    result = run_cli(*bootstrap_args(teacher, out, "--target", "10"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    log = (out / "responses.jsonl").read_text().splitlines()
+    stages = [json.loads(line)["stage"] for line in log]
+    assert len(teacher.answered) == len(stages)  # every request paid for is in the log
+    assert stages.count("instructions") == 4  # one round of the default 4 prompts
+
+
 def test_the_default_window_covers_256_in_flight_in_alpaca_mode() -> None:
     from selfinstruct.config import RunConfig
 
