@@ -14,8 +14,9 @@ minimum, or could not score, are dropped and counted on the card.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -385,13 +386,28 @@ def hub_metadata(card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def front_matter(metadata: dict[str, Any]) -> str:
+# What JSON leaves raw but YAML does not print as itself (YAML 1.2, sec. 5.1 and 5.4): C1
+# controls and DEL, the line breaks NEL, LS and PS (folded inside a quoted scalar), and
+# U+FFFE/U+FFFF. JSON only ever emits them inside strings, where \uXXXX means the same.
+_NOT_YAML = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def _yaml(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return _NOT_YAML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def front_matter(metadata: Mapping[str, Any]) -> str:
     """Render metadata as a YAML front matter block.
 
     Each value is written as JSON, which is YAML's flow style: quoting is exact whatever
     the text, without a YAML library.
     """
-    lines = [f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in metadata.items()]
+    lines = [
+        f"{key if _PLAIN_KEY.fullmatch(key) else _yaml(key)}: {_yaml(value)}"
+        for key, value in metadata.items()
+    ]
     return "---\n" + "\n".join(lines) + "\n---\n"
 
 
@@ -490,6 +506,13 @@ def readme_body(card: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def readme(card: dict[str, Any], metadata: dict[str, Any] | None = None) -> str:
-    """Return README.md: front matter (`metadata`, else the card's own) and the body."""
-    return front_matter(metadata or hub_metadata(card)) + "\n" + readme_body(card)
+def readme(card: dict[str, Any], existing: Mapping[str, Any] | None = None) -> str:
+    """Return README.md: the card's Hub metadata over `existing` front matter, then the body.
+
+    `existing` is the metadata of the README a dataset push wrote: its dataset_info and
+    configs tell the Hub's viewer how to read the data, so they are kept.
+    """
+    # A licence named before (license_name, license_link) is not this card's to keep.
+    kept = {k: v for k, v in (existing or {}).items() if not k.startswith("license")}
+    metadata = {**kept, **hub_metadata(card)}
+    return front_matter(metadata) + "\n" + readme_body(card)

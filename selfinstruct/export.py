@@ -34,10 +34,7 @@ from selfinstruct.card import (
     build_card,
     card_json,
     card_path,
-    front_matter,
-    hub_metadata,
     readme,
-    readme_body,
     select_by_score,
 )
 from selfinstruct.errors import ConfigError, RunDirError
@@ -329,8 +326,6 @@ def _push_card(repo: str, token: str, card: dict[str, Any]) -> None:
         metadata = DatasetCard.load(repo, repo_type="dataset", token=token).data.to_dict()
     except Exception:  # no README yet, or one whose metadata cannot be read: ours alone
         metadata = {}
-    metadata.update(hub_metadata(card))
-    text = front_matter(metadata) + "\n" + readme_body(card)
-    DatasetCard(text).push_to_hub(
+    DatasetCard(readme(card, metadata)).push_to_hub(
         repo, token=token, repo_type="dataset", commit_message="Add the selfinstruct data card"
     )

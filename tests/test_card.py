@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 from conftest import run_cli
 
-from selfinstruct.card import card_path, hub_license, select_by_score, size_category
+from selfinstruct.card import (
+    card_path,
+    front_matter,
+    hub_license,
+    readme,
+    select_by_score,
+    size_category,
+)
 from selfinstruct.errors import ConfigError, SeedError
 from selfinstruct.records import Judgement, Task
 from selfinstruct.seeds import default_seeds_path, load_seeds
@@ -205,6 +212,34 @@ def test_hf_card_has_hub_front_matter_and_the_dataset_still_loads(
     assert len(datasets.load_from_disk(str(target))) == records
     _export(finished, target, "hf", "--license", "CC-BY-4.0")  # an earlier export is replaced
     assert _front_matter(target / "README.md")["license"] == "cc-by-4.0"
+
+
+def test_pushed_readme_keeps_the_viewers_metadata(finished: Path, tmp_path: Path) -> None:
+    target = tmp_path / "data.json"
+    _export(finished, target, "alpaca", "--license", "MIT")
+    card = _card(target)
+    # What `Dataset.push_to_hub` writes in front of a repo's README, and an old licence.
+    pushed = {
+        "dataset_info": {"features": [{"name": "instruction", "dtype": "string"}]},
+        "configs": [{"config_name": "default", "data_files": "data/train-*"}],
+        "license": "other",
+        "license_name": "an-earlier-licence",
+    }
+    (tmp_path / "README.md").write_text(readme(card, pushed))
+    meta = _front_matter(tmp_path / "README.md")
+    assert meta["dataset_info"] == pushed["dataset_info"] and meta["configs"] == pushed["configs"]
+    assert meta["license"] == "mit" and "license_name" not in meta
+    assert meta["pretty_name"] == "data.json"
+
+
+def test_front_matter_quotes_any_text_exactly() -> None:
+    from huggingface_hub import DatasetCard
+
+    name = 'a "quoted": name # not a comment\u2028next\x85\x7f\u00e9\U0001f600\ttab'
+    metadata = {"pretty_name": name, "odd key: x": ["- item", "{brace}"], "n": 3}
+    text = front_matter(metadata)
+    assert yaml.safe_load(text.removeprefix("---\n").removesuffix("---\n")) == metadata
+    assert DatasetCard(text + "\nbody\n").data.pretty_name == name
 
 
 def test_hub_metadata_helpers() -> None:
