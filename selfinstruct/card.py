@@ -204,8 +204,14 @@ def _usage(run: Path) -> dict[str, Any]:
     }
 
 
+# The teacher's sampling settings on a card; alpaca mode makes instruction requests only.
+_SAMPLING = ("temperature", "top_p", "presence_penalty", "max_tokens")
+_SAMPLING_SI = ("classify_max_tokens", "instances_max_tokens", "instances_temperature")
+
+
 def _teacher(header: dict[str, Any]) -> dict[str, Any]:
     teacher = header["config"]["teacher"]
+    used = _SAMPLING + (_SAMPLING_SI if header["config"]["mode"] == "self-instruct" else ())
     backend = teacher.get("backend")
     if backend == "openai":
         # Where a self-hosted server runs is the user's business, not the dataset's.
@@ -219,18 +225,7 @@ def _teacher(header: dict[str, Any]) -> dict[str, Any]:
         "backend": backend,
         "endpoint": endpoint,
         "batch_api": teacher.get("batch_api"),
-        "sampling": {
-            key: teacher.get(key)
-            for key in (
-                "temperature",
-                "top_p",
-                "presence_penalty",
-                "max_tokens",
-                "classify_max_tokens",
-                "instances_max_tokens",
-                "instances_temperature",
-            )
-        },
+        "sampling": {key: teacher.get(key) for key in used},
     }
 
 
@@ -465,7 +460,10 @@ def readme_body(card: dict[str, Any]) -> str:
         "",
         *_table(
             ("setting", "value"),
-            [(k, ", ".join(v) if isinstance(v, list) else v) for k, v in card["filters"].items()],
+            [
+                (k, ", ".join(v) if isinstance(v, list) else "off" if v is None else v)
+                for k, v in card["filters"].items()
+            ],
         ),
         "## Counts",
         "",
@@ -491,7 +489,7 @@ def readme_body(card: dict[str, Any]) -> str:
                 ("dropped without a score", j["dropped_unscored"]),
             ],
         )
-    out += ["## Tokens and cost", "", f"All answers the run logged ({u['note']}).", ""]
+    out += ["## Tokens and cost", "", "Every answer the run logged, exported or not.", ""]
     out += _table(
         ("stage", "requests", "prompt tokens", "completion tokens", "USD"),
         [
