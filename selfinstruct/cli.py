@@ -438,7 +438,7 @@ def export(
         str | None,
         typer.Option(
             metavar="SPDX",
-            help="Licence the data card states [default: the seed file's, else unknown].",
+            help="Licence the data card states (default: the seed file's, else unknown).",
         ),
     ] = None,
 ) -> None:
