@@ -419,8 +419,31 @@ def export(
     private: Annotated[
         bool, typer.Option(help="With --push-to-hub: create the repo as private.")
     ] = False,
+    min_score: Annotated[
+        int | None,
+        typer.Option(
+            metavar="S",
+            help="Keep only tasks the judge scored S or more (1-5); unscored tasks are dropped.",
+        ),
+    ] = None,
+    card: Annotated[
+        bool,
+        typer.Option(
+            "--card/--no-card",
+            help="Write a data card: OUTPUT.card.json beside the export, and README.md in an "
+            "hf directory or Hub repo.",
+        ),
+    ] = True,
+    license: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SPDX",
+            help="Licence the data card states (default: the seed file's, else unknown).",
+        ),
+    ] = None,
 ) -> None:
     """Write the run's accepted tasks for fine-tuning (valid while a run is going, too)."""
+    from selfinstruct.card import card_path
     from selfinstruct.export import FORMATS, HF_TOKEN_ENV, export_run
     from selfinstruct.export import push_to_hub as push
 
@@ -435,10 +458,26 @@ def export(
         _fail(f"--push-to-hub needs a Hugging Face token: export {HF_TOKEN_ENV}=hf_... first")
     with _user_errors(path=None if output is None else Path(output)):
         if output is not None:
-            n = export_run(out, Path(output), fmt, system=system)
-            typer.echo(f"wrote {n} records to {output}")
+            n = export_run(
+                out,
+                Path(output),
+                fmt,
+                system=system,
+                min_score=min_score,
+                card=card,
+                license=license,
+            )
+            beside = f"; its data card in {card_path(Path(output))}" if card else ""
+            typer.echo(f"wrote {n} records to {output}{beside}")
         if push_to_hub is not None:
-            n = push(out, push_to_hub, private=private)
+            n = push(
+                out,
+                push_to_hub,
+                private=private,
+                min_score=min_score,
+                card=card,
+                license=license,
+            )
             typer.echo(f"pushed {n} records to the Hugging Face Hub dataset {push_to_hub}")
 
 
@@ -659,6 +698,9 @@ def seeds_check(
     if bar is not None:
         bar.close()
     typer.echo(f"{path}: valid, sha256 {seed_set.digest[:16]}")
+    licenses = seed_set.licenses()  # a sidecar SEEDS.jsonl.license, or per-line fields
+    stated = ", ".join(f"{k or 'not stated'} ({n})" for k, n in sorted(licenses.items(), key=str))
+    typer.echo(f"{'license':<24}{stated}")
     unit = "words" if english else "length"
     for line in format_stats(stats, unit=unit):
         typer.echo(line)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -13,6 +15,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from selfinstruct.errors import SeedError, field_path
 from selfinstruct.records import Instance, Task
+
+# An SPDX license expression, checked for shape only ("Apache-2.0", "CC-BY-4.0 OR MIT",
+# "LicenseRef-mine"): a typo in a known id is the author's to make, garbage is not.
+_SPDX = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9.+-]*(?:\s+(?:AND|OR|WITH)\s+\(?[A-Za-z0-9][A-Za-z0-9.+-]*\)?)*"
+)
+_SPDX_MAX = 200
+# A seed file's licence for all its lines: SEEDS.jsonl.license beside it, the id on line 1
+# (a per-line "license" field wins for its line).
+LICENSE_SUFFIX = ".license"
+
+
+def check_spdx(value: str) -> str:
+    """Return `value` stripped if it has the shape of an SPDX expression; raise ValueError."""
+    text = value.strip()
+    if len(text) > _SPDX_MAX or not _SPDX.fullmatch(text):
+        raise ValueError(f"not an SPDX license id or expression: {text[:60]!r}")
+    return text
 
 
 class _SeedLine(BaseModel):
@@ -25,6 +45,13 @@ class _SeedLine(BaseModel):
     instruction: str = Field(min_length=1, pattern=r"\S")
     instances: list[Instance] = Field(min_length=1)
     is_classification: bool | None  # null: unknown (an alpaca-mode export); never asked
+    # Not in the original Self-Instruct schema: the licence of this one task, if it has its own.
+    license: str | None = None
+
+    @field_validator("license")
+    @classmethod
+    def _license_is_spdx(cls, value: str | None) -> str | None:
+        return None if value is None else check_spdx(value)
 
     @field_validator("id", mode="before")
     @classmethod
@@ -42,6 +69,34 @@ class SeedSet:
     path: Path
     tasks: tuple[Task, ...]
     digest: str
+    # The licence of each task in order (its own, else the file's sidecar); None: not stated.
+    task_licenses: tuple[str | None, ...] = ()
+
+    def licenses(self) -> Counter[str | None]:
+        """Count the tasks under each licence; None counts those with no licence stated."""
+        return Counter(self.task_licenses or (None,) * len(self.tasks))
+
+
+def license_path(seeds: Path) -> Path:
+    """Return where the licence sidecar of a seed file lives: SEEDS.jsonl.license."""
+    return seeds.with_name(seeds.name + LICENSE_SUFFIX)
+
+
+def read_license(seeds: Path) -> str | None:
+    """Return the SPDX id on the first line of the seed file's sidecar, None without one."""
+    sidecar = license_path(seeds)
+    try:
+        text = sidecar.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8"
+        raise SeedError(f"{sidecar}: cannot read the licence file: {why}") from None
+    first = text.split("\n", 1)[0]
+    try:
+        return check_spdx(first)
+    except ValueError as exc:
+        raise SeedError(f"{sidecar}:1: {exc}") from None
 
 
 # The bundled seed file of each language (RunConfig.language).
@@ -68,7 +123,9 @@ def load_seeds(path: Path | None = None, *, language: str = "en") -> SeedSet:
     except UnicodeDecodeError as exc:
         bad_line = raw[: exc.start].count(b"\n") + 1
         raise SeedError(f"{path}:{bad_line}: not valid UTF-8 (byte {exc.start})") from None
+    file_license = read_license(path)
     tasks: list[Task] = []
+    licenses: list[str | None] = []
     first_line_of: dict[str, int] = {}
     # split("\n"), not splitlines(): U+2028 and friends may sit raw inside a JSON string.
     for lineno, line in enumerate(text.split("\n"), start=1):
@@ -88,6 +145,7 @@ def load_seeds(path: Path | None = None, *, language: str = "en") -> SeedSet:
             err = exc.errors()[0]
             field = field_path(err["loc"])
             msg = "missing" if err["type"] == "missing" else err["msg"]
+            msg = msg.removeprefix("Value error, ")  # our own checks say what is wrong
             raise SeedError(f"{path}:{lineno}: field '{field}': {msg}") from None
         seed_id = str(seed.id)
         if seed_id in first_line_of:
@@ -105,6 +163,8 @@ def load_seeds(path: Path | None = None, *, language: str = "en") -> SeedSet:
                 is_classification=seed.is_classification,
             )
         )
+        licenses.append(seed.license or file_license)
     if not tasks:
         raise SeedError(f"{path}: no seed tasks (the file is empty)")
-    return SeedSet(path=path, tasks=tuple(tasks), digest=hashlib.sha256(raw).hexdigest())
+    digest = hashlib.sha256(raw).hexdigest()
+    return SeedSet(path=path, tasks=tuple(tasks), digest=digest, task_licenses=tuple(licenses))

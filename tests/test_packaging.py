@@ -48,3 +48,19 @@ def test_the_reference_scorer_is_a_dev_dependency_only() -> None:
     dev = {_distribution(r) for r in PYPROJECT["project"]["optional-dependencies"]["dev"]}
     assert "rouge-score" not in core and "rouge-score" in dev
     assert "rouge_score" not in _imported_modules()
+
+
+def test_bundled_seeds_state_the_project_licence_and_ship_it() -> None:
+    from fnmatch import fnmatch
+
+    from selfinstruct.seeds import SEED_FILES, license_path, load_seeds
+
+    declared = PYPROJECT["project"]["license"]["text"]
+    shipped = PYPROJECT["tool"]["setuptools"]["package-data"]["selfinstruct"]
+    for language, name in SEED_FILES.items():
+        # Our own seeds: the project's licence, stated in the sidecar the card reads.
+        assert set(load_seeds(language=language).licenses()) == {declared}, name
+        sidecar = license_path(REPO / "seeds" / name)
+        assert sidecar.read_text(encoding="utf-8").splitlines()[0] == declared
+        inside = f"data/seeds/{sidecar.name}"
+        assert any(fnmatch(inside, pattern) for pattern in shipped), f"{inside} not package data"
