@@ -406,6 +406,24 @@ def test_max_tokens_counts_the_judges_tokens(tmp_path: Path) -> None:
     assert sum(spent.values()) >= limit > sum(n for s, n in spent.items() if s != "judge")
 
 
+def test_max_cost_prices_the_judge_at_its_own_models_price(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with OpenAITestServer(SyntheticTeacher(), models=("test-model", "judge-model")) as server:
+        # The teacher is free: only the judge's tokens, at its own price, can spend 1 USD.
+        args = ("--target", "1000", "--concurrency", "2", "--max-cost", "1")
+        args += ("--price-in", "0", "--price-out", "0", "--judge", "--judge-model", "judge-model")
+        args += ("--judge-price-in", "200", "--judge-price-out", "200")
+        done = run_cli(*bootstrap_args(server, out, *args))
+    assert done.returncode == 3, done.stderr
+    assert "budget spent" in done.stderr and "of --max-cost 1.00" in done.stderr
+    judge = _usage(out)["judge"]
+    spent = (judge["prompt_tokens"] + judge["completion_tokens"]) * 200 / 1e6
+    # Stopped once the judge's own cost reached the limit (a few answers in flight land after).
+    assert 1.0 <= spent < 1.5
+    status = run_cli("status", "--out", str(out))
+    assert f"cost       {spent:.2f} USD at 0.0/0.0" in status.stdout
+
+
 # -- the Batch API ------------------------------------------------------------------------
 
 
