@@ -32,6 +32,7 @@ from selfinstruct.testing.keys import digest_of
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
 from selfinstruct.testing.teacher import SyntheticTeacher
 from selfinstruct.testing.teacher_zh import ChineseSyntheticTeacher
+from selfinstruct.text import invalid_char
 
 
 def _is_judge(request: RecordedRequest) -> bool:
@@ -207,6 +208,48 @@ def test_unreadable_verdicts_are_asked_again_once_then_recorded(tmp_path: Path) 
         assert "hard to say (seed None)" in task.judge.reason
     status = run_cli("status", "--out", str(out))
     assert f"  no score{len(pool):>8}" in status.stdout
+
+
+# What a hostile judge may slip into its reason (as tests/test_hostile_text.py injects).
+INJECTED = ["\ud800", "\x00", "\x1b[2J\x1b]0;pwned\x07", "\x9b31m", "\ufffd", "\u202e", "\u2028"]
+
+
+class _Hostile:
+    """The synthetic teacher, with a character of INJECTED inside every judge's reason."""
+
+    def __init__(self) -> None:
+        self.teacher = SyntheticTeacher(judge_garbage_rate=0.0)
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        reply = self.teacher(request)
+        if not _is_judge(request):
+            return reply
+        pick = hashlib.sha256(request.prompt.encode()).digest()[0] % len(INJECTED)
+        return replace(reply, text=reply.text.replace("Reason: ", f"Reason: {INJECTED[pick]}", 1))
+
+
+def test_a_hostile_judges_reasons_are_stored_safely_and_replayed(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with OpenAITestServer(_Hostile()) as server:
+        done = run_cli(*bootstrap_args(server, out, "--target", "20", "--judge"))
+        assert done.returncode == 0, done.stderr
+        before = (out / "pool.jsonl").read_bytes()
+        # Resumed from the logged answers alone: the very same pool comes back.
+        (out / "state.json").unlink()
+        for name in ("pool.jsonl", "rejected.jsonl"):
+            (out / name).write_bytes(b"")
+        sent, logged = len(server.requests), _logged_digests(out)
+        again = run_cli(*bootstrap_args(server, out, "--target", "20", "--judge"))
+        assert again.returncode == 0, again.stderr
+        assert not [r for r in server.requests[sent:] if digest_of(r) in logged]
+    assert (out / "pool.jsonl").read_bytes() == before
+    before.decode("utf-8")  # valid UTF-8: no lone surrogate was written raw
+    for task in _pool(out):
+        assert task.judge is not None and task.judge.score is not None
+        assert invalid_char(task.judge.reason) is None, task.judge.reason
+        assert not set(task.judge.reason) & set("\u202e\u2028\x1b")
+    status = run_cli("status", "--out", str(out))
+    assert status.returncode == 0 and "\x1b" not in status.stdout
 
 
 # -- determinism: concurrency and kills ----------------------------------------------------
