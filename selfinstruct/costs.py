@@ -98,6 +98,12 @@ def _prices_of(judge: Mapping[str, Any]) -> tuple[float | None, float | None]:
     )
 
 
+def stored_stage_prices(run: Path) -> dict[str, Price | None]:
+    """Return the stages a run directory prices apart from the teacher (its judge's model)."""
+    judge = _stored_judge(run)
+    return _judge_prices(judge, _prices_of(judge))
+
+
 def config_stage_prices(config: RunConfig) -> dict[str, Price | None]:
     """Return the stages a RunConfig prices apart from the teacher: the judge's own model."""
     judge = config.judge
@@ -240,8 +246,7 @@ def run_cost(
     header = read_header(run)
     model = str(header["config"]["teacher"]["model"])
     price = choose_price(model, prices, stored_prices(run))
-    judge = header["config"].get("judge")
-    own = _judge_prices(judge, _prices_of(judge)) if isinstance(judge, dict) else {}
+    own = stored_stage_prices(run)
     if usage is None:
         state = read_state(run)
         usage = state.usage if state is not None else {}
