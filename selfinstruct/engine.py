@@ -399,26 +399,44 @@ class Bootstrap:
                 assert item.output is not None  # check_output rejected None
                 instances = [Instance(input=item.input, output=item.output.strip())]
                 result.tasks.append((item.seq, item.instruction, None, instances))
-        else:
-            outcomes = await asyncio.gather(
-                *(
-                    self._spawn(self._complete_task(round_number, pos, item))
-                    for pos, item in enumerate(admitted)
+            if self.config.judge.enabled:
+                # Before the commit, so that pool.jsonl holds every task with its judgement.
+                result.judgements = await asyncio.gather(
+                    *(
+                        self._spawn(self._judge_task(round_number, pos, instruction, instances))
+                        for pos, (_, instruction, _, instances) in enumerate(result.tasks)
+                    )
                 )
+            return result
+        outcomes = await asyncio.gather(
+            *(
+                self._spawn(self._finish_task(round_number, pos, item))
+                for pos, item in enumerate(admitted)
             )
-            for task, rejections in outcomes:
-                result.rejections.extend(rejections)
-                if task is not None:
-                    result.tasks.append(task)
-        if self.config.judge.enabled:
-            # Before the commit, so that pool.jsonl holds every task with its judgement.
-            result.judgements = await asyncio.gather(
-                *(
-                    self._spawn(self._judge_task(round_number, pos, instruction, instances))
-                    for pos, (_, instruction, _, instances) in enumerate(result.tasks)
-                )
-            )
+        )
+        for task, rejections, judgement in outcomes:
+            result.rejections.extend(rejections)
+            if task is not None:
+                result.tasks.append(task)
+                if judgement is not None:
+                    result.judgements.append(judgement)
         return result
+
+    async def _finish_task(
+        self, round_number: int, pos: int, item: _Admitted
+    ) -> tuple[
+        tuple[int, str, bool | None, list[Instance]] | None, list[dict[str, Any]], Judgement | None
+    ]:
+        """Complete an admitted instruction; with the judge on, rate it once it is complete.
+
+        Judged at once rather than after the round's slowest task, so a round commits
+        about one request's latency sooner.
+        """
+        task, rejections = await self._complete_task(round_number, pos, item)
+        if task is None or not self.config.judge.enabled:
+            return task, rejections, None
+        _, instruction, _, instances = task
+        return task, rejections, await self._judge_task(round_number, pos, instruction, instances)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` as a task that the run cancels and awaits before it returns.
