@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from selfinstruct.config import RunConfig
-from selfinstruct.costs import BatchedUsage, Price, config_price, price_usage
+from selfinstruct.costs import (
+    BatchedUsage,
+    Price,
+    config_price,
+    config_stage_prices,
+    price_usage,
+)
 from selfinstruct.errors import BudgetSpent, ConfigError
 from selfinstruct.store import StageUsage
 
@@ -24,6 +30,8 @@ class Budget:
     max_cost: float | None
     price: Price | None
     batched: BatchedUsage | None = field(default=None, compare=False)
+    # Stages with a price of their own (the judge's own model; costs.config_stage_prices).
+    stage_prices: dict[str, Price | None] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Budget | None:
@@ -35,14 +43,20 @@ class Budget:
                 f"--max-cost needs the model's price: {config.teacher.model!r} has no known "
                 "price; pass --price-in and --price-out (USD per million tokens)"
             )
+        own = config_stage_prices(config)
+        if b.max_cost is not None and own.get("judge", price) is None:
+            raise ConfigError(
+                f"--max-cost needs the judge model's price: {config.judge.model!r} has no known "
+                "price; pass --judge-price-in and --judge-price-out (USD per million tokens)"
+            )
         if b.max_tokens is None and b.max_cost is None:
             return None
-        return cls(b.max_tokens, b.max_cost, price, BatchedUsage(config.out))
+        return cls(b.max_tokens, b.max_cost, price, BatchedUsage(config.out), own)
 
     def spent(self, usage: Mapping[str, StageUsage]) -> tuple[int, float | None]:
         """Return (tokens, USD or None without a price) spent so far."""
         batched = self.batched.get() if self.batched is not None else {}
-        table = price_usage(usage, batched, self.price)
+        table = price_usage(usage, batched, self.price, self.stage_prices)
         return table.tokens, table.total_usd
 
     def check(self, usage: Mapping[str, StageUsage]) -> None:

@@ -180,6 +180,35 @@ def bootstrap(
             "exceeds THRESHOLD, e.g. 0.8 (needs the semantic extra).",
         ),
     ] = None,
+    judge: Annotated[
+        bool | None,
+        typer.Option(
+            "--judge/--no-judge",
+            help="Rate every accepted task 1-5 with a one-sentence reason before it is "
+            "committed (stored as the task's judge field; no task is dropped) [default: off].",
+        ),
+    ] = None,
+    judge_model: Annotated[
+        str | None, typer.Option(help="Model that judges [default: the teacher's].")
+    ] = None,
+    judge_base_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The judge's own OpenAI-compatible endpoint; its key is "
+            "SELFINSTRUCT_JUDGE_API_KEY, else OPENAI_API_KEY [default: the teacher's]."
+        ),
+    ] = None,
+    judge_api: Annotated[
+        str | None, typer.Option(help="completions or chat for the judge [default: the teacher's].")
+    ] = None,
+    judge_price_in: Annotated[
+        float | None,
+        typer.Option(help="USD per million prompt tokens of --judge-model (default: known price)."),
+    ] = None,
+    judge_price_out: Annotated[
+        float | None,
+        typer.Option(help="USD per million completion tokens of --judge-model (default: known)."),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -377,12 +406,25 @@ def status(
     if total is not None and table.price is not None:
         per_task = total / state.accepted if state.accepted else 0.0
         half = ", half that through the Batch API" if table.batched_requests else ""
+        own = table.stage_prices.get("judge")
+        judged = f", the judge at {own[0]}/{own[1]}" if own is not None else ""
         typer.echo(
             f"cost       {total:.2f} USD at {table.price[0]}/{table.price[1]} USD per million "
-            f"tokens in/out{half} ({per_task * 1000:.3f} USD per 1000 tasks)"
+            f"tokens in/out{judged}{half} ({per_task * 1000:.3f} USD per 1000 tasks)"
         )
+    elif table.price is not None:
+        typer.echo("cost       unknown price of the judge's model: it was started without one")
     else:
         typer.echo("cost       unknown model price: pass --price-in and --price-out")
+    judge = header["config"].get("judge")
+    if isinstance(judge, dict) and judge.get("enabled"):
+        from selfinstruct.judge import format_summary, summarize
+        from selfinstruct.store import load_pool
+
+        with _user_errors(path=out):
+            summary = summarize(load_pool(out))
+        for line in format_summary(summary, str(judge.get("model") or model)):
+            typer.echo(printable(line))  # reasons and instructions are the teacher's text
 
 
 @app.command()

@@ -353,6 +353,45 @@ class BudgetConfig(_Strict):
     )
 
 
+class JudgeConfig(_Strict):
+    """The optional judge stage: a model rates each complete task from 1 to 5, with a reason."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Rate every accepted task 1-5 with a one-sentence reason before it is "
+        "committed (the judge never rejects a task).",
+    )
+    model: str | None = Field(
+        default=None, description="Model that judges; None = the teacher's model."
+    )
+    base_urls: list[str] = Field(
+        default_factory=list,
+        description="OpenAI-compatible endpoints of the judge; empty: the teacher's. Its key "
+        "is SELFINSTRUCT_JUDGE_API_KEY, else OPENAI_API_KEY.",
+    )
+    api: Literal["completions", "chat"] | None = Field(
+        default=None, description="completions or chat for the judge; None = the teacher's."
+    )
+    max_tokens: int = Field(default=96, ge=16, description="Token limit of a verdict.")
+    price_in: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="USD per million prompt tokens of the judge's own model; None = known price.",
+    )
+    price_out: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="USD per million completion tokens of the judge's own model; None = known "
+        "price.",
+    )
+
+    @field_validator("base_urls")
+    @classmethod
+    def _check_base_urls(cls, urls: list[str]) -> list[str]:
+        # The same checks and credential stripping as the teacher's endpoints.
+        return TeacherConfig._strip_credentials(TeacherConfig._check_base_urls(urls))
+
+
 # (temperature, top_p, presence_penalty, max_tokens) of the instruction request per mode:
 # Self-Instruct's paper, sec. 2 and appendix A.1; Stanford Alpaca's generate_instruction.py.
 MODE_SAMPLING: dict[str, tuple[float, float, float, int]] = {
@@ -423,6 +462,7 @@ class RunConfig(_Strict):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
 
     max_instances: int = Field(
         default=5, ge=1, le=100, description="Keep at most this many instances per task."
@@ -499,6 +539,10 @@ OPERATIONAL = frozenset(
         # Paths may move; their content is part of the identity through its hash.
         "seeds",
         "prompts",
+        # The judge's model is identity; where it is served and what it costs are not.
+        "judge.base_urls",
+        "judge.price_in",
+        "judge.price_out",
     }
 )
 
@@ -541,6 +585,12 @@ FLAG_KEYS: dict[str, str] = {
     "price_in": "budget.price_in",
     "price_out": "budget.price_out",
     "semantic_dedup": "filters.semantic_threshold",
+    "judge": "judge.enabled",
+    "judge_model": "judge.model",
+    "judge_base_url": "judge.base_urls",
+    "judge_api": "judge.api",
+    "judge_price_in": "judge.price_in",
+    "judge_price_out": "judge.price_out",
 }
 
 
@@ -586,9 +636,18 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def config_dump(config: RunConfig) -> dict[str, Any]:
+    """Return the config as config.json stores it; the judge's section only when it is on.
+
+    A run without the judge then stores (and is identified by) what it was before the
+    judge existed, so runs started earlier resume unchanged.
+    """
+    return config.model_dump(mode="json", exclude=None if config.judge.enabled else {"judge"})
+
+
 def identity(config: RunConfig) -> dict[str, Any]:
     """Return the dotted settings that define what a run produces."""
-    flat = flatten(config.model_dump(mode="json"))
+    flat = flatten(config_dump(config))
     return {
         k: v
         for k, v in sorted(flat.items())

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from selfinstruct.pricing import BATCH_PRICE_FACTOR, price_for
 
@@ -69,6 +69,50 @@ def config_price(config: RunConfig) -> Price | None:
     return choose_price(config.teacher.model, (b.price_in, b.price_out), stored_prices(config.out))
 
 
+def _judge_prices(
+    judge: Mapping[str, Any] | None, *layers: tuple[float | None, float | None]
+) -> dict[str, Price | None]:
+    """Return the judge stage's price when the judge has a model of its own, else nothing.
+
+    A teacher that judges itself bills the judge stage at its own price, like any stage.
+    """
+    if not judge or not judge.get("enabled") or not judge.get("model"):
+        return {}
+    return {"judge": choose_price(str(judge["model"]), *layers)}
+
+
+def _stored_judge(run: Path) -> dict[str, Any]:
+    """Return the judge settings a run was started with ({} when none)."""
+    try:
+        judge = json.loads((run / "config.json").read_bytes())["config"].get("judge")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    return judge if isinstance(judge, dict) else {}
+
+
+def _prices_of(judge: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    p_in, p_out = judge.get("price_in"), judge.get("price_out")
+    return (
+        float(p_in) if isinstance(p_in, (int, float)) else None,
+        float(p_out) if isinstance(p_out, (int, float)) else None,
+    )
+
+
+def stored_stage_prices(run: Path) -> dict[str, Price | None]:
+    """Return the stages a run directory prices apart from the teacher (its judge's model)."""
+    judge = _stored_judge(run)
+    return _judge_prices(judge, _prices_of(judge))
+
+
+def config_stage_prices(config: RunConfig) -> dict[str, Price | None]:
+    """Return the stages a RunConfig prices apart from the teacher: the judge's own model."""
+    judge = config.judge
+    if not judge.enabled:
+        return {}
+    stored = _prices_of(_stored_judge(config.out))
+    return _judge_prices(judge.model_dump(), (judge.price_in, judge.price_out), stored)
+
+
 @dataclass(frozen=True)
 class StageCost:
     """What one stage cost: all its answers, and those of them that came through batches."""
@@ -89,11 +133,13 @@ class CostTable:
 
     price: Price | None
     stages: dict[str, StageCost]
+    # Stages priced apart from `price` (the judge's own model), by stage.
+    stage_prices: dict[str, Price | None] = field(default_factory=dict)
 
     @property
     def total_usd(self) -> float | None:
-        """Return the total cost, None without a price."""
-        if self.price is None:
+        """Return the total cost, None without a price (for the teacher or any stage)."""
+        if self.price is None or any(s.usd is None for s in self.stages.values()):
             return None
         return sum(s.usd or 0.0 for s in self.stages.values())
 
@@ -109,27 +155,34 @@ class CostTable:
 
 
 def price_usage(
-    usage: Mapping[str, Tokens], batched: Mapping[str, Tokens], price: Price | None
+    usage: Mapping[str, Tokens],
+    batched: Mapping[str, Tokens],
+    price: Price | None,
+    stage_prices: Mapping[str, Price | None] | None = None,
 ) -> CostTable:
     """Price answers per stage, the batched part of each at BATCH_PRICE_FACTOR.
 
-    `batched` never counts for more than `usage` holds (a batch's answers that a run did
-    not log, or that a report leaves out as uncommitted, are not charged).
+    A stage in `stage_prices` (the judge's own model) is priced at its own price, the
+    others at `price`. `batched` never counts for more than `usage` holds (a batch's
+    answers that a run did not log, or that a report leaves out as uncommitted, are not
+    charged).
     """
+    own = dict(stage_prices or {})
     stages: dict[str, StageCost] = {}
     for stage, u in sorted(usage.items()):
+        stage_price = own.get(stage, price)
         b = batched.get(stage)
         b_req = min(b.requests, u.requests) if b else 0
         b_in = min(b.prompt_tokens, u.prompt_tokens) if b else 0
         b_out = min(b.completion_tokens, u.completion_tokens) if b else 0
         dollars = None
-        if price is not None:
-            full = usd(u.prompt_tokens - b_in, u.completion_tokens - b_out, price)
-            dollars = full + usd(b_in, b_out, price, BATCH_PRICE_FACTOR)
+        if stage_price is not None:
+            full = usd(u.prompt_tokens - b_in, u.completion_tokens - b_out, stage_price)
+            dollars = full + usd(b_in, b_out, stage_price, BATCH_PRICE_FACTOR)
         stages[stage] = StageCost(
             stage, u.requests, u.prompt_tokens, u.completion_tokens, b_req, b_in, b_out, dollars
         )
-    return CostTable(price, stages)
+    return CostTable(price, stages, own)
 
 
 @dataclass
@@ -193,7 +246,8 @@ def run_cost(
     header = read_header(run)
     model = str(header["config"]["teacher"]["model"])
     price = choose_price(model, prices, stored_prices(run))
+    own = stored_stage_prices(run)
     if usage is None:
         state = read_state(run)
         usage = state.usage if state is not None else {}
-    return price_usage(usage, batch_usage(run), price)
+    return price_usage(usage, batch_usage(run), price, own)

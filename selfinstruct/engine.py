@@ -27,9 +27,10 @@ from selfinstruct import __version__
 from selfinstruct.backends.base import Backend, RequestRefused
 from selfinstruct.budget import Budget
 from selfinstruct.concurrency import PriorityGate
-from selfinstruct.config import RunConfig, identity
+from selfinstruct.config import RunConfig, config_dump, identity
 from selfinstruct.errors import BudgetSpent, RunDirError, TeacherError
 from selfinstruct.filters import InstructionFilters, check_instances, check_output, clip
+from selfinstruct.judge import parse_verdict, unparsed_reason
 from selfinstruct.parse import (
     Unparsed,
     is_truncated,
@@ -44,11 +45,13 @@ from selfinstruct.prompts import (
     render_classify,
     render_instances,
     render_instruction_list,
+    render_judge,
 )
 from selfinstruct.records import (
     Candidate,
     Completion,
     Instance,
+    Judgement,
     Request,
     SamplingParams,
     Stage,
@@ -181,6 +184,8 @@ def header_for(config: RunConfig, seeds: SeedSet, prompts: PromptSet) -> dict[st
     ident = identity(config)
     ident["seeds.sha256"] = seeds.digest
     ident["prompts.sha256"] = prompts.digest
+    if config.judge.enabled:  # absent otherwise: runs without the judge keep their identity
+        ident["judge.prompt.sha256"] = prompts.judge_digest
     version = sampling_version(config.out)
     if version != LEGACY_SAMPLING:  # runs of version 1 have no such entry
         ident[SAMPLING_KEY] = version
@@ -188,7 +193,7 @@ def header_for(config: RunConfig, seeds: SeedSet, prompts: PromptSet) -> dict[st
         "format": FORMAT,
         "selfinstruct": __version__,
         "identity": ident,
-        "config": config.model_dump(mode="json"),
+        "config": config_dump(config),
     }
 
 
@@ -206,6 +211,7 @@ class _Admitted:
 class _RoundResult:
     tasks: list[tuple[int, str, bool | None, list[Instance]]] = field(default_factory=list)
     rejections: list[dict[str, Any]] = field(default_factory=list)
+    judgements: list[Judgement] = field(default_factory=list)  # one per task, with the judge
 
 
 def _rejection(
@@ -225,9 +231,15 @@ class Bootstrap:
         seeds: SeedSet,
         prompts: PromptSet,
         progress: Callable[[Progress], None] | None = None,
+        *,
+        judge_backend: Backend | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
+        # The judge's own model or endpoint, else the teacher judges (the same backend).
+        self.judge_backend = judge_backend or backend
+        if config.judge.enabled and prompts.judge_digest is None:
+            raise ValueError("the judge is on but its template was not loaded (load_prompts)")
         self.run = run
         self.seeds = seeds
         self.prompts = prompts
@@ -251,6 +263,7 @@ class Bootstrap:
         self._novelty_round = run.state.rounds_committed
         self._novelty_turn: asyncio.Condition | None = None
         self._gate: PriorityGate | None = None
+        self._judge_gate: PriorityGate | None = None
         self._sent = 0
         self._replayed = 0
         # Set by the first stop signal: no request is sent after it (see _on_signal).
@@ -337,7 +350,9 @@ class Bootstrap:
             return cached
         if self._stopping:
             raise _Stop
-        gate = self._gate
+        judged = request.stage == "judge"
+        backend = self.judge_backend if judged else self.backend
+        gate = self._judge_gate if judged else self._gate
         assert gate is not None
         await gate.acquire(round_number)
         try:
@@ -347,7 +362,7 @@ class Bootstrap:
                 self._budget.check(self.run.state.usage)  # raises before anything is sent
             self._sending += 1
             try:
-                (completion,) = await self.backend.complete([request])
+                (completion,) = await backend.complete([request])
             except RequestRefused as refused:
                 # A poison request: logged like an answer, so a resume replays the refusal
                 # instead of paying for it again, and the pool stays deterministic.
@@ -384,18 +399,44 @@ class Bootstrap:
                 assert item.output is not None  # check_output rejected None
                 instances = [Instance(input=item.input, output=item.output.strip())]
                 result.tasks.append((item.seq, item.instruction, None, instances))
+            if self.config.judge.enabled:
+                # Before the commit, so that pool.jsonl holds every task with its judgement.
+                result.judgements = await asyncio.gather(
+                    *(
+                        self._spawn(self._judge_task(round_number, pos, instruction, instances))
+                        for pos, (_, instruction, _, instances) in enumerate(result.tasks)
+                    )
+                )
             return result
         outcomes = await asyncio.gather(
             *(
-                self._spawn(self._complete_task(round_number, pos, item))
+                self._spawn(self._finish_task(round_number, pos, item))
                 for pos, item in enumerate(admitted)
             )
         )
-        for task, rejections in outcomes:
+        for task, rejections, judgement in outcomes:
             result.rejections.extend(rejections)
             if task is not None:
                 result.tasks.append(task)
+                if judgement is not None:
+                    result.judgements.append(judgement)
         return result
+
+    async def _finish_task(
+        self, round_number: int, pos: int, item: _Admitted
+    ) -> tuple[
+        tuple[int, str, bool | None, list[Instance]] | None, list[dict[str, Any]], Judgement | None
+    ]:
+        """Complete an admitted instruction; with the judge on, rate it once it is complete.
+
+        Judged at once rather than after the round's slowest task, so a round commits
+        about one request's latency sooner.
+        """
+        task, rejections = await self._complete_task(round_number, pos, item)
+        if task is None or not self.config.judge.enabled:
+            return task, rejections, None
+        _, instruction, _, instances = task
+        return task, rejections, await self._judge_task(round_number, pos, instruction, instances)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` as a task that the run cancels and awaits before it returns.
@@ -531,6 +572,47 @@ class Bootstrap:
         )
         return self._request(tag, "instances", prompt, params)
 
+    def _judge_request(
+        self,
+        tag: str,
+        instruction: str,
+        instances: Sequence[Instance],
+        retry_seed: int | None = None,
+    ) -> Request:
+        """Ask the judge to rate a complete task: greedy, or sampled to retry."""
+        prompt = render_judge(self.prompts, instruction, instances)
+        api = self.config.judge.api or self.config.teacher.api
+        # A continued "Score:" line ends at the blank line after its reason; a chat answer
+        # may hold a blank line between its labels, so it runs to its token limit instead.
+        stop = ("\n\n",) if api == "completions" else ()
+        limit = self.config.judge.max_tokens
+        if retry_seed is None:
+            params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=limit, stop=stop)
+            return self._request(tag, "judge", prompt, params)
+        params = SamplingParams(
+            temperature=0.7, top_p=1.0, max_tokens=limit, stop=stop, seed=retry_seed
+        )
+        return self._request(tag + "/retry", "judge", prompt, params)
+
+    async def _judge_task(
+        self, round_number: int, pos: int, instruction: str, instances: Sequence[Instance]
+    ) -> Judgement:
+        """Rate a complete task; an unreadable verdict is asked once more, then recorded."""
+        model = self.config.judge.model or self.config.teacher.model
+        tag = f"r{round_number}/j{pos}"
+        answers: list[str] = []
+        for retry_seed in (None, _derived_seed(self.config.seed, round_number, 3000 + pos)):
+            # A greedy retry would repeat itself; the second asks with sampling and a seed.
+            request = self._judge_request(tag, instruction, instances, retry_seed)
+            answer = await self._answer(round_number, request)
+            if answer.refusal is not None:
+                return Judgement(score=None, reason=f"judge refused: {answer.refusal}", model=model)
+            verdict = parse_verdict(answer.text)
+            if verdict is not None:
+                return Judgement(score=verdict.score, reason=verdict.reason, model=model)
+            answers.append(answer.text)
+        return Judgement(score=None, reason=unparsed_reason(*answers), model=model)
+
     def preview(self) -> list[Request]:
         """Return one request of each kind the next round would send, for --dry-run.
 
@@ -540,7 +622,7 @@ class Bootstrap:
         round_number = self.run.state.rounds_committed
         requests = [self._instruction_request(round_number, 0)]
         if self.config.mode == "alpaca":
-            return requests
+            return requests + self._judge_preview(round_number)
         tag = f"r{round_number}/t0"
         ordinary = next((t for t in self.seeds.tasks if t.is_classification is False), None)
         labelled = next((t for t in self.seeds.tasks if t.is_classification), None)
@@ -550,7 +632,14 @@ class Bootstrap:
         for task, is_cls in ((ordinary, False), (labelled, True)):
             if task is not None:
                 requests.append(self._instances_request(tag, task.instruction, is_cls, seed))
-        return requests
+        return requests + self._judge_preview(round_number)
+
+    def _judge_preview(self, round_number: int) -> list[Request]:
+        """Return the judge's request for a seed task, when the judge is on (for --dry-run)."""
+        if not self.config.judge.enabled:
+            return []
+        task = self.seeds.tasks[0]
+        return [self._judge_request(f"r{round_number}/j0", task.instruction, task.instances)]
 
     async def _complete_task(
         self, round_number: int, pos: int, item: _Admitted
@@ -653,6 +742,7 @@ class Bootstrap:
                 is_classification=is_cls,
                 round=round_number,
                 seq=seq,
+                judge=result.judgements[n] if result.judgements else None,
             )
             for n, (seq, instruction, is_cls, instances) in enumerate(result.tasks)
         ]
@@ -688,13 +778,14 @@ class Bootstrap:
             and self._want_more_rounds(len(in_flight))
         )
 
-    def _slots(self) -> int:
+    def _slots(self, backend: Backend | None = None) -> int:
         """Return how many requests may be in flight now: the backend's and the config's limit."""
-        limits = [self.backend.concurrency(), self.config.teacher.concurrency]
+        backend = backend or self.backend
+        limits = [backend.concurrency(), self.config.teacher.concurrency]
         numbers = [n for n in limits if isinstance(n, int)]
         slots = min(numbers) if numbers else self.config.teacher.max_concurrency
         # A backend that gathers requests (the Batch API) needs a whole window in flight.
-        return max(slots, self.backend.min_concurrency or 1)
+        return max(slots, backend.min_concurrency or 1)
 
     async def run_until_target(self, *, handle_signals: bool = False) -> Progress:
         """Fetch and apply rounds until the pool reaches the target; resumable at any point.
@@ -709,6 +800,11 @@ class Bootstrap:
         state = self.run.state
         self._novelty_turn = asyncio.Condition()
         self._gate = PriorityGate(self._slots)
+        self._judge_gate = self._gate
+        if self.judge_backend is not self.backend:
+            # Its own endpoint, its own limit: the judge never waits for the teacher's slots.
+            self._judge_gate = PriorityGate(lambda: self._slots(self.judge_backend))
+            self.judge_backend.watch_capacity(self._judge_gate.poke)
         self._stop_event = asyncio.Event()
         self.backend.watch_capacity(self._gate.poke)
         self._open_semantic()

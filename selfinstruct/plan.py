@@ -14,7 +14,14 @@ from pathlib import Path
 from selfinstruct.backends.base import Backend
 from selfinstruct.backends.openai_wire import DEFAULT_BASE_URL
 from selfinstruct.config import RunConfig, keep_stored_defaults
-from selfinstruct.costs import Price, batch_usage, config_price, price_usage, usd
+from selfinstruct.costs import (
+    Price,
+    batch_usage,
+    config_price,
+    config_stage_prices,
+    price_usage,
+    usd,
+)
 from selfinstruct.engine import Bootstrap
 from selfinstruct.pricing import BATCH_PRICE_FACTOR
 from selfinstruct.prompts import load_prompts
@@ -35,7 +42,12 @@ DEFAULT_REQUESTS_PER_TASK: dict[str, dict[Stage, float]] = {
     "alpaca": {"instructions": 0.188},
 }
 
-STAGES: tuple[Stage, ...] = ("instructions", "classify", "instances")
+STAGES: tuple[Stage, ...] = ("instructions", "classify", "instances", "judge")
+# With --judge: one verdict per accepted task, plus a second ask for each unreadable one
+# (the bundled synthetic teacher's rate, judge_garbage_rate, is 0.05).
+JUDGE_REQUESTS_PER_TASK = 1.05
+# Completion tokens of a verdict: "Score: N", a newline and one sentence of about 20 words.
+JUDGE_COMPLETION_TOKENS = 30.0
 
 
 class _NoTeacher(Backend):
@@ -92,6 +104,7 @@ def _default_sizes(
         "instructions": min(listing, config.teacher.instruction_sampling()[3]),
         "classify": min(1.0, config.teacher.classify_max_tokens),
         "instances": min(instances, config.teacher.instances_max_tokens),
+        "judge": min(JUDGE_COMPLETION_TOKENS, config.judge.max_tokens),
     }
     sizes: dict[Stage, tuple[float, float]] = {}
     for stage, requests in by_stage.items():
@@ -131,7 +144,10 @@ def estimate(
     )
     sizes = _default_sizes(config, seeds, previews)
     rows = []
-    for stage, per_task in DEFAULT_REQUESTS_PER_TASK[config.mode].items():
+    per_stage = dict(DEFAULT_REQUESTS_PER_TASK[config.mode])
+    if config.judge.enabled:
+        per_stage["judge"] = JUDGE_REQUESTS_PER_TASK
+    for stage, per_task in per_stage.items():
         prompt, completion = sizes[stage]
         n = remaining * per_task
         rows.append(StageEstimate(stage, n, n * prompt, n * completion))
@@ -146,6 +162,7 @@ def _preview_label(config: RunConfig, request: Request, index: int) -> str:
         "instances": "instances, "
         + ("output-first" if "Label:" in request.prompt else "input-first")
         + " (shown for a seed instruction)",
+        "judge": "rate the task from 1 to 5 (shown for a seed task)",
     }[request.stage]
     stops = ", ".join(repr(s) for s in p.stop)
     return (
@@ -180,7 +197,7 @@ def dry_run_report(config: RunConfig, env: Mapping[str, str]) -> str:
     """Check a bootstrap command and describe what it would do, touching nothing."""
     config, backend_name = resolve(config, env)  # exactly as the run resolves it
     seeds = load_seeds(config.seeds, language=config.language)
-    prompt_set = load_prompts(config.prompts, language=config.language)
+    prompt_set = load_prompts(config.prompts, language=config.language, judge=config.judge.enabled)
     teacher = config.teacher
     out: Path = config.out
     exists = (out / CONFIG).exists()
@@ -216,6 +233,7 @@ def dry_run_report(config: RunConfig, env: Mapping[str, str]) -> str:
     if budget.max_tokens is not None:
         limits.append(f"{budget.max_tokens:,} tokens")
     semantic = config.filters.semantic_threshold
+    own_prices = config_stage_prices(config)
     lines += [
         f"run        {where}",
         f"mode       {config.mode}",
@@ -232,6 +250,7 @@ def dry_run_report(config: RunConfig, env: Mapping[str, str]) -> str:
         ),
         f"budget     {', '.join(limits) if limits else 'none'}",
         f"prices     {price_text}",
+        _judge_line(config, own_prices),
         "",
     ]
     for number, request in enumerate(previews, start=1):
@@ -243,27 +262,49 @@ def dry_run_report(config: RunConfig, env: Mapping[str, str]) -> str:
         f"  {'stage':<14}{'requests':>10}{'prompt tok':>14}{'compl. tok':>14}{'cost USD':>10}"
     )
     total = StageEstimate("instructions", 0, 0, 0)
-    for row in [*rows, None]:
-        name = "total" if row is None else row.stage
-        row = row or total
+    total_usd: float | None = 0.0
+    for row in rows:
+        # Each stage at its price: the judge's own model may cost differently.
+        row_price = own_prices.get(row.stage, price)
         dollars = (
-            f"{usd(row.prompt_tokens, row.completion_tokens, price, factor):.2f}"
-            if price is not None
-            else "?"
+            usd(row.prompt_tokens, row.completion_tokens, row_price, factor)
+            if row_price is not None
+            else None
         )
-        lines.append(
-            f"  {name:<14}{_number(row.requests):>10}{_number(row.prompt_tokens):>14}"
-            f"{_number(row.completion_tokens):>14}{dollars:>10}"
+        total_usd = None if dollars is None or total_usd is None else total_usd + dollars
+        lines.append(_estimate_row(row.stage, row, dollars))
+        total = StageEstimate(
+            "instructions",
+            total.requests + row.requests,
+            total.prompt_tokens + row.prompt_tokens,
+            total.completion_tokens + row.completion_tokens,
         )
-        if row is not total:
-            total = StageEstimate(
-                "instructions",
-                total.requests + row.requests,
-                total.prompt_tokens + row.prompt_tokens,
-                total.completion_tokens + row.completion_tokens,
-            )
-    lines.append(_budget_line(config, state, total, price, factor))
+    lines.append(_estimate_row("total", total, total_usd))
+    lines.append(_budget_line(config, state, total, price, total_usd))
     return "\n".join(lines).rstrip()
+
+
+def _estimate_row(name: str, row: StageEstimate, dollars: float | None) -> str:
+    cost = f"{dollars:.2f}" if dollars is not None else "?"
+    return (
+        f"  {name:<14}{_number(row.requests):>10}{_number(row.prompt_tokens):>14}"
+        f"{_number(row.completion_tokens):>14}{cost:>10}"
+    )
+
+
+def _judge_line(config: RunConfig, own_prices: Mapping[str, Price | None]) -> str:
+    """Say whether tasks are judged, by which model, where, and at what price."""
+    judge = config.judge
+    if not judge.enabled:
+        return "judge      off"
+    model = judge.model or config.teacher.model
+    where = ", ".join(judge.base_urls) or "the teacher's endpoints"
+    api = judge.api or config.teacher.api
+    text = f"judge      {model} ({api} API, {where}): every accepted task rated 1-5"
+    if "judge" in own_prices:
+        own = own_prices["judge"]
+        text += f"; {own[0]} / {own[1]} USD per million" if own is not None else "; price unknown"
+    return text
 
 
 def _budget_line(
@@ -271,7 +312,7 @@ def _budget_line(
     state: State | None,
     total: StageEstimate,
     price: Price | None,
-    factor: float,
+    total_usd: float | None,
 ) -> str:
     """Say where --max-cost / --max-tokens would stop the run, by the estimate."""
     budget = config.budget
@@ -289,9 +330,14 @@ def _budget_line(
         per_task.append((f"--max-tokens {budget.max_tokens:,}", left, tokens / remaining))
     if budget.max_cost is not None and price is not None and remaining:
         # Spent so far as the budget counts it (costs.py): batched answers at their price.
-        spent = price_usage(state.usage if state else {}, batch_usage(config.out), price)
+        spent = price_usage(
+            state.usage if state else {},
+            batch_usage(config.out),
+            price,
+            config_stage_prices(config),
+        )
         left = budget.max_cost - (spent.total_usd or 0.0)
-        need = usd(total.prompt_tokens, total.completion_tokens, price, factor) / remaining
+        need = (total_usd or 0.0) / remaining
         per_task.append((f"--max-cost {budget.max_cost:.2f}", left, need))
     if not per_task:
         return "budget     the target is reached"

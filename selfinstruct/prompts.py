@@ -26,6 +26,10 @@ TEMPLATE_VARIABLES: dict[str, frozenset[str]] = {
     "si_instances_cls.txt": frozenset({"examples", "instruction"}),
     "si_instance_example.txt": frozenset({"instruction", "instances"}),
 }
+# The judge's template: read, checked and hashed only for a run with the judge on, so
+# that the digest of every other run (its identity) stays what it was before the judge.
+JUDGE_TEMPLATE = "judge.txt"
+JUDGE_VARIABLES = frozenset({"instruction", "instances"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class PromptSet:
     templates: dict[str, Template]
     digest: str
     source: Path
+    judge_digest: str | None = None  # set when the judge's template was loaded
 
     def render(self, name: str, **values: str) -> str:
         """Fill template `name`; a missing variable is a PromptError."""
@@ -64,10 +69,38 @@ def _identifiers(template: Template) -> dict[str, int]:
     return found
 
 
-def load_prompts(directory: Path | None = None, *, language: str = "en") -> PromptSet:
+def _read_template(path: Path, expected: frozenset[str]) -> tuple[Template, str]:
+    """Read one template and check its variables; return it and its text."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PromptError(f"{path}: template missing from the prompt directory") from None
+    except UnicodeDecodeError as exc:
+        raise PromptError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    template = Template(text)
+    try:
+        used = _identifiers(template)
+    except ValueError as exc:
+        raise PromptError(f"{path}: {exc}") from None
+    if unknown := sorted(set(used) - expected, key=lambda name: used[name]):
+        raise PromptError(
+            f"{path}:{used[unknown[0]]}: unknown variable ${unknown[0]} (allowed: "
+            + ", ".join(f"${v}" for v in sorted(expected))
+            + ")"
+        )
+    if missing := sorted(expected - set(used)):
+        raise PromptError(f"{path}: the template never uses ${missing[0]}")
+    return template, text
+
+
+def load_prompts(
+    directory: Path | None = None, *, language: str = "en", judge: bool = False
+) -> PromptSet:
     """Read and check every template; an unknown or missing variable names file and variable.
 
-    Without a directory, read the bundled templates of `language`.
+    Without a directory, read the bundled templates of `language`. With `judge`, read the
+    judge's template too; its digest is kept apart (`judge_digest`), so `digest` is the
+    same with the judge on or off.
     """
     directory = directory or default_prompts_dir(language)
     if not directory.is_dir():
@@ -75,29 +108,17 @@ def load_prompts(directory: Path | None = None, *, language: str = "en") -> Prom
     templates: dict[str, Template] = {}
     digest = hashlib.sha256()
     for name, expected in sorted(TEMPLATE_VARIABLES.items()):
-        path = directory / name
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise PromptError(f"{path}: template missing from the prompt directory") from None
-        except UnicodeDecodeError as exc:
-            raise PromptError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
-        template = Template(text)
-        try:
-            used = _identifiers(template)
-        except ValueError as exc:
-            raise PromptError(f"{path}: {exc}") from None
-        if unknown := sorted(set(used) - expected, key=lambda name: used[name]):
-            raise PromptError(
-                f"{path}:{used[unknown[0]]}: unknown variable ${unknown[0]} (allowed: "
-                + ", ".join(f"${v}" for v in sorted(expected))
-                + ")"
-            )
-        if missing := sorted(expected - set(used)):
-            raise PromptError(f"{path}: the template never uses ${missing[0]}")
+        template, text = _read_template(directory / name, expected)
         templates[name] = template
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
-    return PromptSet(templates=templates, digest=digest.hexdigest(), source=directory)
+    judge_digest = None
+    if judge:
+        template, text = _read_template(directory / JUDGE_TEMPLATE, JUDGE_VARIABLES)
+        templates[JUDGE_TEMPLATE] = template
+        judge_digest = hashlib.sha256(JUDGE_TEMPLATE.encode() + b"\0" + text.encode()).hexdigest()
+    return PromptSet(
+        templates=templates, digest=digest.hexdigest(), source=directory, judge_digest=judge_digest
+    )
 
 
 @dataclass(frozen=True)
@@ -189,3 +210,14 @@ def render_instances(
     name = "si_instances_cls.txt" if output_first else "si_instances.txt"
     # Keep the final newline: the teacher starts the first example on a line of its own.
     return prompts.render(name, examples=shots, instruction=_one_line(instruction)).rstrip() + "\n"
+
+
+def render_judge(prompts: PromptSet, instruction: str, instances: Sequence[Instance]) -> str:
+    """Render the judge's prompt for one complete task: its instruction and every instance."""
+    listing = "\n\n".join(
+        f"Example {number}\nInput: {inst.input.strip() or NO_INPUT}\nOutput: {inst.output.strip()}"
+        for number, inst in enumerate(instances, start=1)
+    )
+    text = prompts.render(JUDGE_TEMPLATE, instruction=instruction.strip(), instances=listing)
+    # No trailing newline: a completions model continues the "Score:" line with the score.
+    return text.rstrip()

@@ -13,7 +13,7 @@ from pydantic import (
     model_serializer,
 )
 
-Stage = Literal["instructions", "classify", "instances"]
+Stage = Literal["instructions", "classify", "instances", "judge"]
 FinishReason = str  # "stop", "length", or whatever the server sends; kept verbatim
 # OpenAI's rule of thumb for English text: one token is about four characters ("What are
 # tokens and how to count them?", OpenAI Help Center). Used only where nothing was counted:

@@ -13,17 +13,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from selfinstruct.backends import backend_class, build_backend
-from selfinstruct.config import RunConfig, keep_stored_defaults
+from selfinstruct.backends import backend_class, backend_name, build_backend
+from selfinstruct.config import RunConfig, TeacherConfig, keep_stored_defaults
 from selfinstruct.errors import AuthError, ConfigError
 
 if TYPE_CHECKING:
-    from selfinstruct.backends.base import Notify
+    from selfinstruct.backends.base import Backend, Notify
     from selfinstruct.engine import Progress
     from selfinstruct.prompts import PromptSet
     from selfinstruct.seeds import SeedSet
 
 API_KEY_ENV = "OPENAI_API_KEY"
+# The judge's own key, for its own endpoint; without it the judge uses API_KEY_ENV.
+JUDGE_API_KEY_ENV = "SELFINSTRUCT_JUDGE_API_KEY"
 # config.json's record of the model the server says it runs (not identity: a server may
 # rename a model; a warning says when it did).
 REPORTED = "teacher_reported"
@@ -71,7 +73,58 @@ def resolve(cfg: RunConfig, env: Mapping[str, str]) -> tuple[RunConfig, str]:
             raise ConfigError(f"--batch-api is for --backend openai, not {kind}")
     name = "batch-api" if kind == "openai" and teacher.batch_api else kind
     updates: dict[str, Any] = {"backend": kind, **backend_class(name).resolve(cfg)}
+    judge = cfg.judge
+    if judge.enabled and kind != "openai" and (judge.model or judge.api) and not judge.base_urls:
+        raise ConfigError(
+            f"--judge-model and --judge-api need --judge-base-url with --backend {kind}: "
+            "the in-process teacher serves its own model only"
+        )
+    if judge.enabled and name == "batch-api" and len(judge.base_urls) > 1:
+        raise ConfigError(
+            "--batch-api sends every batch to one endpoint: pass one --judge-base-url"
+        )
     return cfg.model_copy(update={"teacher": teacher.model_copy(update=updates)}), name
+
+
+def judge_teacher(cfg: RunConfig) -> TeacherConfig:
+    """Return the teacher settings the judge's requests go out with (a resolved config)."""
+    judge = cfg.judge
+    updates: dict[str, Any] = {"model": judge.model or cfg.teacher.model}
+    if judge.api is not None:
+        updates["api"] = judge.api
+    if judge.base_urls:
+        updates.update(base_urls=judge.base_urls, backend="openai")
+    return cfg.teacher.model_copy(update=updates)
+
+
+def build_judge_backend(
+    cfg: RunConfig, env: Mapping[str, str], teacher: Backend, *, notify: Notify | None = None
+) -> Backend:
+    """Return the backend the judge's requests go to: the teacher's own, unless it differs.
+
+    A judge with its own model, API, endpoint or key (JUDGE_API_KEY_ENV) gets a backend
+    of its own; through the Batch API its batches are logged in their own lane of
+    batches.jsonl (a batch holds one model's requests).
+    """
+    judged = judge_teacher(cfg)
+    own_key = env.get(JUDGE_API_KEY_ENV) or None
+    if judged == cfg.teacher and own_key is None:
+        return teacher
+    key = own_key or api_key(env)
+    if backend_name(judged) == "batch-api":
+        from selfinstruct.backends.batch_api import BatchAPIBackend
+        from selfinstruct.backends.openai_wire import require_key
+
+        require_key(judged, key)
+        return BatchAPIBackend(judged, key, cfg.out, notify=notify, lane="judge")
+    if backend_name(judged) == "openai":
+        from selfinstruct.backends.openai_compat import OpenAICompatBackend
+        from selfinstruct.backends.openai_wire import require_key
+
+        require_key(judged, key)
+        # No learned limit is kept: limits.json is the teacher's.
+        return OpenAICompatBackend(judged, key)
+    return teacher  # an in-process teacher with nothing of the judge's own (see resolve)
 
 
 def _stored_header(run: Path) -> dict[str, Any] | None:
@@ -146,7 +199,7 @@ async def run_bootstrap(
     cfg, name = resolve(cfg, env)
     keep_stored_defaults(cfg, stored_identity(cfg.out))  # a run resumes as it was started
     seed_set = load_seeds(cfg.seeds, language=cfg.language)
-    prompt_set = load_prompts(cfg.prompts, language=cfg.language)
+    prompt_set = load_prompts(cfg.prompts, language=cfg.language, judge=cfg.judge.enabled)
     Budget.from_config(cfg)  # --max-cost without a price is refused here, not mid-run
     if cfg.filters.semantic_threshold is not None:
         check_installed()
@@ -159,12 +212,17 @@ async def run_bootstrap(
             f"warning: {pending} batches of an earlier --batch-api run are still pending; "
             "without --batch-api their requests are sent, and paid for, again"
         )
+    judge = backend
     try:
+        if cfg.judge.enabled:
+            judge = build_judge_backend(cfg, env, backend, notify=notify)
         await backend.preflight()
+        if judge is not backend:
+            await judge.preflight()
         _record_reported(header, backend.reported_model, cfg.out)
         run.open(header)
         run.state.target = cfg.target
-        engine = Bootstrap(cfg, backend, run, seed_set, prompt_set, progress)
+        engine = Bootstrap(cfg, backend, run, seed_set, prompt_set, progress, judge_backend=judge)
         summary = await engine.run_until_target(handle_signals=handle_signals)
         if progress is not None:
             progress(summary, final=True)
@@ -172,3 +230,5 @@ async def run_bootstrap(
     finally:
         run.close()
         await backend.aclose()
+        if judge is not backend:
+            await judge.aclose()

@@ -48,6 +48,10 @@ _EXAMPLES: dict[str, Any] = {
     "budget.max_tokens": 5_000_000,
     "budget.price_in": 0.15,
     "budget.price_out": 0.6,
+    "judge.model": "gpt-4o-mini",
+    "judge.api": "chat",
+    "judge.price_in": 0.15,
+    "judge.price_out": 0.6,
 }
 
 

@@ -33,6 +33,7 @@ SECRET_ENV = (
     "HUGGING_FACE_HUB_TOKEN",
     "VLLM_API_KEY",
     "AZURE_OPENAI_API_KEY",
+    "SELFINSTRUCT_JUDGE_API_KEY",  # the judge's own key (runner.JUDGE_API_KEY_ENV)
 )
 # Query parameter names that carry credentials (Azure's api-key, signed URLs, tokens).
 _SECRET_PARAM = re.compile(r"(?i)key|token|secret|passw|auth|sig|credential|session")

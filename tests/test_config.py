@@ -205,7 +205,12 @@ OPERATIONAL_FIELDS = [
     "teacher.data_parallel_size",
     "teacher.gpu_memory_utilization",
     "teacher.distributed_executor_backend",
+    "judge.base_urls",
+    "judge.price_in",
+    "judge.price_out",
 ]
+# Identity only while the judge is on: a run without it keeps the identity it always had.
+JUDGE_IDENTITY_FIELDS = ["judge.enabled", "judge.model", "judge.api", "judge.max_tokens"]
 IDENTITY_FIELDS = [
     "seed",
     "mode",
@@ -245,7 +250,14 @@ def test_identity_fields_exactly() -> None:
     # Every setting is either operational or identity, never both, never neither; those
     # added later count as identity once set away from the value older runs had.
     every = set(flatten(RunConfig().model_dump(mode="json")))
-    assert every == set(OPERATIONAL_FIELDS) | set(IDENTITY_FIELDS) | set(LATER_IDENTITY)
+    assert every == (
+        set(OPERATIONAL_FIELDS)
+        | set(IDENTITY_FIELDS)
+        | set(LATER_IDENTITY)
+        | set(JUDGE_IDENTITY_FIELDS)
+    )
+    judged = identity(RunConfig.model_validate({"judge": {"enabled": True}}))
+    assert set(judged) == set(IDENTITY_FIELDS) | set(JUDGE_IDENTITY_FIELDS)
     assert not set(LATER_IDENTITY) & (set(OPERATIONAL_FIELDS) | set(IDENTITY_FIELDS))
     changed = RunConfig.model_validate({"filters": {"max_output_chars": 100}})
     assert identity(changed)["filters.max_output_chars"] == 100

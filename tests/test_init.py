@@ -32,6 +32,10 @@ NO_DEFAULT = {
     "budget.max_tokens",
     "budget.price_in",
     "budget.price_out",
+    "judge.model",
+    "judge.api",
+    "judge.price_in",
+    "judge.price_out",
 }
 _ASSIGNMENT = re.compile(r"^(# )?([a-z_]+) = ")
 

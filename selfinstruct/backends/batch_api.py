@@ -128,8 +128,12 @@ class BatchAPIBackend(Backend):
         run_path: Path,
         *,
         notify: Callable[[str], None] | None = None,
+        lane: str | None = None,
     ) -> None:
         url = config.base_urls[0] if config.base_urls else DEFAULT_BASE_URL
+        # A second backend of the run (the judge's own model) logs its batches in its own
+        # lane of batches.jsonl: each reads back only its own, as ids of two servers may meet.
+        self._lane = lane
         self._config = config
         self._url = url
         self._endpoint = endpoint_path(config.api)
@@ -581,6 +585,8 @@ class BatchAPIBackend(Backend):
             try:
                 entry = json.loads(line)
                 event = entry["event"]
+                if entry.get("lane") != self._lane:
+                    continue
                 if event == "file":
                     if entry["endpoint"] != self._endpoint:
                         # Made for the other API (the run switched): its answers would not
@@ -626,6 +632,8 @@ class BatchAPIBackend(Backend):
         if self._log_fh is None:
             self._log_fh = open(self._path, "ab")
         entry = {**entry, "time": entry.get("time", time.time())}
+        if self._lane is not None:
+            entry["lane"] = self._lane
         # ASCII escapes: a server's message may hold a lone surrogate, which UTF-8 cannot encode.
         self._log_fh.write(json.dumps(entry).encode() + b"\n")
         self._log_fh.flush()
@@ -658,18 +666,19 @@ class BatchAPIBackend(Backend):
 
 def pending_batches(run: Path) -> int:
     """Count the batches in a run's batches.jsonl that have not ended (0 without one)."""
-    started: set[str] = set()
-    ended: set[str] = set()
+    started: set[tuple[str, str]] = set()  # (lane, id): each lane has its own ids
+    ended: set[tuple[str, str]] = set()
     for _, line, _ in read_lines(run / BATCHES):
         try:
             entry = json.loads(line)
+            lane = str(entry.get("lane"))
             if entry.get("event") == "file":
-                started.add(str(entry["file_id"]))
+                started.add((lane, str(entry["file_id"])))
             elif entry.get("event") == "batch":
-                started.discard(str(entry["file_id"]))
-                started.add(str(entry["batch_id"]))
+                started.discard((lane, str(entry["file_id"])))
+                started.add((lane, str(entry["batch_id"])))
             elif entry.get("event") == "end":
-                ended.add(str(entry["batch_id"]))
+                ended.add((lane, str(entry["batch_id"])))
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # a warning's count: a damaged record only makes it rough
     return len(started - ended)

@@ -122,6 +122,16 @@ _CLS_FRAMES = (
     "Which of the categories fits the {noun} on {mod} {head} best: {adj}, {adj2} or other?",
 )
 _CLS_WORDS = ("classify", "label", "decide whether", "which of the categories")
+# The judge's verdicts, by score: one sentence each, as prompts/judge.txt asks.
+_JUDGE_REASONS = {
+    1: "The outputs do not do what the instruction asks.",
+    2: "The instruction is vague and most outputs miss its point.",
+    3: "The task works, but one output is thin and generic.",
+    4: "A clear task with correct outputs that could be a little fuller.",
+    5: "A clear, answerable instruction whose outputs are correct and helpful.",
+}
+# How often each score comes, 1 to 5: most tasks good, a few poor (a spread to summarise).
+_JUDGE_WEIGHTS = (0.08, 0.14, 0.26, 0.34, 0.18)
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,7 @@ class SyntheticTeacher:
     empty_output_rate: float = 0.03
     classification_rate: float = 0.15
     garbage_rate: float = 0.02  # unparseable classification answers
+    judge_garbage_rate: float = 0.05  # verdicts without a score (the judge then asks again)
     # Share of ordinary instructions from the wide frames; the rest use the short ones,
     # whose tasks resemble each other (0 gives the small, templated grammar alone).
     wide_share: float = 0.85
@@ -154,6 +165,8 @@ class SyntheticTeacher:
             (prompt + json.dumps(body.get("seed"))).encode("utf-8", "replace")
         ).digest()
         rng = random.Random(digest)
+        if prompt.rstrip().endswith("Score:"):
+            return self._judge(rng, chat=chat)
         if prompt.endswith("Classification:"):
             return self._classify(rng, prompt)
         if (task := _LAST_TASK.search(prompt)) is not None and "\nLabel: " in prompt:
@@ -191,6 +204,17 @@ class SyntheticTeacher:
             return " Perhaps"
         instruction = prompt.rsplit("Task: ", 1)[-1].lower()
         return " Yes" if any(w in instruction for w in _CLS_WORDS) else " No"
+
+    def _judge(self, rng: random.Random, *, chat: bool) -> str:
+        """Rate a task: a score drawn by the prompt's hash, or now and then no score at all."""
+        if rng.random() < self.judge_garbage_rate:
+            return " Looks fine to me, nothing to add."
+        score = rng.choices(range(1, 6), weights=_JUDGE_WEIGHTS)[0]
+        verdict = f"{score}\nReason: {self._judge_reason(score)}\n\nInstruction: next"
+        return f"Score: {verdict}" if chat else f" {verdict}"
+
+    def _judge_reason(self, score: int) -> str:
+        return _JUDGE_REASONS[score]
 
     def _labelled(self, rng: random.Random, instruction: str) -> str:
         labels = rng.sample(_ADJECTIVES, rng.randint(2, 3))

@@ -64,6 +64,13 @@ _CLS_FRAMES = (
     "关于{topic}的这则{noun}最符合哪一类：{adj}、{adj2}还是其他？",
 )
 _CLS_WORDS = ("判断", "是对还是错", "标为", "哪一类")
+_JUDGE_REASONS = {
+    1: "输出没有完成指令的要求。",
+    2: "指令含糊，大多数输出没有切中要点。",
+    3: "任务能用，但有一个输出单薄空泛。",
+    4: "任务清楚，输出正确，还可以更充实一些。",
+    5: "指令清楚可答，输出正确且有帮助。",
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,9 @@ class ChineseSyntheticTeacher(SyntheticTeacher):
         instruction = prompt.rsplit("Task: ", 1)[-1]
         # A Chinese teacher answers 是/否, even when the examples say Yes/No.
         return " 是" if any(w in instruction for w in _CLS_WORDS) else " 否。"
+
+    def _judge_reason(self, score: int) -> str:
+        return _JUDGE_REASONS[score]
 
     def _labelled(self, rng: random.Random, instruction: str) -> str:
         labels = rng.sample(_ADJECTIVES, rng.randint(2, 3))
