@@ -209,6 +209,21 @@ def test_fields_are_learned_from_400s_and_said_once(caplog: pytest.LogCaptureFix
         assert "max_completion_tokens" in next(m for m in said if "'max_tokens'" in m)
 
 
+def test_a_stop_sequence_inside_the_thinking_is_applied_after_it_instead() -> None:
+    def thinks_in_lines(request: RecordedRequest) -> Reply:
+        return Reply(text="<think>one\ntwo</think>\nYes\nmore", completion_tokens=6)
+
+    request = Request("k", "classify", "Is it?", SamplingParams(0.0, 1.0, 64, stop=("\n",)))
+    with OpenAITestServer(thinks_in_lines) as server:
+        (answer,) = _complete(server, "test-model", [request])
+        sent = [r.body for r, _ in server.answered]
+    # The server cut the answer inside the thinking; it was asked again without stop
+    # sequences, applied here after the thinking. Both answers are paid for, and counted.
+    assert [("stop" in b) for b in sent] == [True, False]
+    assert (answer.text, answer.finish_reason) == ("Yes", "stop")
+    assert answer.usage.completion_tokens == 12
+
+
 def test_known_reasoning_models_start_without_the_fields() -> None:
     with OpenAITestServer(_echo_list, refuse=REASONING_MODEL_REFUSES) as server:
         _complete(server, "o4-mini", [_request(), _request(seed=8)])
@@ -321,8 +336,11 @@ def test_a_reasoning_teacher_grows_the_same_pool(tmp_path: Path, mode: str) -> N
         assert all(u["reasoning_tokens"] == 11 * u["requests"] for u in usage.values())
         assert "estimated" not in status.stdout
     else:  # estimated from the removed text, and said to be
-        per_answer = -(-len(THOUGHT) // 4)  # at most: never more than the completion tokens
-        assert all(0 < u["reasoning_tokens"] <= per_answer * u["requests"] for u in usage.values())
+        # At most this per answer paid for (never more than its completion tokens); those
+        # asked again count both answers.
+        per_answer = -(-len(THOUGHT) // 4)
+        for stage, u in usage.items():
+            assert 0 < u["reasoning_tokens"] <= per_answer * answered[stage]
         assert all(u["reasoning_estimated"] == u["requests"] for u in usage.values())
         logged_answers = sum(u["requests"] for u in usage.values())
         assert f"estimated from the text for {logged_answers} answers" in status.stdout

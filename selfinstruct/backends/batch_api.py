@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -50,7 +51,7 @@ from selfinstruct.backends.openai_wire import (
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.costs import BATCHES
 from selfinstruct.errors import AuthError, ConfigError, RunDirError, TeacherError
-from selfinstruct.records import Completion, Request
+from selfinstruct.records import Completion, Request, Usage
 from selfinstruct.secrets import redact, register
 from selfinstruct.store import read_lines
 
@@ -158,6 +159,7 @@ class BatchAPIBackend(Backend):
         # Requests sent again without a field the model refused (not counted as attempts).
         self._resent: dict[str, int] = {}
         self._sent_stop: dict[str, bool] = {}  # whether a request's latest line had stops
+        self._spent: dict[str, Usage] = {}  # usage of answers discarded to be asked again
         self._log_fh: IO[bytes] | None = None
         self._loaded = False
         self._batches: dict[str, _Batch] = {}  # by file id
@@ -259,7 +261,11 @@ class BatchAPIBackend(Backend):
                 if resent > len(DROPPABLE) or not self._refused.stopped_in_reasoning(
                     completion, sent
                 ):
+                    if (spent := self._spent.pop(key, None)) is not None:
+                        usage = completion.usage + spent  # what the discarded answers cost
+                        completion = dataclasses.replace(completion, usage=usage)
                     return self._refused.finish(completion, request)
+                self._spent[key] = self._spent.get(key, Usage()) + completion.usage
                 self._resent[key] = resent + 1  # sent again without stop sequences
                 batch = None
                 continue

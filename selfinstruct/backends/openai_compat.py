@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import random
@@ -41,7 +42,7 @@ from selfinstruct.backends.openai_wire import (
 from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate, RatePacer
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import AuthError, ConfigError, TeacherError
-from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request
+from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request, Usage
 from selfinstruct.secrets import redact, register, url_credentials
 from selfinstruct.store import LIMITS
 
@@ -559,6 +560,7 @@ class OpenAICompatBackend(Backend):
         # hundred requests in flight. Errors, auth and timeouts work as with create().
         # A 400 naming a field the model does not take (a reasoning model's max_tokens, say)
         # is answered at once without that field; each field is learned once, so this ends.
+        spent = Usage()  # answers paid for but sent again: counted with the one kept
         for _ in range(len(DROPPABLE) + 2):
             body = request_body(self._config, request, self._refused.fields)
             try:
@@ -571,6 +573,9 @@ class OpenAICompatBackend(Backend):
                 raise
             completion = completion_from_json(data, chat=chat, request=request)
             if self._refused.stopped_in_reasoning(completion, body):
+                spent += completion.usage
                 continue
+            if spent != Usage():
+                completion = dataclasses.replace(completion, usage=completion.usage + spent)
             return self._refused.finish(completion, request)
         raise AssertionError("unreachable: every refusable field has been left out")
