@@ -102,6 +102,12 @@ FIRST_ROUND_YIELD = 0.5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Rejection reason of a request the teacher refused persistently (backends.RequestRefused).
 REFUSED = "teacher_refused"
+# The setting that bounds each stage's answers, named in a reasoning_only rejection.
+REASONING_LIMITS: dict[str, str] = {
+    "instructions": "--max-new-tokens (teacher.max_tokens)",
+    "classify": "teacher.classify_max_tokens",
+    "instances": "teacher.instances_max_tokens",
+}
 
 
 @dataclass(frozen=True)
@@ -223,7 +229,7 @@ def _reasoning_rejection(
     """Reject an admitted task's answer that is only reasoning; None for any other answer."""
     if not reasoning_only(completion):
         return None
-    detail = reasoning_detail(completion)
+    detail = reasoning_detail(completion, REASONING_LIMITS[stage])
     return _rejection(stage, REASONING_ONLY, item.instruction, detail, seq=item.seq)
 
 
@@ -439,7 +445,7 @@ class Bootstrap:
                 rejections.append(_rejection("instructions", REFUSED, "", completion.refusal))
                 continue
             if reasoning_only(completion):
-                detail = reasoning_detail(completion)
+                detail = reasoning_detail(completion, REASONING_LIMITS["instructions"])
                 rejections.append(_rejection("instructions", REASONING_ONLY, "", detail))
                 continue
             truncated = is_truncated(completion.finish_reason)

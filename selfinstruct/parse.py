@@ -131,14 +131,14 @@ def reasoning_only(completion: Completion) -> bool:
     return completion.usage.reasoning_tokens > 0 and not completion.text.strip()
 
 
-def reasoning_detail(completion: Completion) -> str:
-    """Describe a reasoning-only answer for its rejection line."""
+def reasoning_detail(completion: Completion, limit: str = "the token limit") -> str:
+    """Describe a reasoning-only answer for its rejection line; `limit` names the setting."""
     usage = completion.usage
     about = "about " if usage.reasoning_estimated else ""
     return (
         f"the answer was only reasoning ({about}{usage.reasoning_tokens} reasoning tokens, "
-        f"finish_reason {completion.finish_reason or 'missing'}); the token limit may be "
-        "too small for a reasoning model"
+        f"finish_reason {completion.finish_reason or 'missing'}); a reasoning model may need "
+        f"a larger {limit}"
     )
 
 

@@ -390,6 +390,10 @@ def test_answers_that_are_only_reasoning_are_rejected_in_every_stage(tmp_path: P
     assert "reasoning tokens, finish_reason length" in by_stage["instructions"]["detail"]
     assert "(5000 reasoning tokens" not in by_stage["instances"]["detail"]  # at most the limit
     assert "(1000 reasoning tokens" in by_stage["instances"]["detail"]
+    # Each names the setting to raise.
+    assert "larger --max-new-tokens" in by_stage["instructions"]["detail"]
+    assert "larger teacher.classify_max_tokens" in by_stage["classify"]["detail"]
+    assert "larger teacher.instances_max_tokens" in by_stage["instances"]["detail"]
     # A task dropped after novelty keeps its place in the index (seq), like other drops.
     assert by_stage["classify"]["seq"] is not None and by_stage["instances"]["seq"] is not None
     status = run_cli("status", "--out", str(out)).stdout

@@ -1589,6 +1589,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="MODULE:FACTORY",
         help="import FACTORY from MODULE and serve the handler that FACTORY() returns",
     )
+    parser.add_argument(
+        "--refuse-like-reasoning-models",
+        action="store_true",
+        help="answer HTTP 400 to max_tokens, temperature, top_p, penalties, stop and seed, "
+        "as OpenAI's reasoning models do",
+    )
     args = parser.parse_args(argv)
     handler = load_handler(args.handler) if args.handler else None
     server = OpenAITestServer(
@@ -1600,6 +1606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         batch_delay=args.batch_delay,
+        refuse=REASONING_MODEL_REFUSES if args.refuse_like_reasoning_models else (),
     )
     # SIGTERM (e.g. from a supervising script) should stop as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, _raise_interrupt)
