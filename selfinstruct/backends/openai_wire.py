@@ -58,15 +58,15 @@ def api_path(api: str) -> str:
 # without (the server then uses its default). max_tokens is never dropped: it becomes
 # max_completion_tokens, the one limit OpenAI's reasoning models take.
 DROPPABLE = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "stop", "seed")
-# OpenAI's error codes for a field a model does not take, or a value it does not take
-# (o1, o3, o4-mini and gpt-5: "Unsupported parameter: 'max_tokens' is not supported with
-# this model. Use 'max_completion_tokens' instead."; temperature only at its default).
+# The error codes of OpenAI's HTTP 400 for a field a model does not take at all
+# (unsupported_parameter: max_tokens, which it says to replace with max_completion_tokens,
+# the penalties, stop) or takes only at its default (unsupported_value: temperature, top_p);
+# the error's `param` names the field.
 UNSUPPORTED_CODES = ("unsupported_parameter", "unsupported_value")
-# OpenAI's reasoning models, which refuse max_tokens and every field in DROPPABLE (OpenAI's
-# reasoning guide: "reasoning models do not support ... temperature, top_p, presence_penalty,
-# frequency_penalty ..."): o1, o3 and o4-mini with their dated and sized variants, and the
-# gpt-5 family except its chat variants (gpt-5-chat-latest), which are not reasoning models.
-# A provider prefix ("openai/o3") is ignored. Other models are learned from their 400s.
+# OpenAI's reasoning models, which answer max_tokens and the fields in DROPPABLE with such a
+# 400: o1, o3 and o4-mini with their dated and sized variants, and the gpt-5 family but its
+# chat variants (gpt-5-chat-latest), which do not reason. A provider prefix ("openai/o3")
+# is ignored. Other models' refusals are learned from their 400s.
 _REASONING_MODEL = re.compile(r"^(?:o1|o3|o4-mini|gpt-5(?!.*-chat))(?:$|[-.])", re.I)
 
 
