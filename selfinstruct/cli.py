@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -18,6 +18,7 @@ from selfinstruct.text import PrintableFormatter, printable
 
 if TYPE_CHECKING:
     from selfinstruct.engine import Progress
+    from selfinstruct.store import StageUsage
 
 app = typer.Typer(
     name="selfinstruct",
@@ -398,6 +399,7 @@ def status(
             f"  {row.stage:<14}{row.requests:>9}{row.prompt_tokens:>13}"
             f"{row.completion_tokens:>13}{cost:>11}"
         )
+    _echo_reasoning(state.usage)
     pending = pending_batches(out)
     if table.batched_requests or pending:
         waiting = f"; {pending} batches pending" if pending else ""
@@ -425,6 +427,18 @@ def status(
             summary = summarize(load_pool(out))
         for line in format_summary(summary, str(judge.get("model") or model)):
             typer.echo(printable(line))  # reasons and instructions are the teacher's text
+
+
+def _echo_reasoning(usage: Mapping[str, StageUsage]) -> None:
+    """Show the completion tokens a reasoning teacher spent thinking, when it spent any."""
+    spent = {stage: u for stage, u in sorted(usage.items()) if u.reasoning_tokens}
+    if not spent:
+        return
+    total = sum(u.reasoning_tokens for u in spent.values())
+    parts = ", ".join(f"{stage} {u.reasoning_tokens}" for stage, u in spent.items())
+    estimated = sum(u.reasoning_estimated for u in spent.values())
+    how = f"; estimated from the text for {estimated} answers" if estimated else ""
+    typer.echo(f"reasoning  {total} of the completion tokens ({parts}){how}")
 
 
 @app.command()

@@ -32,12 +32,15 @@ from selfinstruct.errors import BudgetSpent, RunDirError, TeacherError
 from selfinstruct.filters import InstructionFilters, check_instances, check_output, clip
 from selfinstruct.judge import parse_verdict, unparsed_reason
 from selfinstruct.parse import (
+    REASONING_ONLY,
     Unparsed,
     is_truncated,
     parse_alpaca,
     parse_instances,
     parse_instruction_list,
     parse_yes_no,
+    reasoning_detail,
+    reasoning_only,
 )
 from selfinstruct.prompts import (
     PromptSet,
@@ -102,6 +105,12 @@ FIRST_ROUND_YIELD = 0.5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Rejection reason of a request the teacher refused persistently (backends.RequestRefused).
 REFUSED = "teacher_refused"
+# The setting that bounds each stage's answers, named in a reasoning_only rejection.
+REASONING_LIMITS: dict[str, str] = {
+    "instructions": "--max-new-tokens (teacher.max_tokens)",
+    "classify": "teacher.classify_max_tokens",
+    "instances": "teacher.instances_max_tokens",
+}
 
 
 @dataclass(frozen=True)
@@ -218,6 +227,16 @@ def _rejection(
     stage: Stage, reason: str, instruction: str, detail: str = "", **extra: Any
 ) -> dict[str, Any]:
     return {"stage": stage, "reason": reason, "instruction": instruction, "detail": detail, **extra}
+
+
+def _reasoning_rejection(
+    stage: Stage, item: _Admitted, completion: Completion
+) -> dict[str, Any] | None:
+    """Reject an admitted task's answer that is only reasoning; None for any other answer."""
+    if not reasoning_only(completion):
+        return None
+    detail = reasoning_detail(completion, REASONING_LIMITS[stage])
+    return _rejection(stage, REASONING_ONLY, item.instruction, detail, seq=item.seq)
 
 
 class Bootstrap:
@@ -466,6 +485,10 @@ class Bootstrap:
             if completion.refusal is not None:
                 rejections.append(_rejection("instructions", REFUSED, "", completion.refusal))
                 continue
+            if reasoning_only(completion):
+                detail = reasoning_detail(completion, REASONING_LIMITS["instructions"])
+                rejections.append(_rejection("instructions", REASONING_ONLY, "", detail))
+                continue
             truncated = is_truncated(completion.finish_reason)
             items: Sequence[Candidate | Unparsed | str]
             if alpaca:
@@ -652,6 +675,8 @@ class Bootstrap:
             return None, [
                 _rejection("classify", REFUSED, item.instruction, answer.refusal, seq=item.seq)
             ]
+        if (thinking := _reasoning_rejection("classify", item, answer)) is not None:
+            return None, [thinking]  # a sampled retry would think as long: no second try
         is_cls = parse_yes_no(answer.text)
         if is_cls is None:
             # A greedy retry would repeat itself; sample once more instead.
@@ -664,6 +689,8 @@ class Bootstrap:
                     "classify", REFUSED, item.instruction, second.refusal, seq=item.seq
                 )
                 return None, [rejection]
+            if (thinking := _reasoning_rejection("classify", item, second)) is not None:
+                return None, [thinking]
             is_cls = parse_yes_no(second.text)
             if is_cls is None:
                 detail = f"answers {answer.text.strip()[:60]!r} and {second.text.strip()[:60]!r}"
@@ -686,6 +713,8 @@ class Bootstrap:
                 "instances", REFUSED, item.instruction, reply.refusal, seq=item.seq
             )
             return None, [rejection]
+        if (thinking := _reasoning_rejection("instances", item, reply)) is not None:
+            return None, [thinking]
         parsed = parse_instances(
             reply.text, output_first=is_cls, truncated=is_truncated(reply.finish_reason)
         )

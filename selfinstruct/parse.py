@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from selfinstruct.records import Candidate
+from selfinstruct.records import CHARS_PER_TOKEN, Candidate, Completion, Usage
 from selfinstruct.text import escape_invalid, invalid_char, normalise
 
 # A task header such as "### Task 12", "Task 12:" or "**Task 12**". Colons may be
@@ -48,6 +48,98 @@ _NO_INPUT = frozenset(
         "（no input）",
     }
 )
+
+
+# The tags reasoning models (DeepSeek-R1, Qwen3, QwQ and their distillations) put around
+# their thinking when the server leaves it in the text.
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+# The rejection reason of an answer that is only reasoning: its token limit ran out while
+# the model was still thinking, so nothing after the reasoning was written.
+REASONING_ONLY = "reasoning_only"
+
+
+@dataclass(frozen=True)
+class Reasoned:
+    """A teacher's text split into its reasoning and its answer."""
+
+    answer: str
+    reasoning: str
+
+
+def split_reasoning(text: str) -> Reasoned:
+    """Split the reasoning a model wrote before its answer from the answer.
+
+    Handles a leading ``<think>...</think>`` block; an unclosed ``<think>`` (the token
+    limit ran out inside it: all of it is reasoning); and a stray leading ``</think>``
+    with no opening tag, which servers send when the chat template opened the tag in the
+    prompt (everything before it is reasoning). Text without either tag is all answer.
+    """
+    start = len(text) - len(text.lstrip())
+    if text.startswith(THINK_OPEN, start):
+        body = start + len(THINK_OPEN)
+        end = text.find(THINK_CLOSE, body)
+        if end < 0:
+            return Reasoned("", text[body:])
+        return Reasoned(text[end + len(THINK_CLOSE) :].lstrip(), text[body:end])
+    end = text.find(THINK_CLOSE)
+    if end >= 0 and THINK_OPEN not in text[:end]:
+        return Reasoned(text[end + len(THINK_CLOSE) :].lstrip(), text[:end])
+    return Reasoned(text, "")
+
+
+def estimate_reasoning(reasoning: str) -> int:
+    """Estimate the tokens of reasoning text at CHARS_PER_TOKEN characters per token."""
+    if not reasoning.strip():
+        return 0
+    return max(1, -(-len(reasoning) // CHARS_PER_TOKEN))
+
+
+def without_reasoning(
+    text: str,
+    finish_reason: str,
+    usage: Usage,
+    *,
+    reasoning: str = "",
+    reasoning_tokens: int | None = None,
+) -> Completion:
+    """Return the answer with its reasoning removed and the reasoning's tokens counted.
+
+    `reasoning` is what the server sent in a separate field (vLLM's and DeepSeek's
+    ``reasoning_content``, or ``reasoning``); reasoning inside `text` is split off too
+    (split_reasoning). `reasoning_tokens` is the server's count, when it gave one; else
+    the count is estimated from the removed text and marked as an estimate.
+    """
+    split = split_reasoning(text)
+    removed = "\n".join(r for r in (reasoning, split.reasoning) if r)
+    if reasoning_tokens is not None and (reasoning_tokens > 0 or not removed.strip()):
+        counted, estimated = reasoning_tokens, False
+    else:
+        counted, estimated = estimate_reasoning(removed), bool(removed.strip())
+    if usage.completion_tokens:
+        counted = min(counted, usage.completion_tokens)  # a part of them, never more
+    usage = Usage(usage.prompt_tokens, usage.completion_tokens, counted, estimated)
+    return Completion(split.answer, finish_reason, usage)
+
+
+def reasoning_only(completion: Completion) -> bool:
+    """Say whether an answer is only reasoning: thinking was counted, nothing came after it.
+
+    Such an answer is no answer (its token limit was spent thinking); every stage rejects
+    it with reason REASONING_ONLY.
+    """
+    return completion.usage.reasoning_tokens > 0 and not completion.text.strip()
+
+
+def reasoning_detail(completion: Completion, limit: str = "the token limit") -> str:
+    """Describe a reasoning-only answer for its rejection line; `limit` names the setting."""
+    usage = completion.usage
+    about = "about " if usage.reasoning_estimated else ""
+    return (
+        f"the answer was only reasoning ({about}{usage.reasoning_tokens} reasoning tokens, "
+        f"finish_reason {completion.finish_reason or 'missing'}); a reasoning model may need "
+        f"a larger {limit}"
+    )
 
 
 # The finish reasons that say an answer ended on its own (a stop sequence or the end of

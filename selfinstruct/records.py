@@ -100,11 +100,19 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Of the completion tokens, those a reasoning model spent thinking (its answer's text
+    # holds none of them: backends remove the reasoning). Servers count them inside
+    # completion_tokens, as OpenAI does, so prices need nothing more.
+    reasoning_tokens: int = 0
+    # Whether reasoning_tokens was estimated from the removed text (the server gave no count).
+    reasoning_estimated: bool = False
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.reasoning_estimated or other.reasoning_estimated,
         )
 
 

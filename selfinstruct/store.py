@@ -148,12 +148,24 @@ class StageUsage:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0  # of the completion tokens, those spent reasoning
+    reasoning_estimated: int = 0  # answers whose reasoning tokens were estimated from text
 
     def add(self, usage: Usage) -> None:
         """Count one answered request."""
         self.requests += 1
         self.prompt_tokens += usage.prompt_tokens
         self.completion_tokens += usage.completion_tokens
+        self.reasoning_tokens += usage.reasoning_tokens
+        self.reasoning_estimated += usage.reasoning_estimated
+
+    def to_json(self) -> dict[str, int]:
+        """Return the counts for state.json, leaving out reasoning that never happened.
+
+        A run without a reasoning teacher writes the same state.json as before the
+        reasoning counts existed.
+        """
+        return {k: v for k, v in self.__dict__.items() if v or not k.startswith("reasoning")}
 
 
 @dataclass
@@ -179,7 +191,7 @@ class State:
                 "accepted": self.accepted,
                 "rejections": dict(sorted(self.rejections.items())),
                 "target": self.target,
-                "usage": {k: v.__dict__ for k, v in sorted(self.usage.items())},
+                "usage": {k: v.to_json() for k, v in sorted(self.usage.items())},
                 "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             },
             indent=2,
@@ -517,10 +529,17 @@ class RunDir:
             valid = end
             try:
                 entry = json.loads(line)
+                counts = entry["usage"]
                 completion = Completion(
                     text=str(entry["text"]),
                     finish_reason=str(entry["finish_reason"]),
-                    usage=Usage(int(entry["usage"][0]), int(entry["usage"][1])),
+                    # [prompt, completion], then reasoning tokens when there were any.
+                    usage=Usage(
+                        int(counts[0]),
+                        int(counts[1]),
+                        int(counts[2]) if len(counts) > 2 else 0,
+                        bool(entry.get("reasoning_estimated", False)),
+                    ),
                     refusal=None if entry.get("refused") is None else str(entry["refused"]),
                 )
                 round_number = int(entry["round"])
@@ -540,14 +559,22 @@ class RunDir:
     def log_response(self, key: str, round_number: int, stage: str, completion: Completion) -> None:
         """Append one teacher response; flushed so a killed process keeps it."""
         assert self._responses is not None
-        entry = {
+        usage = completion.usage
+        counts = [usage.prompt_tokens, usage.completion_tokens]
+        # Reasoning counts only when there were any: other runs' lines stay as they were, and
+        # an older selfinstruct still reads these (it takes the first two counts).
+        if usage.reasoning_tokens:
+            counts.append(usage.reasoning_tokens)
+        entry: dict[str, Any] = {
             "key": key,
             "round": round_number,
             "stage": stage,
             "text": completion.text,
             "finish_reason": completion.finish_reason,
-            "usage": [completion.usage.prompt_tokens, completion.usage.completion_tokens],
+            "usage": counts,
         }
+        if usage.reasoning_tokens and usage.reasoning_estimated:
+            entry["reasoning_estimated"] = True
         if completion.refusal is not None:
             entry["refused"] = completion.refusal  # replayed as a refusal, never re-sent
         with _naming(self.path / RESPONSES):

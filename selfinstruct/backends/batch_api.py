@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -32,9 +33,11 @@ from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from selfinstruct.backends.base import Backend, Notify, RequestRefused
 from selfinstruct.backends.openai_wire import (
     DEFAULT_BASE_URL,
+    DROPPABLE,
     MAX_MESSAGE,
     STOP_STATUSES,
     BadResponse,
+    RefusedFields,
     api_path,
     completion_from_json,
     describe_error,
@@ -48,7 +51,7 @@ from selfinstruct.backends.openai_wire import (
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.costs import BATCHES
 from selfinstruct.errors import AuthError, ConfigError, RunDirError, TeacherError
-from selfinstruct.records import Completion, Request
+from selfinstruct.records import Completion, Request, Usage
 from selfinstruct.secrets import redact, register
 from selfinstruct.store import read_lines
 
@@ -80,6 +83,7 @@ class _Failure:
     message: str
     retryable: bool = True
     refused: bool = False  # the answer refuses this request itself (see is_refusal)
+    error: object = None  # a 400's error object, which may name a field the model refuses
 
 
 @dataclass
@@ -155,6 +159,11 @@ class BatchAPIBackend(Backend):
             http_client=DefaultAsyncHttpxClient(follow_redirects=False),
         )
         self._create_client = self._client.with_options(max_retries=0)
+        self._refused = RefusedFields(config)
+        # Requests sent again without a field the model refused (not counted as attempts).
+        self._resent: dict[str, int] = {}
+        self._sent_stop: dict[str, bool] = {}  # whether a request's latest line had stops
+        self._spent: dict[str, Usage] = {}  # usage of answers discarded to be asked again
         self._log_fh: IO[bytes] | None = None
         self._loaded = False
         self._batches: dict[str, _Batch] = {}  # by file id
@@ -248,12 +257,32 @@ class BatchAPIBackend(Backend):
             assert batch.results is not None
             # Popped, not kept: the engine logs it and asks for each key once per run, and
             # a later run downloads the output again if it needs it.
+            resent = self._resent.get(key, 0)
+            full_body = request_body(self._config, request)
             if (completion := batch.results.pop(key, None)) is not None:
-                return completion
+                # Whether its line carried stop sequences (unknown for an earlier run's: yes).
+                sent = full_body if self._sent_stop.get(key, True) else {}
+                if resent > len(DROPPABLE) or not self._refused.stopped_in_reasoning(
+                    completion, sent
+                ):
+                    if (spent := self._spent.pop(key, None)) is not None:
+                        usage = completion.usage + spent  # what the discarded answers cost
+                        completion = dataclasses.replace(completion, usage=usage)
+                    return self._refused.finish(completion, request)
+                self._spent[key] = self._spent.get(key, Usage()) + completion.usage
+                self._resent[key] = resent + 1  # sent again without stop sequences
+                batch = None
+                continue
             if batch.stop_message is not None:
                 raise TeacherError(batch.stop_message)
             failure = batch.failures.get(key) or _Failure("missing from the batch's output")
+            if resent <= len(DROPPABLE) and self._refused.learn(failure.error, full_body):
+                # The model refuses a field (max_tokens, say): a later batch goes without it.
+                self._resent[key] = resent + 1
+                batch = None
+                continue
             tries = sum(1 for b in self._history.get(key, []) if b.status not in _NOT_ATTEMPTS)
+            tries -= resent
             if not failure.retryable or tries >= MAX_ATTEMPTS:
                 after = f" (in {tries} batches)" if failure.retryable else ""
                 message = (
@@ -268,12 +297,9 @@ class BatchAPIBackend(Backend):
     async def _enqueue(self, request: Request) -> _Batch:
         queued = self._queue.get(request.key)
         if queued is None:
-            line = {
-                "custom_id": request.key,
-                "method": "POST",
-                "url": self._endpoint,
-                "body": request_body(self._config, request),
-            }
+            body = request_body(self._config, request, self._refused.fields)
+            self._sent_stop[request.key] = "stop" in body
+            line = {"custom_id": request.key, "method": "POST", "url": self._endpoint, "body": body}
             data = json.dumps(line, ensure_ascii=False).encode() + b"\n"
             queued = _Queued(request, data, asyncio.get_running_loop().create_future())
             self._queue[request.key] = queued
@@ -558,12 +584,16 @@ class BatchAPIBackend(Backend):
                 except BadResponse as exc:
                     return key, _Failure(describe_error(exc), refused=True)
             message = ""
-            if isinstance(body, dict) and isinstance(body.get("error"), dict):
-                message = str(body["error"].get("message") or "")
+            error_object = body.get("error") if isinstance(body, dict) else None
+            if isinstance(error_object, dict):
+                message = str(error_object.get("message") or "")
             refused = 400 <= status < 500 and status not in STOP_STATUSES
             refused = refused and not is_transient_status(status)
             return key, _Failure(
-                describe_status(status, message), is_transient_status(status), refused
+                describe_status(status, message),
+                is_transient_status(status),
+                refused,
+                error_object if status == 400 else None,
             )
         if isinstance(error, dict):
             code = error.get("code") or "error"

