@@ -193,6 +193,22 @@ def test_judge_stats_count_scores_and_list_the_lowest_by_pool_order() -> None:
     assert [t.seq for t in stats.lowest] == [4, 1, 3]  # score, then seq; unparsed left out
 
 
+def test_measure_figures_draw_with_no_data() -> None:
+    from selfinstruct.report.measures import length_sample
+    from selfinstruct.report.quality import plot_acceptance, plot_length_distributions
+
+    empty = length_sample([], english=True)
+    no_inputs = length_sample([_task(0, "Only outputs here.", "x" * 1_000_000)], english=True)
+    pngs = [
+        plot_length_distributions({"seeds": empty, "generated": empty}),
+        plot_length_distributions({"seeds": no_inputs, "generated $x$": empty}),
+        plot_acceptance({}, 10),
+        plot_acceptance({"a": [], "b": []}, 10),
+    ]
+    assert all(png.startswith(PNG_MAGIC) for png in pngs)
+    assert measure([], "rouge", "en").distinct_1 is None
+
+
 # -- rendering the judge's section ------------------------------------------------------------
 
 
@@ -241,7 +257,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]
 
 
 def _table_cells(page: str, measure_name: str) -> list[str]:
-    row = re.search(rf"<tr><td>{re.escape(measure_name)}</td>(.*?)</tr>", page)
+    row = re.search(rf"<tr><td>{re.escape(html.escape(measure_name))}</td>(.*?)</tr>", page)
     assert row is not None, measure_name
     return re.findall(r'<td class="n">([^<]*)</td>', row.group(1))
 
@@ -470,3 +486,21 @@ def test_report_and_comparison_render_in_headless_chromium(
         assert checked.images and all(
             img["complete"] and img["width"] > 300 and img["height"] > 300 for img in checked.images
         )
+
+
+def test_compare_runs_in_two_languages_keeps_each_runs_seeds_and_script(
+    runs: tuple[Path, Path], drifting_zh_run: Path, tmp_path: Path
+) -> None:
+    from selfinstruct.report.compare import build_comparison
+
+    result = build_comparison(runs[0], drifting_zh_run, tmp_path / "cmp")
+    page = result.html.read_text(encoding="utf-8")
+    heads = re.findall(r"<th class=\"n\">([^<]*)</th>", page.split("<h2>Quality", 1)[1])
+    zh_seeds = len(load_run(drifting_zh_run).seeds)
+    b = f"B: {drifting_zh_run.parent.name}/run"
+    assert heads[:2] == ["A: small/run, seeds (175)", f"{b}, seeds ({zh_seeds})"]
+    # Both runs are sampled at the smaller seed count, so those columns compare.
+    assert heads[2:4] == [f"A: small/run, sample of {zh_seeds}", f"{b}, sample of {zh_seeds}"]
+    # Each run's share is of its own language's script: English seeds and Chinese seeds 100%.
+    cells = _table_cells(page, "instructions in the run's own script (en Latin, zh Han)")
+    assert cells[:2] == ["100.0%", "100.0%"]

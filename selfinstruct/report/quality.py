@@ -288,7 +288,7 @@ def plot_length_distributions(groups: Mapping[str, LengthSample]) -> bytes:
     """Draw words (top row) and characters (bottom row) per field, one step curve per group.
 
     Each curve is the share of its group's texts, so groups of any size compare; the axis
-    ends at the 99th percentile of all groups and longer texts are counted in the last bin.
+    ends at the largest group's 99th percentile and longer texts are counted in the last bin.
     """
     fig = draw.figure(13, 6.6)
     axes = fig.subplots(2, 3)
@@ -297,13 +297,13 @@ def plot_length_distributions(groups: Mapping[str, LengthSample]) -> bytes:
         for col, name in enumerate(FIELDS):
             ax = axes[row][col]
             series = {g: getattr(s, unit)[name] for g, s in groups.items()}
-            union = [v for values in series.values() for v in values]
             label = "words" if unit == "words" else "characters"
             ax.set_title(f"{name}: {label}", fontsize=10)
-            if not union:
+            if not any(series.values()):
                 draw.no_data(ax, "none")
                 continue
-            top = max(1, _quantile(union, LENGTH_QUANTILE))
+            # Each set's own percentile, so a small set's long tail is not lost to a big one's.
+            top = max(1, *(_quantile(values, LENGTH_QUANTILE) for values in series.values()))
             for group, values in series.items():
                 if not values:
                     continue
@@ -416,8 +416,9 @@ ACCEPTANCE_RULE = (
 )
 LENGTHS_RULE = (
     "Each curve is the share of its set's texts at each length, so sets of any size compare. "
-    "The axes end at the 99th percentile of all sets; longer texts are counted in the last "
-    "bin. Words are counted as the length filters count them; inputs are the non-empty ones."
+    "The axes end at the highest of the sets' 99th percentiles; longer texts are counted in "
+    "the last bin. Words are counted as the length filters count them; inputs are the "
+    "non-empty ones."
 )
 
 
