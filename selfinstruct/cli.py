@@ -472,7 +472,7 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Write report.html (self-contained, opens offline) and PNG figures of a run."""
+    """Write report.html (self-contained, opens offline) and PNG figures of a run, or of two."""
     from selfinstruct.report import PARSERS, build_report
 
     if compare is not None and run != DEFAULT_OUT:

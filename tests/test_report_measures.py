@@ -446,6 +446,11 @@ def test_compare_puts_two_runs_side_by_side(runs: tuple[Path, Path], tmp_path: P
         assert (out / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
     assert "near_duplicate (instructions)" in page
     assert html.escape("per 1,000 candidates") in page
+    # Without -o the page goes beside RUN_A's report, and the CLI says where.
+    done = run_cli("report", "--compare", str(small), str(large))
+    assert done.returncode == 0, done.stderr
+    where = small / "report" / "compare-run" / "compare.html"
+    assert f"wrote {where} and 2 PNGs" in done.stdout and where.is_file()
 
 
 def test_compare_errors_say_which_run(runs: tuple[Path, Path], tmp_path: Path) -> None:
