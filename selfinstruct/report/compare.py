@@ -17,14 +17,8 @@ from pathlib import Path
 from selfinstruct import __version__
 from selfinstruct.costs import batch_usage, choose_price, price_usage, stored_prices
 from selfinstruct.errors import ConfigError, RunDirError
-from selfinstruct.report import (
-    Progress,
-    RunData,
-    draw,
-    load_run,
-    rejection_label,
-    stage_totals,
-)
+from selfinstruct.report import draw
+from selfinstruct.report.load import Progress, RunData, load_run
 from selfinstruct.report.measures import acceptance_bin, acceptance_curve
 from selfinstruct.report.quality import (
     ACCEPTANCE_RULE,
@@ -41,6 +35,7 @@ from selfinstruct.report.quality import (
     plot_length_distributions,
     sample_sizes,
 )
+from selfinstruct.report.stats import rejection_label, stage_totals
 from selfinstruct.store import atomic_write
 
 COMPARE_FIGURES = ("lengths", "acceptance")  # and "judge" when either run was judged

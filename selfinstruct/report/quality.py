@@ -10,10 +10,10 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from selfinstruct.records import Task
 from selfinstruct.report import draw
+from selfinstruct.report.load import Progress, RunData
 from selfinstruct.report.measures import (
     FIELDS,
     LANGUAGE_SCRIPTS,
@@ -33,10 +33,6 @@ from selfinstruct.report.measures import (
 from selfinstruct.similarity import Tokenizer
 from selfinstruct.text import escape_invalid
 
-if TYPE_CHECKING:
-    from selfinstruct.report import RunData
-
-ProgressCallback = Callable[[str, int, int], None]
 # Characters of a text the embedding model reads: far past its 256 tokens, so a huge field
 # costs no more to tokenize than a long one.
 EMBED_MAX_CHARS = 4_000
@@ -112,7 +108,7 @@ def measure_run(
     *,
     label: str = "generated",
     semantic: bool = True,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> RunMeasures:
     """Measure a run's seeds, its generated tasks at each fixed sample size, and all of them."""
     config = data.header["config"]
