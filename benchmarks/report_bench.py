@@ -14,9 +14,10 @@ the synthetic instruction pool of rouge_bench.py and prints:
 ``--quick`` replays 2,000 tasks instead of 10,000 and samples fewer queries.
 
 ``--run DIR`` times a whole report of a real run directory instead, part by part: reading
-the run, the comparable measures (with and without the embedding model), their figures, and
-``build_report`` end to end (heuristic parser; the spaCy parse is timed above). A 52,000-task
-run of the synthetic teacher takes a few minutes to grow:
+the run, the comparable measures (with and without the embedding model), their figures,
+``build_report`` end to end (heuristic parser; the spaCy parse is timed above) and a
+comparison of the run with itself (``report --compare``). A 52,000-task run of the
+synthetic teacher takes a few minutes to grow:
 
     python benchmarks/throughput.py --instant --target 52000 --keep /tmp/run52k
     python benchmarks/report_bench.py --run /tmp/run52k --save
@@ -93,6 +94,7 @@ def time_run(run: Path) -> int:
     import tempfile
 
     from selfinstruct.report import build_report, load_run
+    from selfinstruct.report.compare import build_comparison
     from selfinstruct.report.measures import acceptance_bin, acceptance_curve
     from selfinstruct.report.quality import (
         measure_run,
@@ -129,6 +131,10 @@ def time_run(run: Path) -> int:
         build_report(run, Path(out), parser="heuristic")
         print(f"whole report (heuristic parser): {time.perf_counter() - wall:.0f} s wall, "
               f"{time.process_time() - cpu:.0f} CPU s")  # fmt: skip
+        wall, cpu = time.perf_counter(), time.process_time()
+        build_comparison(run, run, Path(out) / "compare")
+        print(f"report --compare of the run with itself: {time.perf_counter() - wall:.0f} s "
+              f"wall, {time.process_time() - cpu:.0f} CPU s")  # fmt: skip
     return 0
 
 
