@@ -12,6 +12,15 @@ the synthetic instruction pool of rouge_bench.py and prints:
   heuristic fallback.
 
 ``--quick`` replays 2,000 tasks instead of 10,000 and samples fewer queries.
+
+``--run DIR`` times a whole report of a real run directory instead, part by part: reading
+the run, the comparable measures (with and without the embedding model), their figures,
+``build_report`` end to end (heuristic parser; the spaCy parse is timed above) and a
+comparison of the run with itself (``report --compare``). A 52,000-task run of the
+synthetic teacher takes a few minutes to grow:
+
+    python benchmarks/throughput.py --instant --target 52000 --keep /tmp/run52k
+    python benchmarks/report_bench.py --run /tmp/run52k --save
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 # Runs as a script from a checkout, before the package is installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,13 +42,18 @@ from rouge_bench import InstructionFactory  # noqa: E402
 from selfinstruct.report import heuristic_verb_object, novelty_scores, verb_objects  # noqa: E402
 from selfinstruct.similarity import NoveltyIndex  # noqa: E402
 
+T = TypeVar("T")
+
 
 def main() -> int:
     """Print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--run", type=Path, default=None, help="time a report of this run")
     add_save_option(parser)
     args = parser.parse_args()
+    if args.run is not None:
+        return time_run(args.run)
     replay_n, sample_n = (2_000, 50) if args.quick else (10_000, 200)
     factory = InstructionFactory()
     seeds = [factory.fresh() for _ in range(175)]
@@ -70,6 +86,55 @@ def main() -> int:
     per = (time.perf_counter() - start) / len(sample)
     print(f"{name} verb/object (load included): {per * 1e3:.2f} ms per instruction "
           f"-> 52K instructions about {per * 52_000:.0f} s")  # fmt: skip
+    return 0
+
+
+def time_run(run: Path) -> int:
+    """Print the CPU seconds of each part of a report of `run`, and its wall time."""
+    import tempfile
+
+    from selfinstruct.report import build_report, load_run
+    from selfinstruct.report.compare import build_comparison
+    from selfinstruct.report.measures import acceptance_bin, acceptance_curve
+    from selfinstruct.report.quality import (
+        measure_run,
+        plot_acceptance,
+        plot_length_distributions,
+        sample_sizes,
+    )
+
+    def timed(label: str, fn: Callable[[], T]) -> T:
+        start = time.process_time()
+        value = fn()
+        print(f"{label}: {time.process_time() - start:.1f} CPU s")
+        return value
+
+    data = timed("read the run", lambda: load_run(run))
+    sizes = sample_sizes(len(data.seeds))
+    print(f"{len(data.pool):,} tasks, {len(data.rejections):,} rejections, samples {sizes}")
+    plain = timed("measures, no embeddings", lambda: measure_run(data, sizes, semantic=False))
+    with_model = timed(
+        f"measures, {len(data.seeds) + max(sizes):,} instructions embedded",
+        lambda: measure_run(data, sizes),
+    )
+    timed("length figure", lambda: plot_length_distributions(plain.lengths))
+    block = acceptance_bin(plain.acceptance.total)
+    curve = acceptance_curve(plain.acceptance, block)
+    timed("acceptance figure", lambda: plot_acceptance({"run": curve}, block))
+    for column in (with_model.seeds, *with_model.samples, with_model.everything):
+        m = column.measures
+        print(f"  {column.head}: distinct-1 {m.distinct_1:.3f}, distinct-2 {m.distinct_2:.3f}, "
+              f"compression {m.compression:.2f}, cosine "
+              f"{'-' if column.cosine is None else f'{column.cosine:.3f}'}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as out:
+        wall, cpu = time.perf_counter(), time.process_time()
+        build_report(run, Path(out), parser="heuristic")
+        print(f"whole report (heuristic parser): {time.perf_counter() - wall:.0f} s wall, "
+              f"{time.process_time() - cpu:.0f} CPU s")  # fmt: skip
+        wall, cpu = time.perf_counter(), time.process_time()
+        build_comparison(run, run, Path(out) / "compare")
+        print(f"report --compare of the run with itself: {time.perf_counter() - wall:.0f} s "
+              f"wall, {time.process_time() - cpu:.0f} CPU s")  # fmt: skip
     return 0
 
 

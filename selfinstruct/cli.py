@@ -558,10 +558,20 @@ def report(
         float | None,
         typer.Option(help="USD per million completion tokens (default: known price)."),
     ] = None,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            metavar="RUN_A RUN_B",
+            help="Put two runs side by side on one page instead: compare.html "
+            "(default directory: RUN_A/report/compare-<RUN_B's name>).",
+        ),
+    ] = None,
 ) -> None:
-    """Write report.html (self-contained, opens offline) and PNG figures of a run."""
+    """Write report.html (self-contained, opens offline) and PNG figures of a run, or of two."""
     from selfinstruct.report import PARSERS, build_report
 
+    if compare is not None and run != DEFAULT_OUT:
+        _fail("pass either RUN or --compare RUN_A RUN_B, not both")
     if parser not in PARSERS:
         _fail(f"--parser: unknown parser {parser!r} (choose from: {', '.join(PARSERS)})")
     if (price_in is None) != (price_out is None):
@@ -576,6 +586,15 @@ def report(
             bars[label] = _Bar(label)
         bars[label](done, total)
 
+    if compare is not None:
+        from selfinstruct.report.compare import build_comparison
+
+        with _user_errors():
+            compared = build_comparison(*compare, output, price=price, progress=progress)
+        for bar in bars.values():
+            bar.close()
+        typer.echo(f"wrote {compared.html} and {len(compared.pngs)} PNGs beside it")
+        return
     with _user_errors(path=run):
         result = build_report(
             run,

@@ -253,7 +253,7 @@ def test_report_command_writes_page_and_pngs(run_dir: Path, tmp_path: Path) -> N
     out = tmp_path / "rep"
     done = run_cli("report", str(run_dir), "-o", str(out), "--price-in", "1", "--price-out", "2")
     assert done.returncode == 0, done.stderr
-    assert f"wrote {out / 'report.html'} and 6 PNGs" in done.stdout
+    assert f"wrote {out / 'report.html'} and {len(FIGURES)} PNGs" in done.stdout
     page = (out / "report.html").read_text()
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(embedded) == len(FIGURES)
