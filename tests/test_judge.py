@@ -418,6 +418,28 @@ def test_judge_with_its_own_model_endpoint_key_and_prices(tmp_path: Path) -> Non
     assert "the judge at 10.0/20.0" in status.stdout
     assert "judged by judge-model" in status.stdout
 
+    # The report and the export's data card price the judge as status does, and the card
+    # counts what --min-score kept of this really judged pool.
+    report = run_cli("report", str(out), "--parser", "heuristic")
+    assert report.returncode == 0, report.stderr
+    page = (out / "report" / "report.html").read_text(encoding="utf-8")
+    assert f"{teacher_usd + judge_usd:.2f} USD at 1 / 2 USD per million tokens" in page
+    assert "The judge&#x27;s scores" in page or "The judge's scores" in page
+    scores = [t.judge.score for t in pool if t.judge is not None]
+    exported = tmp_path / "data.json"
+    done_export = run_cli("export", "--out", str(out), "-o", str(exported), "--min-score", "4")
+    assert done_export.returncode == 0, done_export.stderr
+    kept = json.loads(exported.read_text())
+    card = json.loads((tmp_path / "data.json.card.json").read_text())
+    assert card["judge"]["min_score"] == 4
+    assert card["judge"]["dropped_below_min_score"] == sum(
+        1 for s in scores if s is not None and s < 4
+    )
+    assert card["judge"]["dropped_unscored"] == len(pool) - len(scores) + scores.count(None)
+    wanted = {t.instruction for t in pool if t.judge and t.judge.score and t.judge.score >= 4}
+    assert {r["instruction"] for r in kept} == wanted
+    assert card["usage"]["cost_usd"] == pytest.approx(teacher_usd + judge_usd, abs=1e-6)
+
 
 def test_max_cost_needs_the_judge_models_price(tmp_path: Path) -> None:
     with OpenAITestServer(SyntheticTeacher()) as server:

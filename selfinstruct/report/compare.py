@@ -15,7 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from selfinstruct import __version__
-from selfinstruct.costs import batch_usage, choose_price, price_usage, stored_prices
+from selfinstruct.costs import (
+    batch_usage,
+    choose_price,
+    price_usage,
+    stored_prices,
+    stored_stage_prices,
+)
 from selfinstruct.errors import ConfigError, RunDirError
 from selfinstruct.report import draw
 from selfinstruct.report.load import Progress, RunData, load_run
@@ -130,7 +136,12 @@ def build_comparison(
 def _cost(data: RunData, price: tuple[float, float] | None) -> str:
     """Price a run as its report does: the given price, else the run's own or a known one."""
     chosen = choose_price(data.model, price or (None, None), stored_prices(data.path))
-    table = price_usage(stage_totals(data.responses), batch_usage(data.path), chosen)
+    table = price_usage(
+        stage_totals(data.responses),
+        batch_usage(data.path),
+        chosen,
+        stored_stage_prices(data.path),
+    )
     if table.total_usd is None or chosen is None:
         return "unknown (no price for this model: pass --price-in and --price-out)"
     per_k = f"; {table.total_usd / len(data.pool) * 1000:.2f} per 1000 tasks" if data.pool else ""

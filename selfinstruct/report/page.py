@@ -9,7 +9,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from selfinstruct import __version__
-from selfinstruct.costs import CostTable, batch_usage, choose_price, price_usage, stored_prices, usd
+from selfinstruct.costs import (
+    CostTable,
+    batch_usage,
+    choose_price,
+    price_usage,
+    stored_prices,
+    stored_stage_prices,
+    usd,
+)
 from selfinstruct.errors import ConfigError
 from selfinstruct.report.draw import CSS as _CSS
 from selfinstruct.report.draw import figure as _figure
@@ -137,7 +145,9 @@ def build_report(
     tokenizer = config["filters"].get("tokenizer", "rouge")
     # Priced by costs.py, as budgets and status price it: Batch API answers at their price.
     price = choose_price(data.model, price or (None, None), stored_prices(run))
-    table = price_usage(stage_totals(data.responses), batch_usage(run), price)
+    table = price_usage(
+        stage_totals(data.responses), batch_usage(run), price, stored_stage_prices(run)
+    )
     list_price = usd(*_tokens_in_out(table), price) if price is not None else 0.0
     scale = (table.total_usd or 0.0) / list_price if list_price else 1.0
     pool = data.pool
@@ -216,7 +226,7 @@ def _page(
     totals = stage_totals(data.responses)
     tokens_in = sum(t.prompt_tokens for t in totals.values())
     tokens_out = sum(t.completion_tokens for t in totals.values())
-    table = price_usage(totals, batch_usage(data.path), price)
+    table = price_usage(totals, batch_usage(data.path), price, stored_stage_prices(data.path))
     spent = table.total_usd
     n_rejected = sum(sum(v) for v in rejected.values())
     mean_score = sum(scores) / len(scores) if scores else 0.0
