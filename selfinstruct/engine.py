@@ -110,6 +110,7 @@ REASONING_LIMITS: dict[str, str] = {
     "instructions": "--max-new-tokens (teacher.max_tokens)",
     "classify": "teacher.classify_max_tokens",
     "instances": "teacher.instances_max_tokens",
+    "judge": "judge.max_tokens",
 }
 
 
@@ -624,6 +625,7 @@ class Bootstrap:
         model = self.config.judge.model or self.config.teacher.model
         tag = f"r{round_number}/j{pos}"
         answers: list[str] = []
+        thinking = ""  # why an answer held no verdict, when its limit went on reasoning
         for retry_seed in (None, _derived_seed(self.config.seed, round_number, 3000 + pos)):
             # A greedy retry would repeat itself; the second asks with sampling and a seed.
             request = self._judge_request(tag, instruction, instances, retry_seed)
@@ -633,8 +635,12 @@ class Bootstrap:
             verdict = parse_verdict(answer.text)
             if verdict is not None:
                 return Judgement(score=verdict.score, reason=verdict.reason, model=model)
+            if reasoning_only(answer):
+                thinking = (
+                    f"{REASONING_ONLY}: {reasoning_detail(answer, REASONING_LIMITS['judge'])}"
+                )
             answers.append(answer.text)
-        return Judgement(score=None, reason=unparsed_reason(*answers), model=model)
+        return Judgement(score=None, reason=thinking or unparsed_reason(*answers), model=model)
 
     def preview(self) -> list[Request]:
         """Return one request of each kind the next round would send, for --dry-run.

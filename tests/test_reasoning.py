@@ -36,7 +36,7 @@ from selfinstruct.parse import (
     split_reasoning,
     without_reasoning,
 )
-from selfinstruct.records import Completion, Request, SamplingParams, Usage
+from selfinstruct.records import Completion, Request, SamplingParams, Task, Usage
 from selfinstruct.store import RESPONSES, RunDir, StageUsage, State
 from selfinstruct.testing.server import (
     REASONING_MODEL_REFUSES,
@@ -573,3 +573,31 @@ def test_the_vllm_backend_removes_reasoning() -> None:
     assert answered.text.startswith("Yes|m:")  # the stand-in appends its tag
     assert answered.usage.reasoning_tokens > 0 and answered.usage.reasoning_estimated
     assert reasoning_only(cut)
+
+
+def _thinking_judge(request: RecordedRequest) -> Reply:
+    """Think before every judge verdict; spend the whole limit thinking for some tasks."""
+    reply = SyntheticTeacher()(request)
+    if not request.prompt.rstrip().endswith("Score:"):
+        return reply
+    if hashlib.sha256(request.prompt.encode()).digest()[0] % 3:
+        return dataclasses.replace(reply, text=f"<think>{THOUGHT}</think>\n{reply.text}")
+    return dataclasses.replace(reply, text="", reasoning_tokens=64)
+
+
+def test_a_judge_that_thinks_scores_and_says_when_it_only_thought(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with OpenAITestServer(_thinking_judge) as server:
+        done = run_cli(*_args(server, out, _config(tmp_path), "--target", "20", "--judge"))
+        assert done.returncode == 0, done.stderr
+    pool = [
+        Task.model_validate_json(line) for line in (out / "pool.jsonl").read_text().splitlines()
+    ]
+    verdicts = [t.judge for t in pool if t.judge is not None]
+    assert len(verdicts) == len(pool)
+    scored = [v for v in verdicts if v.score is not None]
+    thought = [v for v in verdicts if v.reason.startswith(f"{REASONING_ONLY}: ")]
+    # Thinking before a verdict does not hide it; a verdict lost to thinking says so.
+    assert scored and thought
+    assert all("<think>" not in v.reason for v in verdicts)
+    assert all("larger judge.max_tokens" in v.reason for v in thought)
