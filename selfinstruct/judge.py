@@ -122,7 +122,7 @@ def format_summary(summary: ScoreSummary, model: str, width: int = 30) -> list[s
         bar = "#" * round(width * count / most)
         lines.append(f"  score {score}{count:>10}  {bar}")
     if summary.unscored:
-        lines.append(f"  no score{summary.unscored:>8}  (the judge's answer had none, twice)")
+        lines.append(f"  no score{summary.unscored:>9}  (no readable verdict, twice)")
     if summary.lowest:
         lines.append(f"lowest     the {len(summary.lowest)} lowest-scored tasks")
     for task in summary.lowest:
