@@ -7,17 +7,20 @@ install that would otherwise pass unnoticed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from selfinstruct.testing.keys import digest_of
-from selfinstruct.testing.server import OpenAITestServer, RecordedRequest
+from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
 from selfinstruct.testing.teacher import SyntheticTeacher
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,3 +150,49 @@ def machine_example_prompts(requests: Sequence[RecordedRequest], out: Path) -> i
         ):
             shown += 1
     return shown
+
+
+class Jittery:
+    """Answer like the synthetic teacher, after a delay that varies from request to request.
+
+    The delay depends on the prompt alone (up to `most` seconds), so answers come back in
+    an order unlike the order they were asked in, the same way in every run.
+    """
+
+    def __init__(self, most: float) -> None:
+        self._teacher = SyntheticTeacher()
+        self._most = most
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        reply = self._teacher(request)
+        spread = hashlib.sha256(request.prompt.encode()).digest()[0] / 255
+        return replace(reply, delay=self._most * spread)
+
+
+class Tripwire:
+    """Wrap a teacher: set `fired` once `after` more of the requests `counts` picks arrived."""
+
+    def __init__(
+        self,
+        teacher: Callable[[RecordedRequest], Reply],
+        counts: Callable[[RecordedRequest], bool] = lambda request: True,
+    ) -> None:
+        self.teacher = teacher
+        self.counts = counts
+        self.fired = threading.Event()
+        self._left = -1
+        self._lock = threading.Lock()
+
+    def arm(self, after: int) -> None:
+        with self._lock:
+            self._left = after
+            self.fired.clear()
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        if self.counts(request):
+            with self._lock:
+                if self._left > 0:
+                    self._left -= 1
+                    if self._left == 0:
+                        self.fired.set()
+        return self.teacher(request)

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import machine_example_prompts
+from conftest import Jittery, machine_example_prompts
 
 from selfinstruct.config import RunConfig
 from selfinstruct.runner import run_bootstrap
-from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
-from selfinstruct.testing.teacher import SyntheticTeacher
-
-
-class _Jittery:
-    """Answer like the synthetic teacher, after a delay that varies from request to request."""
-
-    def __init__(self) -> None:
-        self._teacher = SyntheticTeacher()
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        reply = self._teacher(request)
-        spread = hashlib.sha256(request.prompt.encode()).digest()[0] / 255
-        return replace(reply, delay=0.03 * spread)
-
+from selfinstruct.testing.server import OpenAITestServer
 
 # Per mode: a target and a window such that most rounds show machine tasks in their
 # prompts (from round lookahead + 1 on, not 17), with lookahead + 1 rounds of 4 requests in
@@ -58,7 +42,7 @@ def _run(server: OpenAITestServer, out: Path, mode: str, concurrency: int) -> No
 def test_same_pool_whatever_the_concurrency(tmp_path: Path, mode: str) -> None:
     logs = {}
     for concurrency in (1, 32):
-        with OpenAITestServer(_Jittery()) as server:
+        with OpenAITestServer(Jittery(0.03)) as server:
             out = tmp_path / f"c{concurrency}"
             _run(server, out, mode, concurrency)
             peak = server.stats().peak_in_flight

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHORT_WINDOW, bootstrap_args, cli_env, run_cli, window_config
+from conftest import (
+    SHORT_WINDOW,
+    Jittery,
+    Tripwire,
+    bootstrap_args,
+    cli_env,
+    run_cli,
+    window_config,
+)
 
 from selfinstruct.config import RunConfig
 from selfinstruct.judge import parse_verdict, summarize
@@ -207,7 +215,7 @@ def test_unreadable_verdicts_are_asked_again_once_then_recorded(tmp_path: Path) 
         assert task.judge.reason.startswith("no score in the judge's answers ")
         assert "hard to say (seed None)" in task.judge.reason
     status = run_cli("status", "--out", str(out))
-    assert f"  no score{len(pool):>8}" in status.stdout
+    assert f"  no score{len(pool):>9}" in status.stdout
 
 
 # What a hostile judge may slip into its reason (as tests/test_hostile_text.py injects).
@@ -255,18 +263,6 @@ def test_a_hostile_judges_reasons_are_stored_safely_and_replayed(tmp_path: Path)
 # -- determinism: concurrency and kills ----------------------------------------------------
 
 
-class _Jittery:
-    """Answer like the synthetic teacher, after a delay that varies from request to request."""
-
-    def __init__(self) -> None:
-        self._teacher = SyntheticTeacher()
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        reply = self._teacher(request)
-        spread = hashlib.sha256(request.prompt.encode()).digest()[0] / 255
-        return replace(reply, delay=0.02 * spread)
-
-
 def test_same_pool_and_scores_whatever_the_concurrency(tmp_path: Path) -> None:
     pools = []
     for concurrency in (1, 24):
@@ -280,35 +276,12 @@ def test_same_pool_and_scores_whatever_the_concurrency(tmp_path: Path) -> None:
                 "teacher": {"model": "test-model", "concurrency": concurrency},
             }
         )
-        with OpenAITestServer(_Jittery()) as server:
+        with OpenAITestServer(Jittery(0.02)) as server:
             config.teacher.base_urls = [server.base_url]
             asyncio.run(run_bootstrap(config, {}))
         pools.append((out / "pool.jsonl").read_bytes())
     assert pools[0] == pools[1]
     assert b'"judge":{"score":' in pools[0]
-
-
-class _JudgeTripwire:
-    """The synthetic teacher; `fired` is set once `after` more judge requests came."""
-
-    def __init__(self) -> None:
-        self.teacher = SyntheticTeacher()
-        self.fired = threading.Event()
-        self._left = -1
-        self._lock = threading.Lock()
-
-    def arm(self, after: int) -> None:
-        with self._lock:
-            self._left = after
-            self.fired.clear()
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        if _is_judge(request):
-            with self._lock:
-                self._left -= 1
-                if self._left == 0:
-                    self.fired.set()
-        return self.teacher(request)
 
 
 def _logged_digests(out: Path) -> set[str]:
@@ -322,7 +295,7 @@ def _logged_digests(out: Path) -> set[str]:
 def test_killed_judged_run_resumes_to_the_same_pool_paying_nothing_twice(tmp_path: Path) -> None:
     window_config(tmp_path)
     args = ("--target", "60", "--concurrency", "4", "--config", str(tmp_path / "window.toml"))
-    wire = _JudgeTripwire()
+    wire = Tripwire(SyntheticTeacher(), counts=_is_judge)
     with OpenAITestServer(wire) as server:
         reference = run_cli(*bootstrap_args(server, tmp_path / "reference", *args, "--judge"))
         assert reference.returncode == 0, reference.stderr

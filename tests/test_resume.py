@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    Tripwire,
     bootstrap_args,
     cli_env,
     machine_example_prompts,
@@ -25,7 +25,7 @@ from conftest import (
 )
 
 from selfinstruct.testing.keys import digest_of
-from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
+from selfinstruct.testing.server import OpenAITestServer
 from selfinstruct.testing.teacher import SyntheticTeacher
 
 KILLS = 20  # per mode: the issue asks for 20 or more moments
@@ -70,29 +70,6 @@ def _committed(out: Path) -> tuple[bytes, bytes]:
     return pool[: state["pool_bytes"]], rejected[: state["rejected_bytes"]]
 
 
-class _Tripwire:
-    """Wrap a teacher: set `fired` once `after` more requests have arrived."""
-
-    def __init__(self, teacher: SyntheticTeacher) -> None:
-        self.teacher = teacher
-        self.fired = threading.Event()
-        self._left = -1
-        self._lock = threading.Lock()
-
-    def arm(self, after: int) -> None:
-        with self._lock:
-            self._left = after
-            self.fired.clear()
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        with self._lock:
-            if self._left > 0:
-                self._left -= 1
-                if self._left == 0:
-                    self.fired.set()
-        return self.teacher(request)
-
-
 @dataclass(frozen=True)
 class _Reference:
     out: Path
@@ -126,7 +103,7 @@ TARGETS = {"self-instruct": 120, "alpaca": 300}
 
 def _crash_until_done(
     server: OpenAITestServer,
-    wire: _Tripwire,
+    wire: Tripwire,
     ref: _Reference,
     out: Path,
     mode: str,
@@ -213,7 +190,7 @@ def test_killed_runs_resume_to_the_same_pool(
     tmp_path: Path, references: dict[str, _Reference], mode: str, seed: int
 ) -> None:
     rng = random.Random(seed)
-    wire = _Tripwire(SyntheticTeacher())  # instant: the kill moments come from the seed
+    wire = Tripwire(SyntheticTeacher())  # instant: the kill moments come from the seed
     kills = 0
     with OpenAITestServer(wire) as server:
         # Should a run finish (checked) before all kills land, a fresh one takes the rest.

@@ -42,7 +42,6 @@ from selfinstruct.report.quality import (
     sample_sizes,
 )
 from selfinstruct.report.stats import rejection_label, stage_totals
-from selfinstruct.store import atomic_write
 
 COMPARE_FIGURES = ("lengths", "acceptance")  # and "judge" when either run was judged
 
@@ -122,14 +121,7 @@ def build_comparison(
         pngs["judge"] = plot_judge(judged)
     page = _page(data, labels, measured, sizes, same_seeds, block, pngs, price)
     out_dir = output if output is not None else default_output(run_a, run_b)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, png in pngs.items():
-        path = out_dir / f"{name}.png"
-        atomic_write(path, png)
-        paths.append(path)
-    html_path = out_dir / "compare.html"
-    atomic_write(html_path, page.encode("utf-8"))
+    html_path, paths = draw.write_page(out_dir, "compare.html", page, pngs)
     return ComparisonResult(html_path, paths, measured)
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from selfinstruct import __version__
 from selfinstruct.errors import ConfigError
+from selfinstruct.store import atomic_write
 
 REPORT_INSTALL_HINT = (
     'pip install "selfinstruct[report]" (in a checkout: pip install -e ".[report]")'
@@ -89,3 +91,21 @@ def img(name: str, data: bytes, alt: str, caption: str) -> str:
         f'<figure id="{name}"><img src="data:image/png;base64,{encoded}" '
         f'alt="{html.escape(alt)}"><figcaption>{caption}</figcaption></figure>'
     )
+
+
+def write_page(
+    out_dir: Path, name: str, page: str, pngs: Mapping[str, bytes]
+) -> tuple[Path, list[Path]]:
+    """Write a page and its figures as PNGs into `out_dir`; return the page's and PNGs' paths.
+
+    Each file is replaced atomically, so a page being regenerated is never seen half written.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for figure_name, data in pngs.items():
+        path = out_dir / f"{figure_name}.png"
+        atomic_write(path, data)
+        paths.append(path)
+    html_path = out_dir / name
+    atomic_write(html_path, page.encode("utf-8"))
+    return html_path, paths

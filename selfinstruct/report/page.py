@@ -23,6 +23,7 @@ from selfinstruct.report.draw import CSS as _CSS
 from selfinstruct.report.draw import figure as _figure
 from selfinstruct.report.draw import img as _img
 from selfinstruct.report.draw import table as _table
+from selfinstruct.report.draw import write_page
 from selfinstruct.report.load import Progress, RunData, load_run
 from selfinstruct.report.measures import acceptance_bin, acceptance_curve
 from selfinstruct.report.plots import (
@@ -63,9 +64,6 @@ from selfinstruct.report.verbs import (
     VerbStats,
     top_verb_objects,
     verb_objects,
-)
-from selfinstruct.store import (
-    atomic_write,
 )
 
 FIGURES = (
@@ -188,14 +186,7 @@ def build_report(
         data, parser_used, verbs, scores, threshold, word_counts, rejected, share, price, pngs,
         glyphs, measured, block,
     )  # fmt: skip
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, png in pngs.items():
-        path = out_dir / f"{name}.png"
-        atomic_write(path, png)
-        paths.append(path)
-    html_path = out_dir / "report.html"
-    atomic_write(html_path, page.encode("utf-8"))
+    html_path, paths = write_page(out_dir, "report.html", page, pngs)
     return ReportResult(html_path, paths, parser_used, len(pool), scores, measured)
 
 
