@@ -20,12 +20,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from selfinstruct import __version__
 from selfinstruct.errors import ConfigError, RunDirError, SelfInstructError
 from selfinstruct.records import Task
 from selfinstruct.secrets import redact
+
+if TYPE_CHECKING:
+    from selfinstruct.store import StageUsage
 
 CARD_FORMAT = 1
 CARD_SUFFIX = ".card.json"
@@ -179,10 +182,11 @@ def _judge(
     }
 
 
-def _usage(run: Path) -> dict[str, Any]:
+def _usage(run: Path, usage: Mapping[str, StageUsage]) -> dict[str, Any]:
     from selfinstruct.costs import run_cost
 
-    table = run_cost(run)  # the run's one cost model: its own prices, batches at half
+    # The run's one cost model (its own prices, batches at half), on the state read once.
+    table = run_cost(run, usage=usage)
     total = table.total_usd
     return {
         "note": "every answer the run logged, exported or not",
@@ -317,7 +321,7 @@ def _build(
             "rejections": rejections,
         },
         "judge": _judge(config, pool, selection),
-        "usage": _usage(run),
+        "usage": _usage(run, state.usage if state is not None else {}),
         "dates": {
             "run_started": _run_started(run),
             "last_commit": _last_commit(run),

@@ -52,15 +52,7 @@ def choose_price(model: str, *layers: tuple[float | None, float | None]) -> Pric
 
 def stored_prices(run: Path) -> tuple[float | None, float | None]:
     """Return the --price-in/--price-out a run was started with (None each when not given)."""
-    try:
-        budget = json.loads((run / "config.json").read_bytes())["config"]["budget"]
-        p_in, p_out = budget.get("price_in"), budget.get("price_out")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None, None  # no run yet, or one status will report as damaged anyway
-    return (
-        float(p_in) if isinstance(p_in, (int, float)) else None,
-        float(p_out) if isinstance(p_out, (int, float)) else None,
-    )
+    return _prices_of(_stored_section(run, "budget"))
 
 
 def config_price(config: RunConfig) -> Price | None:
@@ -81,17 +73,18 @@ def _judge_prices(
     return {"judge": choose_price(str(judge["model"]), *layers)}
 
 
-def _stored_judge(run: Path) -> dict[str, Any]:
-    """Return the judge settings a run was started with ({} when none)."""
+def _stored_section(run: Path, name: str) -> dict[str, Any]:
+    """Return a section of the settings a run was started with ({} when none)."""
     try:
-        judge = json.loads((run / "config.json").read_bytes())["config"].get("judge")
+        section = json.loads((run / "config.json").read_bytes())["config"].get(name)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-    return judge if isinstance(judge, dict) else {}
+        return {}  # no run yet, or one status will report as damaged anyway
+    return section if isinstance(section, dict) else {}
 
 
-def _prices_of(judge: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    p_in, p_out = judge.get("price_in"), judge.get("price_out")
+def _prices_of(section: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """Return a settings section's price_in and price_out (None each when not numbers)."""
+    p_in, p_out = section.get("price_in"), section.get("price_out")
     return (
         float(p_in) if isinstance(p_in, (int, float)) else None,
         float(p_out) if isinstance(p_out, (int, float)) else None,
@@ -100,7 +93,7 @@ def _prices_of(judge: Mapping[str, Any]) -> tuple[float | None, float | None]:
 
 def stored_stage_prices(run: Path) -> dict[str, Price | None]:
     """Return the stages a run directory prices apart from the teacher (its judge's model)."""
-    judge = _stored_judge(run)
+    judge = _stored_section(run, "judge")
     return _judge_prices(judge, _prices_of(judge))
 
 
@@ -109,7 +102,7 @@ def config_stage_prices(config: RunConfig) -> dict[str, Price | None]:
     judge = config.judge
     if not judge.enabled:
         return {}
-    stored = _prices_of(_stored_judge(config.out))
+    stored = _prices_of(_stored_section(config.out, "judge"))
     return _judge_prices(judge.model_dump(), (judge.price_in, judge.price_out), stored)
 
 
