@@ -14,8 +14,9 @@ The real CLI runs in a subprocess to the target with default settings, so its CP
 and peak memory are the tool's alone; the simulated servers run in this process.
 
 Prints: time to N and to the first 100 tasks, requests, teacher utilisation (busy-slot
-seconds / (K x wall), start-up included), busy slots by tenth of the run, the limit the
-run ended with, client and server CPU seconds (and, under 90% utilisation, which of them
+seconds / (K x wall), start-up included), the ramp (when the first answer came and how many
+round trips later the teacher was first 90% busy), busy slots by tenth of the run, the
+limit the run ended with, client and server CPU seconds (and, under 90% utilisation, which of them
 limits the run), peak memory, rejections.
 
     python benchmarks/throughput.py --mode alpaca --capacity 64 --target 1000
@@ -48,6 +49,7 @@ from selfinstruct.testing.teacher import SyntheticTeacher
 
 GOAL = 0.90  # the issue's utilisation goal
 FIRST = 100  # "time to the first 100 tasks"
+SAMPLE = 0.1  # seconds between samples of the teachers' load
 
 
 def main() -> None:
@@ -129,16 +131,23 @@ def measure(args: argparse.Namespace) -> None:
         start = time.monotonic()
         log = (tmp / "stderr.txt").open("wb")
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log)
-        samples: list[int] = []  # requests in flight on all teachers, every 0.25 s
+        # Every SAMPLE s: (seconds since start, slots serving, requests answered or admitted).
+        samples: list[tuple[float, int, int]] = []
         first_at: float | None = None
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            samples.append(sum(s.in_flight for s in servers))
+            now = time.monotonic() - start
+            serving = sum(s.in_flight for s in servers) - sum(q.waiting for q in queues)
+            if limiters:
+                done = sum(limiter.admitted for limiter in limiters)
+            else:
+                done = sum(s.stats().answered for s in servers)
+            samples.append((now, serving, done))
             if first_at is None and _lines(out / "pool.jsonl") >= FIRST:
-                first_at = time.monotonic() - start
-            time.sleep(0.25)
+                first_at = now
+            time.sleep(SAMPLE)
         wall = time.monotonic() - start
         server_cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         after = [s.stats() for s in servers]
@@ -185,10 +194,20 @@ def measure(args: argparse.Namespace) -> None:
         + (f"{first_at:.1f} s" if first_at is not None else "not reached")
     )
     print(f"requests: {answered} answered, {refused} refused (429)")
+    print("ramp: " + _ramp(args, samples, busy / max(answered, 1), limiters))
     if args.teacher == "rate-limited":
-        allowed = args.rpm * args.servers * wall / 60.0
-        utilisation = answered / allowed if allowed else 0.0
-        print(f"rate-limit utilisation: {utilisation:.1%} of {args.rpm} requests per minute")
+        # What the limits allowed over the run: a full minute's worth at the start (the
+        # buckets start full, as OpenAI's do), then their refill; the tighter of the two.
+        shares = []
+        for limiter in limiters:
+            per_minute = 1.0 + wall / 60.0
+            shares.append(limiter.admitted / (args.rpm * per_minute))
+            shares.append(limiter.admitted_tokens / (args.tpm * per_minute))
+        utilisation = max(shares, default=0.0)
+        print(
+            f"rate-limit utilisation: {utilisation:.1%} of what {args.rpm} requests and "
+            f"{args.tpm} tokens per minute allowed (a full minute at the start, then refill)"
+        )
         lowest = min((limiter.lowest_remaining for limiter in limiters), default=(0, 0))
         print(f"lowest remaining: {lowest[0]:.0f} requests, {lowest[1]:.0f} tokens")
     else:
@@ -205,7 +224,8 @@ def measure(args: argparse.Namespace) -> None:
             p50, unloaded = total[len(total) // 2], service[len(service) // 2]
             peak = max(q.peak_waiting for q in queues)
             print(f"latency p50: {p50:.2f} s against {unloaded:.2f} s unloaded; peak queue {peak}")
-    tenths = [samples[len(samples) * i // 10 : len(samples) * (i + 1) // 10] for i in range(10)]
+    load = [serving for _, serving, _ in samples]
+    tenths = [load[len(load) * i // 10 : len(load) * (i + 1) // 10] for i in range(10)]
     print(
         "busy slots by tenth of the run: "
         + " ".join(f"{sum(t) / len(t):.0f}" if t else "-" for t in tenths)
@@ -229,6 +249,55 @@ def measure(args: argparse.Namespace) -> None:
     )
     for stage, figures in sorted(state["usage"].items()):
         print(f"  {stage:<14}{figures['requests']:>8} requests")
+
+
+def _ramp(
+    args: argparse.Namespace,
+    samples: list[tuple[float, int, int]],
+    round_trip: float,
+    limiters: list[RateLimitedTeacher],
+) -> str:
+    """Say when the first answer came and how many round trips later the teacher was full.
+
+    Full: 90% of the slots serving (refusing and queueing teachers), or, for a rate-limited
+    one, requests admitted over the last round trip (at least a second) at 90% of the rate
+    its limits allow for the run's requests. A round trip is the mean service time.
+    """
+    first = next((t for t, _, done in samples if done > 0), None)
+    if first is None:
+        return "no answer came"
+    if limiters:
+        admitted = sum(limiter.admitted for limiter in limiters)
+        tokens = sum(limiter.admitted_tokens for limiter in limiters)
+        per_request = tokens / max(admitted, 1)
+        rate = min(args.rpm, args.tpm / max(per_request, 1.0)) * args.servers / 60.0
+        span = max(round_trip, 1.0)
+        full_at, level, back = None, 0.0, 0
+        for t, _, done in samples:
+            while samples[back + 1][0] <= t - span:
+                back += 1  # the latest sample at least a span before this one
+            then, _, done_then = samples[back]
+            if t - then >= span:
+                level = max(level, (done - done_then) / (t - then))
+                if full_at is None and level >= GOAL * rate:
+                    full_at = t
+        what = f"{GOAL:.0%} of the {rate:.1f} requests/s its limits allow"
+        peak = f"at most {level / rate:.0%} of it"
+    else:
+        slots = args.capacity * args.servers
+        full_at = next((t for t, serving, _ in samples if serving >= GOAL * slots), None)
+        what = f"{GOAL:.0%} of the {slots} slots serving"
+        peak = f"at most {max(serving for _, serving, _ in samples)} serving"
+    head = f"first answer at {first:.1f} s; {what}"
+    if full_at is None:
+        return f"{head}: never ({peak})"
+    if full_at <= first:
+        return f"{head} at {full_at:.1f} s, before the first answer"
+    trips = (full_at - first) / round_trip if round_trip > 0 else 0.0
+    return (
+        f"{head} at {full_at:.1f} s, {trips:.1f} round trips (mean service "
+        f"{round_trip:.2f} s) after the first answer"
+    )
 
 
 def _limited_by(client: float, server: float, window: bool) -> str:

@@ -401,18 +401,21 @@ MODE_SAMPLING: dict[str, tuple[float, float, float, int]] = {
 
 
 # (prompts_per_round, lookahead) per mode. At most prompts_per_round x (lookahead + 1)
-# instruction requests are in flight. An alpaca round is nothing but instruction requests,
-# so 16 x 17 = 272 covers a teacher that takes 256 at once. A self-instruct round's
-# classify and instance requests follow its instructions; with 4 prompts per round, 17
-# rounds kept 150-240 requests out (benchmarks/throughput.py, K=1024; 8 kept up to ~400,
-# but doubled the first round's work for the one-at-a-time local teacher). The price of
-# more: machine examples join prompts only that many requests later.
+# instruction requests are in flight, and rounds commit in order, so one slow answer holds
+# the window's head while later rounds wait: the window must be well above the teacher's
+# capacity to keep it busy. benchmarks/throughput.py, refusing teacher with K=256: alpaca
+# with 16 x 17 kept 217-242 slots busy when answers took 17 s on average; a self-instruct
+# round's classify and instance requests follow its instructions, and with 4 x 17 it kept
+# ~150 busy, 4 x 65 ~248. Four prompts keep the first round small for a one-at-a-time
+# teacher and a short run; the lookahead sets the window. The price: machine examples join
+# prompts only lookahead + 1 rounds later (about 1,500 tasks on the synthetic teacher).
 MODE_WINDOW: dict[str, tuple[int, int]] = {
-    "self-instruct": (4, 16),
-    "alpaca": (16, 16),
+    "self-instruct": (4, 64),
+    "alpaca": (16, 32),
 }
-# Identity settings whose default changed (alpaca ran 4 prompts per round): a run
-# directory started with the old default resumes with it unless the user sets it anew.
+# Identity settings whose default changed (alpaca ran 4 prompts per round, and both modes a
+# lookahead of 16): a run directory started with an old default resumes with it unless the
+# user sets it anew.
 STORED_DEFAULTS = ("prompts_per_round", "lookahead")
 
 
@@ -457,7 +460,8 @@ class RunConfig(_Strict):
         ge=0,
         le=4096,
         description="Round r samples machine examples from rounds < r - lookahead, so this "
-        "many rounds can be in flight without making the pool depend on timing; default 16.",
+        "many rounds can be in flight without making the pool depend on timing; default 64 "
+        "(self-instruct) or 32 (alpaca).",
     )
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)

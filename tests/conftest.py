@@ -115,7 +115,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
         _unexpected_skip(report, "(a module-level skip hides every test in it)")
 
 
-# Machine tasks enter prompts only from round `lookahead` + 1 on (16 by default), and the
+# Machine tasks enter prompts only from round `lookahead` + 1 on (64 by default), and the
 # loopback teacher's runs are a few rounds long: tests of determinism use a short window so
 # that most of their prompts depend on the pool.
 SHORT_WINDOW = "lookahead = 1\n"

@@ -13,7 +13,7 @@ from selfinstruct.runner import run_bootstrap
 from selfinstruct.testing.server import OpenAITestServer
 
 # Per mode: a target and a window such that most rounds show machine tasks in their
-# prompts (from round lookahead + 1 on, not 17), with lookahead + 1 rounds of 4 requests in
+# prompts (from round lookahead + 1 on, not 65), with lookahead + 1 rounds of 4 requests in
 # flight (alpaca rounds are one request a prompt, and accept ~24 tasks).
 RUNS = {"self-instruct": (60, 1), "alpaca": (200, 2)}
 

@@ -170,6 +170,7 @@ class RateLimitedTeacher:
         self._tokens = _Bucket(float(tokens), float(tokens))
         self._last = time.monotonic()
         self.admitted = 0
+        self.admitted_tokens = 0  # what the admitted requests counted against the limit
         self.refused = 0
         self.lowest_remaining = (float(requests), float(tokens))
 
@@ -212,6 +213,7 @@ class RateLimitedTeacher:
             self._requests.level -= 1.0
             self._tokens.level -= cost
             self.admitted += 1
+            self.admitted_tokens += cost
             self.lowest_remaining = (
                 min(self.lowest_remaining[0], self._requests.level),
                 min(self.lowest_remaining[1], self._tokens.level),
