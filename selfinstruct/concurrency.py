@@ -112,6 +112,11 @@ class ConcurrencyLimit:
         """Return seconds after which an unrefused request counts as taken; None: not asked."""
         return None
 
+    @property
+    def round_trip(self) -> float | None:
+        """Return the recent mean latency of answers in seconds; None: not tracked."""
+        return None
+
     def on_success(
         self,
         kind: str,
@@ -187,6 +192,11 @@ class AdaptiveLimit(ConcurrencyLimit):
         return True
 
     @property
+    def round_trip(self) -> float | None:
+        """Return the recent mean latency of answers in seconds; None before the first."""
+        return self._round_trip
+
+    @property
     def ceiling(self) -> int:
         """Return where trouble began last (0 before any): the level a decrease returns to."""
         return int(self._before_decrease)
@@ -252,6 +262,11 @@ class AdaptiveLimit(ConcurrencyLimit):
                 if stats.since_cut * RATIO_WEIGHT >= RELIEF_AFTER:  # the recent mean is new
                     if stats.ratio >= NO_RELIEF * stats.cut_at:
                         stats.base = stats.recent  # the cut did not help: not a queue
+                    elif stats.ratio < 1.0:
+                        # Below the knee answers come faster than the unloaded latency
+                        # said: the first answers, which set it, paid for start-up (new
+                        # connections, a cold server). Left high, it would hold a queue.
+                        stats.base = stats.recent
                     stats.cut_at, stats.since_cut = 0.0, 0
             if stats.ratio > QUEUE_TOLERANCE:
                 # Little's law: sent with `flight` in flight and answered `ratio` times as
@@ -388,6 +403,7 @@ class RatePacer:
         self._clock = clock
         self._allowances: dict[str, _Allowance] = {}  # "requests", "tokens"
         self._hold_until = 0.0
+        self._tokens_per_send = 0.0  # recent mean of what a send counts against the tokens
         self.waits = 0  # sends held, for the tests and the benchmark
 
     @property
@@ -444,9 +460,33 @@ class RatePacer:
                 wait = max(wait, min(short / allowance.rate, MAX_RATE_WAIT))
         return max(0.0, wait)
 
+    def in_flight_cap(self, round_trip: float) -> int | None:
+        """Return how many requests in flight the stated limits keep busy; None: no limit.
+
+        What remains now, plus what refills over two round trips (Little's law: in flight =
+        rate x latency, with room for the answers' spread). More would only wait here, in
+        whatever order they woke; held back before they are sent, they wait in the run's
+        order instead (the earliest round first), so no later round's request takes the
+        allowance an earlier round needs to commit.
+        """
+        if not self._allowances:
+            return None
+        now = self._clock()
+        per_send = max(1.0, self._tokens_per_send)
+        available, rate = float("inf"), float("inf")
+        for resource, allowance in self._allowances.items():
+            cost = 1.0 if resource == "requests" else per_send
+            available = min(available, max(0.0, allowance.available(now)) / cost)
+            rate = min(rate, allowance.rate / cost)
+        return max(1, int(available + 2.0 * rate * round_trip) + 1)
+
     def sent(self, tokens: int) -> None:
         """Count a send against what remains."""
         now = self._clock()
+        if self._tokens_per_send:
+            self._tokens_per_send += 0.05 * (tokens - self._tokens_per_send)
+        else:
+            self._tokens_per_send = float(tokens)
         for resource, cost in (("requests", 1), ("tokens", tokens)):
             if (allowance := self._allowances.get(resource)) is not None:
                 # Refill up to now first, so a full allowance does not bank past its limit.

@@ -255,6 +255,23 @@ def test_pacer_counts_tokens_and_honours_retry_after() -> None:
     assert not pacer3.active  # Azure's "no limit"
 
 
+def test_pacer_keeps_in_flight_to_what_two_round_trips_refill() -> None:
+    # More in flight than the limits refill over the answers' round trip would only queue
+    # in the pacer; the backend holds the rest at the engine's round-ordered gate instead.
+    clock = Clock()
+    pacer = RatePacer(clock)
+    assert pacer.in_flight_cap(0.1) is None  # no limits stated: no cap
+    pacer.observe(_headers(10, "1s"))  # 10 remain; the 50 missing refill at 50 a second
+    assert pacer.in_flight_cap(0.1) == 10 + 2 * 5 + 1
+    for _ in range(10):
+        pacer.sent(100_000)  # what is left of the requests and the tokens is spent
+    # Tokens are now the tighter limit: 10**6 a minute is 1/6 of a 100,000-token send a
+    # second, so two round trips of 0.1 s refill nothing whole.
+    assert pacer.in_flight_cap(0.1) == 1
+    clock.now = 6.0  # a tenth of the minute back: one send's worth of tokens
+    assert pacer.in_flight_cap(0.1) == 1 + 1
+
+
 def test_pacer_wait_sleeps_until_covered() -> None:
     async def go() -> int:
         pacer = RatePacer()

@@ -238,8 +238,14 @@ class OpenAICompatBackend(Backend):
         return cls(config.teacher, api_key, limits_path=config.out / LIMITS)
 
     def concurrency(self) -> int:
-        """Return the current limit of requests in flight."""
-        return self.limit.limit
+        """Return the current limit of requests in flight, within what stated rate limits use."""
+        limit = self.limit.limit
+        round_trip = self.limit.round_trip
+        if self.pacer.active and round_trip is not None:
+            cap = self.pacer.in_flight_cap(round_trip)
+            if cap is not None:
+                return min(limit, cap)
+        return limit
 
     def watch_capacity(self, callback: Callable[[], None]) -> None:
         """Call `callback` when the limit grows between answers (the acceptance clock)."""
