@@ -155,6 +155,7 @@ class _Kind:
     seen: int = 1  # answers so far
     first: list[float] = field(default_factory=list)  # the first answers' latencies
     since_cut: int = 0  # answers sent after the last cut for queueing took hold
+    corrected: bool = False  # the base set by start-up answers was lowered once
 
     @property
     def ratio(self) -> float:
@@ -262,11 +263,13 @@ class AdaptiveLimit(ConcurrencyLimit):
                 if stats.since_cut * RATIO_WEIGHT >= RELIEF_AFTER:  # the recent mean is new
                     if stats.ratio >= NO_RELIEF * stats.cut_at:
                         stats.base = stats.recent  # the cut did not help: not a queue
-                    elif stats.ratio < 1.0:
+                    elif stats.ratio < 1.0 and not stats.corrected:
                         # Below the knee answers come faster than the unloaded latency
                         # said: the first answers, which set it, paid for start-up (new
                         # connections, a cold server). Left high, it would hold a queue.
-                        stats.base = stats.recent
+                        # Once only: after every cut half the judgements fall below 1 by
+                        # chance, and taking each would ratchet the base down on noise.
+                        stats.base, stats.corrected = stats.recent, True
                     stats.cut_at, stats.since_cut = 0.0, 0
             if stats.ratio > QUEUE_TOLERANCE:
                 # Little's law: sent with `flight` in flight and answered `ratio` times as
