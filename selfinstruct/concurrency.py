@@ -407,6 +407,7 @@ class RatePacer:
         self._allowances: dict[str, _Allowance] = {}  # "requests", "tokens"
         self._hold_until = 0.0
         self._tokens_per_send = 0.0  # recent mean of what a send counts against the tokens
+        self._line = asyncio.Lock()  # sends that must wait, first come first served
         self.waits = 0  # sends held, for the tests and the benchmark
 
     @property
@@ -497,11 +498,21 @@ class RatePacer:
                 allowance.since = now
 
     async def wait(self, tokens: int) -> None:
-        """Wait until a send costing `tokens` is covered, then count it."""
-        while (seconds := self.delay(tokens)) > 0:
-            self.waits += 1
-            await asyncio.sleep(seconds)
-        self.sent(tokens)
+        """Wait in line until a send costing `tokens` is covered, then count it.
+
+        First come, first served (asyncio.Lock wakes its waiters in order): a send that
+        took whatever had refilled when it woke let cheaper sends overtake a dearer one
+        again and again, and an early round's request starved while the engine, its
+        rounds uncommitted, paid for later ones.
+        """
+        if not self._line.locked() and self.delay(tokens) <= 0:
+            self.sent(tokens)  # covered, and nobody waits before it
+            return
+        async with self._line:
+            while (seconds := self.delay(tokens)) > 0:
+                self.waits += 1
+                await asyncio.sleep(seconds)
+            self.sent(tokens)
 
 
 def _int(value: str | None) -> int | None:

@@ -283,6 +283,28 @@ def test_pacer_wait_sleeps_until_covered() -> None:
     assert asyncio.run(go()) >= 1
 
 
+def test_pacer_sends_in_the_order_sends_began_waiting() -> None:
+    # A dear send first in line is not overtaken by cheaper ones that came after it. When
+    # each waiter took whatever had refilled as it woke, cheap sends passed a dear one again
+    # and again: an early round's request starved while later rounds were paid for.
+    async def go() -> list[str]:
+        pacer = RatePacer()
+        pacer.observe(_headers(60, "1ms", remaining_tokens=0, reset_tokens="1s"))
+        order: list[str] = []
+
+        async def send(name: str, tokens: int) -> None:
+            await pacer.wait(tokens)
+            order.append(name)
+
+        dear = asyncio.create_task(send("dear", 300_000))  # 0.3 s of refill
+        await asyncio.sleep(0)  # it begins waiting first
+        cheap = [asyncio.create_task(send(f"cheap {i}", 20_000)) for i in range(3)]
+        await asyncio.wait_for(asyncio.gather(dear, *cheap), 5)
+        return order
+
+    assert asyncio.run(go()) == ["dear", "cheap 0", "cheap 1", "cheap 2"]
+
+
 def test_after_a_429_it_returns_quickly_to_where_refusals_began() -> None:
     clock = Clock()
     limit = AdaptiveLimit(initial=300, maximum=1024, clock=clock)
