@@ -37,7 +37,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Multiplicative decrease on a 429. TCP Reno halves; a server that says where its capacity
 # is (429 beyond K requests) needs far less, and a small step keeps the average close to
@@ -392,6 +392,14 @@ class _Allowance:
         return min(float(self.limit), self.level + (now - self.since) * self.rate)
 
 
+class SendMark(NamedTuple):
+    """When a request went, and how many sends the pacer had counted by then."""
+
+    time: float
+    requests: int
+    tokens: int
+
+
 class RatePacer:
     """Hold sends so that what an API says remains of its rate limits never goes below zero.
 
@@ -408,6 +416,8 @@ class RatePacer:
         self._hold_until = 0.0
         self._tokens_per_send = 0.0  # recent mean of what a send counts against the tokens
         self._line = asyncio.Lock()  # sends that must wait, first come first served
+        self._sent_requests = 0  # sends counted so far, for marks
+        self._sent_tokens = 0
         self.waits = 0  # sends held, for the tests and the benchmark
 
     @property
@@ -421,10 +431,22 @@ class RatePacer:
         *,
         out_requests: int = 0,
         out_tokens: int = 0,
+        mark: SendMark | None = None,
     ) -> bool:
-        """Read the headers of an answer; `out_*`: what is still out besides it. True if any."""
+        """Read the headers of an answer; True if any.
+
+        With the `mark` of the answered request: the server counted it, and those sent
+        before it, when it admitted it, so what it says remained then, less what went
+        after, is what remains now (OpenAI, like our simulated API, states the remaining
+        at admission). Without one: `out_*` is what is still out besides it, all of which
+        the server may not have counted yet. Either way the picture never rises above
+        the known one.
+        """
         now = self._clock()
         seen = False
+        if mark is not None:
+            out_requests = self._sent_requests - mark.requests
+            out_tokens = self._sent_tokens - mark.tokens
         for resource, out in (("requests", out_requests), ("tokens", out_tokens)):
             limit = _int(headers.get(f"x-ratelimit-limit-{resource}"))
             remaining = _int(headers.get(f"x-ratelimit-remaining-{resource}"))
@@ -437,10 +459,12 @@ class RatePacer:
                 rate = missing / min(reset, MAX_RATE_WAIT)
             else:
                 rate = limit / RATE_WINDOW
+            # No refill is credited for the answer's round trip: when within it the server
+            # admitted the request is not known.
             level = float(remaining - out)
             if (known := self._allowances.get(resource)) is not None:
-                # Answers overtake each other: an older answer states more than remains now,
-                # and the requests admitted after it may be done (no longer out). Never
+                # Answers overtake each other, and so do requests on their way: one sent
+                # just before the answered one may have been admitted after it. Never
                 # believe more than what the known picture has refilled to since.
                 level = min(level, known.available(now))
             self._allowances[resource] = _Allowance(limit, level, now, rate)
@@ -484,21 +508,24 @@ class RatePacer:
             rate = min(rate, allowance.rate / cost)
         return max(1, int(available + 2.0 * rate * round_trip) + 1)
 
-    def sent(self, tokens: int) -> None:
-        """Count a send against what remains."""
+    def sent(self, tokens: int) -> SendMark:
+        """Count a send against what remains; return its mark, to read its answer against."""
         now = self._clock()
         if self._tokens_per_send:
             self._tokens_per_send += 0.05 * (tokens - self._tokens_per_send)
         else:
             self._tokens_per_send = float(tokens)
+        self._sent_requests += 1
+        self._sent_tokens += tokens
         for resource, cost in (("requests", 1), ("tokens", tokens)):
             if (allowance := self._allowances.get(resource)) is not None:
                 # Refill up to now first, so a full allowance does not bank past its limit.
                 allowance.level = allowance.available(now) - cost
                 allowance.since = now
+        return SendMark(now, self._sent_requests, self._sent_tokens)
 
-    async def wait(self, tokens: int) -> None:
-        """Wait in line until a send costing `tokens` is covered, then count it.
+    async def wait(self, tokens: int) -> SendMark:
+        """Wait in line until a send costing `tokens` is covered; count it, return its mark.
 
         First come, first served (asyncio.Lock wakes its waiters in order): a send that
         took whatever had refilled when it woke let cheaper sends overtake a dearer one
@@ -506,13 +533,12 @@ class RatePacer:
         rounds uncommitted, paid for later ones.
         """
         if not self._line.locked() and self.delay(tokens) <= 0:
-            self.sent(tokens)  # covered, and nobody waits before it
-            return
+            return self.sent(tokens)  # covered, and nobody waits before it
         async with self._line:
             while (seconds := self.delay(tokens)) > 0:
                 self.waits += 1
                 await asyncio.sleep(seconds)
-            self.sent(tokens)
+            return self.sent(tokens)
 
 
 def _int(value: str | None) -> int | None:

@@ -283,6 +283,18 @@ def test_pacer_wait_sleeps_until_covered() -> None:
     assert asyncio.run(go()) >= 1
 
 
+def test_pacer_reads_an_answer_against_the_sends_after_its_request() -> None:
+    # OpenAI states what remains when it admits a request: the answer's headers already
+    # count every send before it, so only the sends after it are still to come off.
+    clock = Clock()
+    pacer = RatePacer(clock)
+    marks = [pacer.sent(1) for _ in range(10)]  # ten out before any limit is known
+    pacer.observe(_headers(50, "1s"), mark=marks[4])  # the fifth admitted with 50 left
+    assert pacer.in_flight_cap(0.0) == 45 + 1  # not 50 less all ten still out
+    pacer.observe(_headers(48, "1s"), mark=marks[9])  # an answer never raises the picture
+    assert pacer.in_flight_cap(0.0) == 45 + 1
+
+
 def test_pacer_sends_in_the_order_sends_began_waiting() -> None:
     # A dear send first in line is not overtaken by cheaper ones that came after it. When
     # each waiter took whatever had refilled as it woke, cheap sends passed a dear one again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import dataclasses
 import json
 import logging
@@ -39,7 +40,13 @@ from selfinstruct.backends.openai_wire import (
     require_key,
     served_model,
 )
-from selfinstruct.concurrency import AdaptiveLimit, ConcurrencyLimit, PriorityGate, RatePacer
+from selfinstruct.concurrency import (
+    AdaptiveLimit,
+    ConcurrencyLimit,
+    PriorityGate,
+    RatePacer,
+    SendMark,
+)
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import AuthError, ConfigError, TeacherError
 from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request, Usage
@@ -61,6 +68,11 @@ MAX_REFUSALS_IN_ROW = 20
 _TRANSPORT_MODULES = ("aiohttp", "httpx", "httpx2", "httpcore", "h11", "anyio")
 SAVE_LIMITS_EVERY = 10.0  # seconds between writes of what the limit learned (limits.json)
 
+# The pacer's mark of the send being made in this task: its answer's rate-limit headers
+# are read against it (RatePacer.observe).
+_SEND_MARK: contextvars.ContextVar[SendMark | None] = contextvars.ContextVar(
+    "selfinstruct_send_mark", default=None
+)
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -258,9 +270,13 @@ class OpenAICompatBackend(Backend):
         if "x-ratelimit-limit-requests" in response.headers or (
             "x-ratelimit-limit-tokens" in response.headers
         ):
+            mark = _SEND_MARK.get()  # the hook runs in the task that sent the request
             out = sum(e.outstanding for e in self._endpoints)
             self.pacer.observe(
-                response.headers, out_requests=max(0, out - 1), out_tokens=self._out_tokens
+                response.headers,
+                out_requests=max(0, out - 1),
+                out_tokens=self._out_tokens,
+                mark=mark,
             )
 
     def _taken(self) -> None:
@@ -466,11 +482,15 @@ class OpenAICompatBackend(Backend):
         """
         await self._gate.acquire(-1 if tried else 0)
         try:
-            if self.pacer.active:  # an API that states rate limits: stay within them
-                await self.pacer.wait(_tokens(request))
-            endpoint = await self._pick(failed[-1] if failed else None)
-            tried.append(endpoint)
-            return await self._attempt(endpoint, request, failed)
+            # An API that states rate limits is kept within them; every send is counted,
+            # also before the first answer states any, to read later answers against.
+            mark = _SEND_MARK.set(await self.pacer.wait(_tokens(request)))
+            try:
+                endpoint = await self._pick(failed[-1] if failed else None)
+                tried.append(endpoint)
+                return await self._attempt(endpoint, request, failed)
+            finally:
+                _SEND_MARK.reset(mark)
         finally:
             self._gate.release()
 
