@@ -393,9 +393,8 @@ class _Allowance:
 
 
 class SendMark(NamedTuple):
-    """When a request went, and how many sends the pacer had counted by then."""
+    """How many sends (and their tokens) the pacer had counted when a request went."""
 
-    time: float
     requests: int
     tokens: int
 
@@ -493,9 +492,9 @@ class RatePacer:
 
         What remains now, plus what refills over two round trips (Little's law: in flight =
         rate x latency, with room for the answers' spread). More would only wait here, in
-        whatever order they woke; held back before they are sent, they wait in the run's
-        order instead (the earliest round first), so no later round's request takes the
-        allowance an earlier round needs to commit.
+        the order they reached the pacer, retries behind new requests; held back before
+        they are sent, they wait in the run's order instead (retries and the earliest round
+        first), so no later round's request takes the allowance an earlier round needs.
         """
         if not self._allowances:
             return None
@@ -522,7 +521,7 @@ class RatePacer:
                 # Refill up to now first, so a full allowance does not bank past its limit.
                 allowance.level = allowance.available(now) - cost
                 allowance.since = now
-        return SendMark(now, self._sent_requests, self._sent_tokens)
+        return SendMark(self._sent_requests, self._sent_tokens)
 
     async def wait(self, tokens: int) -> SendMark:
         """Wait in line until a send costing `tokens` is covered; count it, return its mark.
