@@ -270,13 +270,14 @@ class OpenAICompatBackend(Backend):
         if "x-ratelimit-limit-requests" in response.headers or (
             "x-ratelimit-limit-tokens" in response.headers
         ):
-            mark = _SEND_MARK.get()  # the hook runs in the task that sent the request
+            # The hook runs in the task that sent the request: a completion's carries its
+            # send mark. Any other call's answer is read against everything still out.
+            if (mark := _SEND_MARK.get()) is not None:
+                self.pacer.observe(response.headers, mark=mark)
+                return
             out = sum(e.outstanding for e in self._endpoints)
             self.pacer.observe(
-                response.headers,
-                out_requests=max(0, out - 1),
-                out_tokens=self._out_tokens,
-                mark=mark,
+                response.headers, out_requests=max(0, out - 1), out_tokens=self._out_tokens
             )
 
     def _taken(self) -> None:
