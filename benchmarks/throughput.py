@@ -37,13 +37,14 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from evidence import add_save_option, saved_output
 
-from selfinstruct.testing.server import OpenAITestServer
+from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
 from selfinstruct.testing.simulated import QueueingTeacher, RateLimitedTeacher, refusing_server
 from selfinstruct.testing.teacher import SyntheticTeacher
 
@@ -78,6 +79,32 @@ def main() -> None:
     measure(args)
 
 
+class _Watched:
+    """Pass requests to the teacher; count room probes, note when the first answer is due.
+
+    A room probe asks for one answer token (the client's start-up question: is there a
+    free slot?); it is no answer to the run's work, so the ramp is timed from the first
+    answer to a real request: its arrival plus its service time (the first served are not
+    queued).
+    """
+
+    def __init__(self, handler: SyntheticTeacher) -> None:
+        self.handler = handler
+        self._lock = threading.Lock()
+        self.probes = 0
+        self.first_answer: float | None = None  # time.monotonic()
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        reply = self.handler(request)
+        with self._lock:
+            if request.body.get("max_tokens") == 1:
+                self.probes += 1
+            else:
+                due = time.monotonic() + reply.delay
+                self.first_answer = min(due, self.first_answer or due)
+        return reply
+
+
 def _lines(path: Path) -> int:
     try:
         with path.open("rb") as fh:
@@ -95,6 +122,7 @@ def measure(args: argparse.Namespace) -> None:
         near_duplicate_rate=args.near_duplicate_rate,
         blacklist_rate=args.blacklist_rate,
     )
+    watched = _Watched(synthetic)
     queues: list[QueueingTeacher] = []
     limiters: list[RateLimitedTeacher] = []
     with ExitStack() as stack:
@@ -103,13 +131,13 @@ def measure(args: argparse.Namespace) -> None:
         servers = []
         for _ in range(args.servers):
             if args.teacher == "refusing":
-                server = refusing_server(synthetic, args.capacity)
+                server = refusing_server(watched, args.capacity)
             elif args.teacher == "queueing":
-                queue = QueueingTeacher(synthetic, args.capacity)
+                queue = QueueingTeacher(watched, args.capacity)
                 queues.append(queue)
                 server = OpenAITestServer(queue, history=0)
             else:
-                limiter = RateLimitedTeacher(synthetic, requests=args.rpm, tokens=args.tpm)
+                limiter = RateLimitedTeacher(watched, requests=args.rpm, tokens=args.tpm)
                 limiters.append(limiter)
                 server = OpenAITestServer(limiter, history=0)
             servers.append(stack.enter_context(server))
@@ -193,8 +221,12 @@ def measure(args: argparse.Namespace) -> None:
         f"time to the first {FIRST} tasks: "
         + (f"{first_at:.1f} s" if first_at is not None else "not reached")
     )
-    print(f"requests: {answered} answered, {refused} refused (429)")
-    print("ramp: " + _ramp(args, samples, busy / max(answered, 1), limiters))
+    print(
+        f"requests: {answered} answered, {refused} refused (429); "
+        f"{watched.probes} of them room probes (one answer token)"
+    )
+    first = None if watched.first_answer is None else watched.first_answer - start
+    print("ramp: " + _ramp(args, samples, busy / max(answered, 1), limiters, first))
     if args.teacher == "rate-limited":
         # What the limits allowed over the run: a full minute's worth at the start (the
         # buckets start full, as OpenAI's do), then their refill; the tighter of the two.
@@ -256,6 +288,7 @@ def _ramp(
     samples: list[tuple[float, int, int]],
     round_trip: float,
     limiters: list[RateLimitedTeacher],
+    first: float | None,
 ) -> str:
     """Say when the first answer came and how many round trips later the teacher was full.
 
@@ -263,7 +296,6 @@ def _ramp(
     one, requests admitted over the last round trip (at least a second) at 90% of the rate
     its limits allow for the run's requests. A round trip is the mean service time.
     """
-    first = next((t for t, _, done in samples if done > 0), None)
     if first is None:
         return "no answer came"
     if limiters:

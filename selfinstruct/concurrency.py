@@ -6,9 +6,16 @@ for answers to double the limit:
 - A server that refuses at once beyond its capacity (HTTP 429 within milliseconds) is
   probed by an *acceptance clock*: a request still unanswered and unrefused ACCEPT_AFTER
   after it was sent was taken, and each one taken adds one request to the limit, up to
-  ACCEPT_BURST before the first answer. The first refusal then marks the capacity: the
-  limit drops just below what was in flight when the refused request was sent, and
-  refusals of requests sent above the new limit (the same overshoot) are not counted again.
+  ACCEPT_BURST before the first answer. A refusal then marks the capacity: the server
+  held no more than the other requests still out when it is read, so the limit goes no
+  higher, and a burst of refusals read one by one brings it down to what the server took.
+- Meanwhile, whenever the limit binds, a *room probe* (a one-token request, sent once
+  the last request was taken) asks whether the server has a free slot: a server whose
+  slots are all busy serves it only after one of them frees, that is after some answer
+  to a real request. A probe answered first proves room at that load, as an unqueued
+  answer does, and the limit (and the burst) go to STARTUP_GAIN times it: a queueing
+  server of K slots sees at most that many times K. A probe that comes back second proves
+  nothing, and a refusal marks the capacity as any refusal does.
 - After the first answers, start-up multiplies the limit by STARTUP_GAIN per round trip
   (16, 64, 256, 1024: two round trips of the first answer reach a thousand) while answers
   come back as fast as unloaded ones.
@@ -39,9 +46,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-# Multiplicative decrease on a 429. TCP Reno halves; a server that says where its capacity
+# Multiplicative decrease on a 429 when only the in-flight count at sending is known, and
+# below a queueing server's knee. TCP Reno halves; a server that says where its capacity
 # is (429 beyond K requests) needs far less, and a small step keeps the average close to
-# the capacity (the sawtooth averages ~ (1 + BACKOFF) / 2 of it).
+# the capacity (the sawtooth averages ~ (1 + BACKOFF) / 2 of it). When the backend says
+# how many others are out as the refusal is read, the limit goes to that instead.
 BACKOFF = 0.95
 # Growth per round trip in start-up, while answers are as fast as unloaded ones. TCP's
 # slow start doubles; four reaches 1,024 from 16 in three round trips, and a queueing
@@ -113,6 +122,11 @@ class ConcurrencyLimit:
         return None
 
     @property
+    def accept_delay(self) -> float:
+        """Return how long after its send an unrefused request counts as taken."""
+        return ACCEPT_AFTER
+
+    @property
     def round_trip(self) -> float | None:
         """Return the recent mean latency of answers in seconds; None: not tracked."""
         return None
@@ -127,11 +141,21 @@ class ConcurrencyLimit:
     ) -> None:
         """Learn from a request answered after `latency` s, sent with `in_flight` others out."""
 
-    def on_overload(self, sent_at: float, in_flight: int, latency: float = 0.0) -> None:
+    def on_overload(
+        self, sent_at: float, in_flight: int, latency: float = 0.0, remaining: int | None = None
+    ) -> None:
         """Learn from a refusal (HTTP 429) of a request sent at `sent_at` as the `in_flight`th."""
 
     def on_accepted(self, in_flight: int) -> None:
         """Learn that a request was taken: unrefused ACCEPT_AFTER after it was sent."""
+
+    def probe_after(self, in_flight: int) -> float | None:
+        """Return when to ask the server for room with `in_flight` out; None: not asked."""
+        return None
+
+    def on_room(self, in_flight: int) -> bool:
+        """Learn that the server had room with `in_flight` out; return whether the limit grew."""
+        return False
 
     def snapshot(self) -> dict[str, Any]:
         """Return the learned state worth keeping for the next session (none)."""
@@ -186,6 +210,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._round_trip: float | None = None  # seconds, from the answers
         self._before_decrease = 0.0  # where the last decrease came down from
         self._refusal_latency = 0.0  # the slowest 429 seen
+        self.burst = float(ACCEPT_BURST)  # the most sent before the first answer; probes raise it
 
     @property
     def adaptive(self) -> bool:
@@ -203,19 +228,53 @@ class AdaptiveLimit(ConcurrencyLimit):
         return int(self._before_decrease)
 
     @property
-    def accept_after(self) -> float | None:
-        """Return the acceptance clock's delay while it may still grow the limit, else None."""
-        if not self.slow_start or self.answered or self._limit >= ACCEPT_BURST:
-            return None
+    def accept_delay(self) -> float:
+        """Return how long after its send an unrefused request counts as taken."""
         if self._refusal_latency:
             return min(MAX_ACCEPT_AFTER, max(ACCEPT_AFTER, ACCEPT_MARGIN * self._refusal_latency))
         return ACCEPT_AFTER
 
+    @property
+    def accept_after(self) -> float | None:
+        """Return the acceptance clock's delay while it may still grow the limit, else None."""
+        if not self.slow_start or self.answered or self._limit >= self.burst:
+            return None
+        return self.accept_delay
+
     def on_accepted(self, in_flight: int) -> None:
-        """Add one request per request taken, before the first answer, up to ACCEPT_BURST."""
+        """Add one request per request taken, before the first answer, up to the burst."""
         if self.accept_after is None or in_flight < DEMAND_SHARE * self._limit:
             return
-        self._limit = min(float(self.maximum), float(ACCEPT_BURST), self._limit + 1.0)
+        self._limit = min(float(self.maximum), self.burst, self._limit + 1.0)
+
+    def probe_after(self, in_flight: int) -> float | None:
+        """Return when to ask for room (a room probe) with `in_flight` out, else None.
+
+        Only while nothing has been answered or refused and the limit binds: then, once
+        the acceptance clock's delay says the last request sent was taken, a one-token
+        request tells whether the server serves one more at once.
+        """
+        if not self.slow_start or self.answered or self._limit >= self.maximum:
+            return None
+        if in_flight < self._limit:
+            return None
+        return self.accept_delay
+
+    def on_room(self, in_flight: int) -> bool:
+        """Learn that a room probe sent with `in_flight` out came back before any answer.
+
+        The server served it without waiting for a slot to free, so it had room at that
+        load, as an unqueued answer shows: the limit (and the burst the acceptance clock
+        may reach) go to STARTUP_GAIN times it. Return whether the limit grew.
+        """
+        if not self.slow_start or self.answered:
+            return False  # an answer or a refusal came first: the probe is old news
+        grown = min(float(self.maximum), STARTUP_GAIN * (in_flight + 1.0))
+        self.burst = max(self.burst, grown)
+        if grown <= self._limit:
+            return False
+        self._limit = grown
+        return True
 
     def on_success(
         self,
@@ -304,16 +363,32 @@ class AdaptiveLimit(ConcurrencyLimit):
         step = max(1.0, RECOVERY * gap) / self._limit
         self._limit = min(float(self.maximum), self._limit + step)
 
-    def on_overload(self, sent_at: float, in_flight: int, latency: float = 0.0) -> None:
-        """Drop below what was in flight once per round trip; then one per further refusal.
+    def on_overload(
+        self, sent_at: float, in_flight: int, latency: float = 0.0, remaining: int | None = None
+    ) -> None:
+        """Drop to what the server held when it refused; once per round trip below that.
 
-        The first refusal of a burst scales the limit down to just below the in-flight
-        count its request was sent at. A further refusal of the same burst says more only
-        when its request was sent within the new limit: then it takes one off. Requests
-        sent above it are the same overshoot (a start-up that went past the capacity), so
-        a burst of them does not drive the limit to the floor.
+        `remaining`, when known, is how many other requests are still out as the refusal
+        is read. The server held no more than those (some may be refusals on their way
+        back), so neither the limit nor the level to return to stays above them: a burst's
+        refusals, read one by one, bring both down to what the server took. That holds
+        when a burst reached the server out of order (new connections open at their own
+        pace), where the in-flight count a refused request was sent at says too little.
+
+        Without it, the first refusal of a burst scales the limit down to just below the
+        in-flight count its request was sent at. A further refusal of the same burst says
+        more only when its request was sent within the new limit: then it takes one off.
+        Requests sent above it are the same overshoot (a start-up that went past the
+        capacity), so a burst of them does not drive the limit to the floor.
         """
         self._refusal_latency = max(self._refusal_latency, latency)
+        if remaining is not None:
+            held = max(1.0, float(remaining))
+            if sent_at > self._last_decrease and self._decrease(min(self._limit, held), 1.0):
+                return
+            self._limit = min(self._limit, held)
+            self._before_decrease = min(self._before_decrease, held)
+            return
         if sent_at <= self._last_decrease or not self._decrease(
             min(self._limit, float(in_flight)), BACKOFF
         ):

@@ -107,6 +107,25 @@ def test_an_overshoot_refused_in_one_burst_lands_at_the_capacity_not_the_floor()
     assert limit.ceiling == 201
 
 
+def test_a_burst_refused_out_of_order_lands_at_what_the_server_took() -> None:
+    # Start-up sent 364 requests to a server that takes K = 256; its sends reached the
+    # server out of order, so some refused ones were sent with few in flight. Read one by
+    # one, each refusal says the server held no more than the others still out.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=364, maximum=1024, clock=clock)
+    sent_with = [123, 341, 225, 329, 126, 259, *range(300, 364)] + list(range(150, 188))
+    assert len(sent_with) == 364 - 256
+    out = 364
+    for n in sent_with:
+        out -= 1
+        limit.on_overload(sent_at=0.0, in_flight=n, remaining=out)
+    assert limit.limit == 256 and limit.ceiling == 256 and limit.decreases == 1
+    # A refusal after a round trip more, with the server full again, holds it there.
+    clock.now = 5.0
+    limit.on_overload(sent_at=4.0, in_flight=250, remaining=256)
+    assert limit.limit == 256 and limit.decreases == 2
+
+
 def test_the_acceptance_clock_fills_a_refusing_server_before_any_answer() -> None:
     # A request neither refused nor answered ACCEPT_AFTER after it was sent was taken:
     # each one adds a request, so the limit doubles per acceptance delay, not per answer.
@@ -121,6 +140,35 @@ def test_the_acceptance_clock_fills_a_refusing_server_before_any_answer() -> Non
     limit2 = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
     limit2.on_success("instructions", 17.0, 15)
     assert limit2.accept_after is None
+
+
+def test_a_room_probe_answered_first_lets_the_limit_grow_and_nothing_else_does() -> None:
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    assert limit.probe_after(15) is None  # the limit does not bind: no question to ask
+    assert limit.probe_after(16) is not None
+    assert limit.on_room(16)  # as an unqueued answer would: STARTUP_GAIN times the load
+    assert limit.limit == STARTUP_GAIN * 17
+    assert limit.accept_after is None  # the probe proved the room: no clock to run
+    assert limit.probe_after(limit.limit - 1) is None
+    assert limit.probe_after(limit.limit) is not None  # and the next probe asks again
+    assert limit.on_room(limit.limit)
+    assert limit.limit == STARTUP_GAIN * (STARTUP_GAIN * 17 + 1)
+    # A probe that comes back after a refusal says nothing: the refusal marked the capacity.
+    limit.on_overload(sent_at=1.0, in_flight=200)
+    grown = limit.limit
+    assert not limit.on_room(grown)
+    assert limit.limit == grown and limit.probe_after(grown) is None
+    # ... nor after an answer: answers take over.
+    answered = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    answered.on_success("instructions", 5.0, 15)
+    before = answered.limit
+    assert answered.probe_after(before) is None
+    assert not answered.on_room(before)
+    assert answered.limit == before
+    # The maximum holds.
+    small = AdaptiveLimit(initial=16, maximum=100, clock=Clock())
+    assert small.on_room(16) and small.on_room(small.limit) and small.limit == 100
+    assert small.probe_after(100) is None
 
 
 def test_the_acceptance_delay_follows_how_slowly_refusals_come() -> None:

@@ -19,7 +19,7 @@ import pytest
 from conftest import bootstrap_args, run_cli
 
 from selfinstruct.backends.openai_compat import OpenAICompatBackend
-from selfinstruct.concurrency import ACCEPT_BURST
+from selfinstruct.concurrency import ACCEPT_BURST, STARTUP_GAIN
 from selfinstruct.config import TeacherConfig
 from selfinstruct.records import Completion, Request, SamplingParams
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
@@ -87,6 +87,70 @@ def test_a_refusing_server_is_filled_before_the_first_answer() -> None:
     stats = server.stats()
     assert stats.rejected_over_capacity <= ACCEPT_BURST
     assert backend.limit.limit <= 40 * 1.1
+
+
+class _Decoding(_Timed):
+    """Answer after `latency` s, or at once for a one-token request: decoding takes the time."""
+
+    def __init__(self, latency: float) -> None:
+        super().__init__(latency)
+        self.probes = 0
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        if request.body.get("max_tokens") == 1:
+            with self.lock:
+                self.probes += 1
+            return Reply(text="ready", delay=0.02)
+        return super().__call__(request)
+
+
+def test_a_big_refusing_server_is_filled_past_the_burst_before_the_first_answer() -> None:
+    # K = 200 slots, answers after 3 s. The acceptance clock stops at ACCEPT_BURST (a
+    # queueing server would take everything); a one-token probe answered before any request
+    # shows the server still has room, and the refusal beyond K then marks the capacity.
+    handler = _Decoding(latency=3.0)
+    server = refusing_server(handler, capacity=200)
+    with server:
+        start = time.monotonic()
+        completions, backend = _run(server, 400)
+    assert len(completions) == 400
+    before = [t for t in handler.admitted if t < start + handler.latency]
+    assert len(before) >= 180, len(before)  # ACCEPT_BURST alone would hold 64
+    assert 1 <= backend.probes == handler.probes <= 4
+    assert server.stats().rejected_over_capacity <= 200
+    assert backend.limit.limit <= 200 * 1.1
+
+
+def test_a_queueing_server_answers_a_probe_late_and_is_not_flooded() -> None:
+    # 100 slots behind a FIFO queue, answers after 2 s, probes served at once while a slot
+    # is free. A probe that finds room proves the load it was sent under, and the limit may
+    # go to STARTUP_GAIN times that; the first probe sent with every slot busy waits behind
+    # the queue, comes back after the first answers, and proves nothing.
+    handler = _Decoding(latency=2.0)
+    teacher = QueueingTeacher(handler, slots=100)
+    with OpenAITestServer(teacher, history=0) as server:
+        try:
+            start = time.monotonic()
+            completions, backend = _run(server, 300, timeout=20.0, max_retries=0)
+        finally:
+            teacher.close()
+    assert len(completions) == 300
+    assert 1 <= backend.probes <= 4
+    before = [t for t in handler.admitted if t < start + handler.latency]
+    assert ACCEPT_BURST < len(before) <= STARTUP_GAIN * 100, len(before)
+    # ... and a server full at the first probe holds it: nothing past ACCEPT_BURST.
+    handler = _Decoding(latency=2.0)
+    teacher = QueueingTeacher(handler, slots=10)
+    with OpenAITestServer(teacher, history=0) as server:
+        try:
+            start = time.monotonic()
+            completions, backend = _run(server, 120, timeout=20.0, max_retries=0)
+        finally:
+            teacher.close()
+    assert len(completions) == 120
+    assert backend.probes == 1
+    before = [t for t in handler.admitted if t < start + handler.latency]
+    assert len(before) <= ACCEPT_BURST, len(before)
 
 
 def test_a_queueing_server_is_held_at_its_knee_with_no_timeouts() -> None:

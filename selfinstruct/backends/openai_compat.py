@@ -49,7 +49,7 @@ from selfinstruct.concurrency import (
 )
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import AuthError, ConfigError, TeacherError
-from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request, Usage
+from selfinstruct.records import CHARS_PER_TOKEN, Completion, Request, SamplingParams, Usage
 from selfinstruct.secrets import redact, register, url_credentials
 from selfinstruct.store import LIMITS
 
@@ -67,6 +67,9 @@ MAX_REFUSALS_IN_ROW = 20
 # httpx's protocol errors): by module, as aiohttp is optional.
 _TRANSPORT_MODULES = ("aiohttp", "httpx", "httpx2", "httpcore", "h11", "anyio")
 SAVE_LIMITS_EVERY = 10.0  # seconds between writes of what the limit learned (limits.json)
+# A room probe (AdaptiveLimit.probe_after) is the cheapest request a server serves: one
+# answer token. Each carries a fresh number, so no two are the same prompt.
+PROBE_PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=1)
 
 # The pacer's mark of the send being made in this task: its answer's rate-limit headers
 # are read against it (RatePacer.observe).
@@ -231,6 +234,10 @@ class OpenAICompatBackend(Backend):
         self._gate = PriorityGate(lambda: self.limit.limit)
         self.pacer = RatePacer(clock)
         self._out_tokens = 0  # rate-limit tokens of the requests on the wire
+        self._probe_timer: asyncio.TimerHandle | None = None
+        self._probe_task: asyncio.Task[None] | None = None
+        self._probe_off = False  # a server that could not answer a probe is not asked again
+        self.probes = 0  # room probes sent (one-token requests outside the run's log)
         self._watchers: list[Callable[[], None]] = []
         # What the limit learned is kept beside the run (operational, not identity), for the
         # same endpoints only: another server's capacity says nothing about these.
@@ -285,6 +292,64 @@ class OpenAICompatBackend(Backend):
         before = self.limit.limit
         self.limit.on_accepted(sum(e.outstanding for e in self._endpoints))
         if self.limit.limit > before:
+            self._gate.poke()
+            for callback in self._watchers:
+                callback()
+
+    def _start_probe(self) -> None:
+        """Send a room probe if the limit still asks for one (no answer or refusal since)."""
+        self._probe_timer = None
+        out = sum(e.outstanding for e in self._endpoints)
+        # The acceptance clock may have raised the limit since the send that bound it: no
+        # reason to wait. Only an answer or a refusal since then makes the probe moot.
+        wanted = self.limit.probe_after(max(out, self.limit.limit))
+        if self._probe_task is None and wanted is not None:
+            self._probe_task = asyncio.get_running_loop().create_task(self._probe(out))
+
+    async def _probe(self, in_flight: int) -> None:
+        """Ask for one answer token with `in_flight` out; first back means the server had room.
+
+        A server whose slots are all busy serves the probe only after one frees, that is
+        after some request's answer; answered before any, it was served at once. Its
+        refusal (429) is a refusal like any other; any other failure ends probing.
+        """
+        request = Request(
+            key="room-probe",
+            stage="instructions",
+            prompt=f"Reply with one word. (check {random.getrandbits(32):08x})",
+            params=PROBE_PARAMS,
+        )
+        self.probes += 1
+        sent_at = self._clock()
+        try:
+            _SEND_MARK.set(await self.pacer.wait(_tokens(request)))
+            healthy = self._healthy()
+            if not healthy:
+                return
+            endpoint = min(healthy, key=lambda e: e.outstanding)
+            body = request_body(self._config, request, self._refused.fields)
+            await self._guarded(
+                endpoint.client.post(api_path(self._config.api), body=body, cast_to=object),
+                self._config.timeout,
+            )
+        except Exception as exc:
+            if _is_overload(exc):
+                if not _is_rate_limit(exc):
+                    out = sum(e.outstanding for e in self._endpoints)  # the probe is not
+                    self.limit.on_overload(sent_at, in_flight + 1, self._clock() - sent_at, out)
+            else:
+                self._probe_off = True
+            log.debug("room probe with %d in flight failed: %s", in_flight, describe_error(exc))
+            return
+        finally:
+            self._probe_task = None
+        if self.limit.on_room(in_flight):
+            log.info(
+                "the teacher served a probe at once with %d requests in flight, before any "
+                "answer: up to %d in flight",
+                in_flight,
+                self.limit.limit,
+            )
             self._gate.poke()
             for callback in self._watchers:
                 callback()
@@ -351,6 +416,11 @@ class OpenAICompatBackend(Backend):
 
     async def aclose(self) -> None:
         """Keep what the limit learned, and close every endpoint's connection pool."""
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+        if (task := self._probe_task) is not None:
+            task.cancel()
+            await asyncio.wait([task], timeout=5.0)  # it ends at its next await
         try:
             if isinstance(self.limit, AdaptiveLimit) and self.limit.answered:
                 self._save_limits(force=True)
@@ -505,16 +575,19 @@ class OpenAICompatBackend(Backend):
         self._out_tokens += tokens
         sent_at = self._clock()
         accept_after = self.limit.accept_after
-        timer = (
-            None
-            if accept_after is None
-            else asyncio.get_running_loop().call_later(accept_after, self._taken)
-        )
+        loop = asyncio.get_running_loop()
+        timer = None if accept_after is None else loop.call_later(accept_after, self._taken)
+        if self._probe_timer is None and self._probe_task is None and not self._probe_off:
+            probe_after = self.limit.probe_after(in_flight + 1)
+            if probe_after is not None:
+                self._probe_timer = loop.call_later(probe_after, self._start_probe)
         try:
             completion = await self._call(endpoint, request)
         except BaseException as exc:
             if _is_overload(exc) and not _is_rate_limit(exc):
-                self.limit.on_overload(sent_at, in_flight + 1, self._clock() - sent_at)
+                # The server held at most the others still out when it refused this one.
+                out = sum(e.outstanding for e in self._endpoints)  # this one included
+                self.limit.on_overload(sent_at, in_flight + 1, self._clock() - sent_at, out - 1)
             elif is_transient(exc) and not _is_overload(exc):
                 self._failed(endpoint, exc)
                 failed.append(endpoint)

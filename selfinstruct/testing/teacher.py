@@ -156,7 +156,12 @@ class SyntheticTeacher:
         text = self.answer(request.prompt, request.body, chat=request.endpoint == "chat")
         delay = self.latency
         if self.tokens_per_second > 0:
-            delay += len(text.split()) / self.tokens_per_second
+            # A server stops decoding at max_tokens (the loopback server cuts the text there).
+            words = len(text.split())
+            cap = request.body.get("max_completion_tokens", request.body.get("max_tokens"))
+            if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 0:
+                words = min(words, cap)
+            delay += words / self.tokens_per_second
         return Reply(text=text, delay=delay)
 
     def answer(self, prompt: str, body: dict[str, object], *, chat: bool = False) -> str:
