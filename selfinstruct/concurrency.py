@@ -12,10 +12,12 @@ for answers to double the limit:
 - Meanwhile, whenever the limit binds, a *room probe* (a one-token request, sent once
   the last request was taken) asks whether the server has a free slot: a server whose
   slots are all busy serves it only after one of them frees, that is after some answer
-  to a real request. A probe answered first proves room at that load, as an unqueued
-  answer does, and the limit (and the burst) go to STARTUP_GAIN times it: a queueing
-  server of K slots sees at most that many times K. A probe that comes back second proves
-  nothing, and a refusal marks the capacity as any refusal does.
+  to a real request. A probe answered first proves room at that load, and the limit (and
+  the burst) go to ROOM_GAIN times it: a queueing server of K slots holds at most that
+  many times K before its first answer. A probe that comes back after an
+  answer, and many times slower than a probe served at once, waited for a slot: start-up's
+  answers sent within that load prove no more than it. A refusal of a probe marks the
+  capacity as any refusal does.
 - After the first answers, start-up multiplies the limit by STARTUP_GAIN per round trip
   (16, 64, 256, 1024: two round trips of the first answer reach a thousand) while answers
   come back as fast as unloaded ones.
@@ -96,6 +98,11 @@ MAX_ACCEPT_AFTER = 2.0
 # The acceptance clock grows the limit up to this before any answer has come back: a
 # queueing server accepts everything, and only its answers show how fast it serves.
 ACCEPT_BURST = 64
+# A room probe answered before any request proves a free slot at the load it was sent
+# under; the limit goes to this many times that load. Slow start's doubling, not start-up's
+# fourfold: a queueing server of K slots then holds at most 2K before its first answer,
+# and its queue (at most K) costs the first requests one round trip more, not three.
+ROOM_GAIN = 2
 
 
 class ConcurrencyLimit:
@@ -157,6 +164,12 @@ class ConcurrencyLimit:
         """Learn that the server had room with `in_flight` out; return whether the limit grew."""
         return False
 
+    def on_probe(self, in_flight: int | None) -> None:
+        """Learn that a room probe went out with `in_flight` out (None: it is back)."""
+
+    def on_full(self, in_flight: int) -> None:
+        """Learn that a request sent with `in_flight` out waited for a slot to free."""
+
     def snapshot(self) -> dict[str, Any]:
         """Return the learned state worth keeping for the next session (none)."""
         return {}
@@ -211,6 +224,8 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._before_decrease = 0.0  # where the last decrease came down from
         self._refusal_latency = 0.0  # the slowest 429 seen
         self.burst = float(ACCEPT_BURST)  # the most sent before the first answer; probes raise it
+        self._served_at_most = float("inf")  # the load above which a probe waited for a slot
+        self._probe_load = float("inf")  # the load a probe still out was sent above
 
     @property
     def adaptive(self) -> bool:
@@ -264,12 +279,12 @@ class AdaptiveLimit(ConcurrencyLimit):
         """Learn that a room probe sent with `in_flight` out came back before any answer.
 
         The server served it without waiting for a slot to free, so it had room at that
-        load, as an unqueued answer shows: the limit (and the burst the acceptance clock
-        may reach) go to STARTUP_GAIN times it. Return whether the limit grew.
+        load: the limit (and the burst the acceptance clock may reach) go to ROOM_GAIN
+        times it. Return whether the limit grew.
         """
         if not self.slow_start or self.answered:
             return False  # an answer or a refusal came first: the probe is old news
-        grown = min(float(self.maximum), STARTUP_GAIN * (in_flight + 1.0))
+        grown = min(float(self.maximum), ROOM_GAIN * (in_flight + 1.0))
         self.burst = max(self.burst, grown)
         if grown <= self._limit:
             return False
@@ -356,6 +371,12 @@ class AdaptiveLimit(ConcurrencyLimit):
             # many times per round trip of the long ones and would otherwise multiply the
             # limit far past what any answer has shown the server to take.
             proven = STARTUP_GAIN * (in_flight + 1.0)
+            cap = min(self._served_at_most, self._probe_load)
+            if in_flight + 1.0 <= cap:
+                # A probe sent above this load waited for a slot (or may be waiting): the
+                # server serves no more at once. An unqueued answer sent above it would
+                # prove that wrong.
+                proven = min(proven, cap)
             if self._limit < proven:
                 self._limit = min(float(self.maximum), proven, self._limit + STARTUP_GAIN - 1.0)
             return
@@ -408,6 +429,24 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._before_decrease = base
         self._limit = max(1.0, base * factor)
         return True
+
+    def on_probe(self, in_flight: int | None) -> None:
+        """Learn that a room probe went out with `in_flight` out (None: it is back).
+
+        Until it is back it may be waiting for a slot, so start-up's answers sent within
+        that load prove no more than it: the first answers of a full server come back
+        just before the probe that waited behind them.
+        """
+        self._probe_load = float("inf") if in_flight is None else float(max(1, in_flight))
+
+    def on_full(self, in_flight: int) -> None:
+        """Learn that a room probe sent with `in_flight` out waited for a slot to free.
+
+        The server serves at most `in_flight` at once: start-up's answers sent within
+        that load prove no more (a queueing server would otherwise get STARTUP_GAIN times
+        its slots, all in its queue, from the first unqueued answers).
+        """
+        self._served_at_most = min(self._served_at_most, float(max(1, in_flight)))
 
     def snapshot(self) -> dict[str, Any]:
         """Return the limit and the ceiling learned so far (for limits.json)."""

@@ -11,6 +11,7 @@ import pytest
 from selfinstruct.concurrency import (
     ACCEPT_BURST,
     BACKOFF,
+    ROOM_GAIN,
     STARTUP_GAIN,
     AdaptiveLimit,
     ConcurrencyLimit,
@@ -107,6 +108,22 @@ def test_an_overshoot_refused_in_one_burst_lands_at_the_capacity_not_the_floor()
     assert limit.ceiling == 201
 
 
+def test_a_probe_that_waited_for_a_slot_caps_what_start_up_answers_prove() -> None:
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    assert limit.on_room(16) and limit.limit == 34
+    limit.on_probe(34)  # the next probe goes out with 34 in flight ...
+    limit.on_success("instructions", 2.0, 20)  # ... and while it is out, answers prove
+    assert limit.limit == 34  # no more than its load: it may be waiting for a slot
+    limit.on_probe(None)
+    limit.on_full(34)  # it was: it came back slow, after that answer
+    for _ in range(60):
+        limit.on_success("instructions", 2.0, 30)  # unqueued, but sent within 34
+    assert limit.limit == 34
+    # An unqueued answer sent above that load shows the server took more after all.
+    limit.on_success("instructions", 2.0, 50)
+    assert limit.limit > 34
+
+
 def test_a_burst_refused_out_of_order_lands_at_what_the_server_took() -> None:
     # Start-up sent 364 requests to a server that takes K = 256; its sends reached the
     # server out of order, so some refused ones were sent with few in flight. Read one by
@@ -146,13 +163,16 @@ def test_a_room_probe_answered_first_lets_the_limit_grow_and_nothing_else_does()
     limit = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
     assert limit.probe_after(15) is None  # the limit does not bind: no question to ask
     assert limit.probe_after(16) is not None
-    assert limit.on_room(16)  # as an unqueued answer would: STARTUP_GAIN times the load
-    assert limit.limit == STARTUP_GAIN * 17
+    assert limit.on_room(16)  # a free slot at 17: the limit doubles, as slow start does
+    assert limit.limit == ROOM_GAIN * 17
+    while limit.accept_after is not None:  # the acceptance clock goes on up to the burst
+        limit.on_accepted(limit.limit)
+    assert limit.limit == ACCEPT_BURST
+    assert limit.on_room(ACCEPT_BURST)
+    assert limit.limit == ROOM_GAIN * (ACCEPT_BURST + 1)
     assert limit.accept_after is None  # the probe proved the room: no clock to run
     assert limit.probe_after(limit.limit - 1) is None
     assert limit.probe_after(limit.limit) is not None  # and the next probe asks again
-    assert limit.on_room(limit.limit)
-    assert limit.limit == STARTUP_GAIN * (STARTUP_GAIN * 17 + 1)
     # A probe that comes back after a refusal says nothing: the refusal marked the capacity.
     limit.on_overload(sent_at=1.0, in_flight=200)
     grown = limit.limit
@@ -167,7 +187,9 @@ def test_a_room_probe_answered_first_lets_the_limit_grow_and_nothing_else_does()
     assert answered.limit == before
     # The maximum holds.
     small = AdaptiveLimit(initial=16, maximum=100, clock=Clock())
-    assert small.on_room(16) and small.on_room(small.limit) and small.limit == 100
+    while small.accept_after is not None:
+        small.on_accepted(small.limit)
+    assert small.on_room(ACCEPT_BURST) and small.limit == 100
     assert small.probe_after(100) is None
 
 

@@ -19,7 +19,7 @@ import pytest
 from conftest import bootstrap_args, run_cli
 
 from selfinstruct.backends.openai_compat import OpenAICompatBackend
-from selfinstruct.concurrency import ACCEPT_BURST, STARTUP_GAIN
+from selfinstruct.concurrency import ACCEPT_BURST, ROOM_GAIN
 from selfinstruct.config import TeacherConfig
 from selfinstruct.records import Completion, Request, SamplingParams
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
@@ -123,9 +123,9 @@ def test_a_big_refusing_server_is_filled_past_the_burst_before_the_first_answer(
 
 def test_a_queueing_server_answers_a_probe_late_and_is_not_flooded() -> None:
     # 100 slots behind a FIFO queue, answers after 2 s, probes served at once while a slot
-    # is free. A probe that finds room proves the load it was sent under, and the limit may
-    # go to STARTUP_GAIN times that; the first probe sent with every slot busy waits behind
-    # the queue, comes back after the first answers, and proves nothing.
+    # is free. A probe that finds room proves the load it was sent under, and the limit
+    # doubles; the first probe sent with every slot busy waits behind the queue, comes back
+    # after the first answers, and proves nothing.
     handler = _Decoding(latency=2.0)
     teacher = QueueingTeacher(handler, slots=100)
     with OpenAITestServer(teacher, history=0) as server:
@@ -137,7 +137,7 @@ def test_a_queueing_server_answers_a_probe_late_and_is_not_flooded() -> None:
     assert len(completions) == 300
     assert 1 <= backend.probes <= 4
     before = [t for t in handler.admitted if t < start + handler.latency]
-    assert ACCEPT_BURST < len(before) <= STARTUP_GAIN * 100, len(before)
+    assert ACCEPT_BURST < len(before) <= ROOM_GAIN * 100, len(before)
     # ... and a server full at the first probe holds it: nothing past ACCEPT_BURST.
     handler = _Decoding(latency=2.0)
     teacher = QueueingTeacher(handler, slots=10)
@@ -151,6 +151,23 @@ def test_a_queueing_server_answers_a_probe_late_and_is_not_flooded() -> None:
     assert backend.probes == 1
     before = [t for t in handler.admitted if t < start + handler.latency]
     assert len(before) <= ACCEPT_BURST, len(before)
+
+
+def test_a_probe_that_waited_keeps_start_up_from_flooding_a_queueing_server() -> None:
+    # 40 slots, answers after 2 s. A probe that finds room doubles the limit; the first
+    # one sent with every slot busy waits behind the queue until answers free a slot, so
+    # the first answers, all sent within that load, prove no more than it: the server
+    # holds at most twice its slots, instead of start-up's fourfold on top.
+    handler = _Decoding(latency=2.0)
+    teacher = QueueingTeacher(handler, slots=40)
+    with OpenAITestServer(teacher, history=0) as server:
+        try:
+            completions, backend = _run(server, 240, timeout=20.0, max_retries=0)
+        finally:
+            teacher.close()
+    assert len(completions) == 240
+    assert backend.probes >= 2
+    assert teacher.peak_waiting <= 40 + 1, teacher.peak_waiting
 
 
 def test_a_queueing_server_is_held_at_its_knee_with_no_timeouts() -> None:

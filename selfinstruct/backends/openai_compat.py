@@ -70,6 +70,14 @@ SAVE_LIMITS_EVERY = 10.0  # seconds between writes of what the limit learned (li
 # A room probe (AdaptiveLimit.probe_after) is the cheapest request a server serves: one
 # answer token. Each carries a fresh number, so no two are the same prompt.
 PROBE_PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=1)
+# A probe this many times slower than the fastest one, and answered after a request was,
+# waited for a slot (network jitter is well within it; a slot frees when an answer ends).
+PROBE_WAITED = 3.0
+# A probe goes this many times the preflight's round trip (listing the models: no model
+# work) after the send that bound the limit, so that send reaches the server first; at
+# least PROBE_DELAY_MIN, and never later than the acceptance clock's delay.
+PROBE_REACH_FACTOR = 4.0
+PROBE_DELAY_MIN = 0.03
 
 # The pacer's mark of the send being made in this task: its answer's rate-limit headers
 # are read against it (RatePacer.observe).
@@ -238,6 +246,8 @@ class OpenAICompatBackend(Backend):
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_off = False  # a server that could not answer a probe is not asked again
         self.probes = 0  # room probes sent (one-token requests outside the run's log)
+        self._probe_fastest = float("inf")  # seconds: the quickest probe answer so far
+        self._reach: float | None = None  # seconds: the preflight's quickest round trip
         self._watchers: list[Callable[[], None]] = []
         # What the limit learned is kept beside the run (operational, not identity), for the
         # same endpoints only: another server's capacity says nothing about these.
@@ -310,8 +320,9 @@ class OpenAICompatBackend(Backend):
         """Ask for one answer token with `in_flight` out; first back means the server had room.
 
         A server whose slots are all busy serves the probe only after one frees, that is
-        after some request's answer; answered before any, it was served at once. Its
-        refusal (429) is a refusal like any other; any other failure ends probing.
+        after some request's answer; answered before any, it was served at once. Answered
+        after one, and many times slower than the fastest probe, it waited for a slot.
+        Its refusal (429) is a refusal like any other; any other failure ends probing.
         """
         request = Request(
             key="room-probe",
@@ -328,6 +339,7 @@ class OpenAICompatBackend(Backend):
                 return
             endpoint = min(healthy, key=lambda e: e.outstanding)
             body = request_body(self._config, request, self._refused.fields)
+            self.limit.on_probe(in_flight)
             await self._guarded(
                 endpoint.client.post(api_path(self._config.api), body=body, cast_to=object),
                 self._config.timeout,
@@ -343,6 +355,13 @@ class OpenAICompatBackend(Backend):
             return
         finally:
             self._probe_task = None
+            self.limit.on_probe(None)
+        latency = self._clock() - sent_at
+        fastest, self._probe_fastest = self._probe_fastest, min(self._probe_fastest, latency)
+        if isinstance(self.limit, AdaptiveLimit) and self.limit.answered:
+            if latency > PROBE_WAITED * fastest:
+                self.limit.on_full(in_flight)
+            return
         if self.limit.on_room(in_flight):
             log.info(
                 "the teacher served a probe at once with %d requests in flight, before any "
@@ -391,10 +410,13 @@ class OpenAICompatBackend(Backend):
         unreachable: list[str] = []
         for endpoint in self._endpoints:
             try:
+                started = self._clock()
                 page = await self._guarded(
                     endpoint.client.models.list(timeout=min(self._config.timeout, 15.0)),
                     min(self._config.timeout, 15.0),
                 )
+                took = self._clock() - started
+                self._reach = took if self._reach is None else min(self._reach, took)
                 if self.reported_model is None:
                     self.reported_model = served_model(list(page.data), self._config.model)
             except openai.AuthenticationError as exc:
@@ -579,6 +601,10 @@ class OpenAICompatBackend(Backend):
         timer = None if accept_after is None else loop.call_later(accept_after, self._taken)
         if self._probe_timer is None and self._probe_task is None and not self._probe_off:
             probe_after = self.limit.probe_after(in_flight + 1)
+            if probe_after is not None and self._reach is not None:
+                probe_after = min(
+                    probe_after, max(PROBE_DELAY_MIN, PROBE_REACH_FACTOR * self._reach)
+                )
             if probe_after is not None:
                 self._probe_timer = loop.call_later(probe_after, self._start_probe)
         try:
