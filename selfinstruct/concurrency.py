@@ -447,6 +447,9 @@ class AdaptiveLimit(ConcurrencyLimit):
         its slots, all in its queue, from the first unqueued answers).
         """
         self._served_at_most = min(self._served_at_most, float(max(1, in_flight)))
+        # Requests sent until now may wait behind the queue start-up left (the probe did):
+        # their answers are start-up's overshoot, not the load the limit now keeps.
+        self._settle_until = max(self._settle_until, self._clock())
 
     def snapshot(self) -> dict[str, Any]:
         """Return the limit and the ceiling learned so far (for limits.json)."""

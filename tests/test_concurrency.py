@@ -109,13 +109,18 @@ def test_an_overshoot_refused_in_one_burst_lands_at_the_capacity_not_the_floor()
 
 
 def test_a_probe_that_waited_for_a_slot_caps_what_start_up_answers_prove() -> None:
-    limit = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    clock = Clock()
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
     assert limit.on_room(16) and limit.limit == 34
     limit.on_probe(34)  # the next probe goes out with 34 in flight ...
     limit.on_success("instructions", 2.0, 20)  # ... and while it is out, answers prove
     assert limit.limit == 34  # no more than its load: it may be waiting for a slot
     limit.on_probe(None)
     limit.on_full(34)  # it was: it came back slow, after that answer
+    # Answers to requests sent before that are start-up's overshoot: no evidence at all.
+    limit.on_success("instructions", 9.0, 20)
+    assert limit.limit == 34 and limit.decreases == 0
+    clock.now = 10.0
     for _ in range(60):
         limit.on_success("instructions", 2.0, 30)  # unqueued, but sent within 34
     assert limit.limit == 34
