@@ -678,7 +678,7 @@ class PriorityGate:
     def __init__(self, capacity: Callable[[], int]) -> None:
         self._capacity = capacity
         self._in_use = 0
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[None], int]] = []
         self._counter = itertools.count()
 
     @property
@@ -691,13 +691,13 @@ class PriorityGate:
         """Return how many are waiting for a slot."""
         return len(self._waiters)
 
-    async def acquire(self, key: int = 0) -> None:
-        """Wait for a slot; lower keys are served first."""
+    async def acquire(self, key: int = 0, group: int = 0) -> None:
+        """Wait for a slot; lower keys are served first. `group` is for promote()."""
         if not self._waiters and self._in_use < self._capacity():
             self._in_use += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (key, next(self._counter), future))
+        heapq.heappush(self._waiters, (key, next(self._counter), future, group))
         try:
             await future
         except asyncio.CancelledError:
@@ -714,10 +714,21 @@ class PriorityGate:
         """Let in as many waiters as the capacity allows now (call it when it grew)."""
         capacity = self._capacity()
         while self._waiters and self._in_use < capacity:
-            _, _, future = heapq.heappop(self._waiters)
+            _, _, future, _ = heapq.heappop(self._waiters)
             if not future.done():
                 self._in_use += 1
                 future.set_result(None)
+
+    def promote(self, group: int, key: int) -> int:
+        """Give the waiters of `group` the key `key` (in their order); return how many."""
+        moved = 0
+        for i, (old, count, future, tag) in enumerate(self._waiters):
+            if tag == group and old != key:
+                self._waiters[i] = (key, count, future, tag)
+                moved += 1
+        if moved:
+            heapq.heapify(self._waiters)
+        return moved
 
     async def __aenter__(self) -> None:
         await self.acquire()

@@ -101,6 +101,9 @@ WINDOW_SHARE_WEIGHT = 0.2
 # to add to the pool (the synthetic teacher's rounds add about 0.7; a weaker teacher less).
 # Too high only costs a short run another round trip; too low, rounds it does not need.
 FIRST_ROUND_YIELD = 0.5
+# The gate group of the requests that start a round's chain (instructions), which the end
+# of a run lets go first (PriorityGate.promote).
+CHAIN_HEADS = 1
 # Signals after which a run stops sending, lets what is in flight land, and commits.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Rejection reason of a request the teacher refused persistently (backends.RequestRefused).
@@ -374,7 +377,7 @@ class Bootstrap:
         backend = self.judge_backend if judged else self.backend
         gate = self._judge_gate if judged else self._gate
         assert gate is not None
-        await gate.acquire(round_number)
+        await gate.acquire(round_number, CHAIN_HEADS if request.stage == "instructions" else 0)
         try:
             if self._stopping:
                 raise _Stop
@@ -859,6 +862,14 @@ class Bootstrap:
                 ):
                     in_flight[next_start] = asyncio.create_task(self._round(next_start))
                     next_start += 1
+                if not self._want_more_rounds(len(in_flight)) and self._gate is not None:
+                    # The last rounds the target needs have all started, and the run ends
+                    # with the last of their chains (instructions, then classify and
+                    # instances): their instruction requests go before other rounds' later
+                    # stages instead of after them, which would leave slots idle while they
+                    # wait for those answers. Only timing changes: novelty and commits
+                    # still go in round order.
+                    self._gate.promote(CHAIN_HEADS, -1)
                 # Said only when it lasts, and past the first window: while the limit is still
                 # growing at start-up, free slots beside a full window are not a cap.
                 full = self._window_full(next_start - next_commit, in_flight)

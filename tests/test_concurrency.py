@@ -463,6 +463,34 @@ def test_gate_follows_a_changing_capacity_and_serves_lowest_key_first() -> None:
     assert order == [1, 3, 5, 9]
 
 
+def test_gate_promotes_a_group_of_waiters_ahead_of_lower_keys() -> None:
+    # The end of a run: the last rounds' instruction requests (group 1, keys 7 and 8) go
+    # before earlier rounds' later stages (group 0, keys 2 and 3), in their own order.
+    order: list[int] = []
+
+    async def go() -> int:
+        gate = PriorityGate(lambda: 1)
+        await gate.acquire()
+        waiters = [
+            asyncio.create_task(_hold(gate, key, group, order))
+            for key, group in ((2, 0), (8, 1), (3, 0), (7, 1))
+        ]
+        await asyncio.sleep(0)
+        moved = gate.promote(1, -1)
+        gate.release()
+        await asyncio.gather(*waiters)
+        return moved
+
+    async def _hold(gate: PriorityGate, key: int, group: int, seen: list[int]) -> None:
+        await gate.acquire(key, group)
+        seen.append(key)
+        await asyncio.sleep(0)
+        gate.release()
+
+    assert asyncio.run(go()) == 2
+    assert order == [8, 7, 2, 3]  # promoted ones keep the order they came in
+
+
 def test_a_cancelled_waiter_passes_its_grant_on() -> None:
     async def go() -> int:
         gate = PriorityGate(lambda: 1)
