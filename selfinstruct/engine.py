@@ -862,13 +862,18 @@ class Bootstrap:
                 ):
                     in_flight[next_start] = asyncio.create_task(self._round(next_start))
                     next_start += 1
-                if not self._want_more_rounds(len(in_flight)) and self._gate is not None:
+                if (
+                    self._gate is not None
+                    and next_commit > self.config.window[1]
+                    and not self._want_more_rounds(len(in_flight))
+                ):
                     # The last rounds the target needs have all started, and the run ends
                     # with the last of their chains (instructions, then classify and
                     # instances): their instruction requests go before other rounds' later
                     # stages instead of after them, which would leave slots idle while they
                     # wait for those answers. Only timing changes: novelty and commits
-                    # still go in round order.
+                    # still go in round order. Past the first window only: a run shorter
+                    # than that would otherwise hold back its first commits for all of it.
                     self._gate.promote(CHAIN_HEADS, -1)
                 # Said only when it lasts, and past the first window: while the limit is still
                 # growing at start-up, free slots beside a full window are not a cap.
