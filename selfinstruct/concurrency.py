@@ -9,7 +9,7 @@ for answers to double the limit:
   ACCEPT_BURST before the first answer. A refusal then marks the capacity: the server
   held no more than the other requests still out when it is read, so the limit goes no
   higher, and a burst of refusals read one by one brings it down to what the server took.
-- Meanwhile, whenever the limit binds, a *room probe* (a one-token request, sent once
+- Past ACCEPT_BURST, whenever the limit binds, a *room probe* (a one-token request, sent once
   the last request was taken) asks whether the server has a free slot: a server whose
   slots are all busy serves it only after one of them frees, that is after some answer
   to a real request. A probe answered first proves room at that load, and the limit (and
@@ -265,13 +265,16 @@ class AdaptiveLimit(ConcurrencyLimit):
     def probe_after(self, in_flight: int) -> float | None:
         """Return when to ask for room (a room probe) with `in_flight` out, else None.
 
-        Only while nothing has been answered or refused and the limit binds: then, once
+        Only while nothing has been answered or refused and the limit binds at the burst
+        (ACCEPT_BURST, or what the last probe raised it to): then, once
         the acceptance clock's delay says the last request sent was taken, a one-token
         request tells whether the server serves one more at once.
         """
         if not self.slow_start or self.answered or self._limit >= self.maximum:
             return None
-        if in_flight < self._limit:
+        if in_flight < self._limit or self._limit < self.burst:
+            # Below the burst the acceptance clock grows the limit without a request the
+            # run's log does not hold: small and short runs never send a probe.
             return None
         return self.accept_delay
 

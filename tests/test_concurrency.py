@@ -166,14 +166,13 @@ def test_the_acceptance_clock_fills_a_refusing_server_before_any_answer() -> Non
 
 def test_a_room_probe_answered_first_lets_the_limit_grow_and_nothing_else_does() -> None:
     limit = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
-    assert limit.probe_after(15) is None  # the limit does not bind: no question to ask
-    assert limit.probe_after(16) is not None
-    assert limit.on_room(16)  # a free slot at 17: the limit doubles, as slow start does
-    assert limit.limit == ROOM_GAIN * 17
-    while limit.accept_after is not None:  # the acceptance clock goes on up to the burst
+    assert limit.probe_after(16) is None  # below the burst the acceptance clock grows it
+    while limit.accept_after is not None:
         limit.on_accepted(limit.limit)
     assert limit.limit == ACCEPT_BURST
-    assert limit.on_room(ACCEPT_BURST)
+    assert limit.probe_after(ACCEPT_BURST - 1) is None  # the limit does not bind
+    assert limit.probe_after(ACCEPT_BURST) is not None
+    assert limit.on_room(ACCEPT_BURST)  # a free slot at 65: the limit doubles
     assert limit.limit == ROOM_GAIN * (ACCEPT_BURST + 1)
     assert limit.accept_after is None  # the probe proved the room: no clock to run
     assert limit.probe_after(limit.limit - 1) is None

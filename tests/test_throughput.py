@@ -168,7 +168,7 @@ def test_probes_before_the_first_answer_do_not_flood_a_queueing_server() -> None
         finally:
             teacher.close()
     assert len(completions) == 400
-    assert backend.probes >= 2
+    assert backend.probes >= 1
     assert teacher.peak_waiting < 3 * 40, teacher.peak_waiting
 
 
