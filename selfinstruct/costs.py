@@ -163,7 +163,8 @@ def price_usage(
     own = dict(stage_prices or {})
     stages: dict[str, StageCost] = {}
     for stage, u in sorted(usage.items()):
-        stage_price = own.get(stage, price)
+        # The judge backend's own paid answers ("judge-probe") are at the judge's price.
+        stage_price = own.get(stage.partition("-")[0], price)
         b = batched.get(stage)
         b_req = min(b.requests, u.requests) if b else 0
         b_in = min(b.prompt_tokens, u.prompt_tokens) if b else 0

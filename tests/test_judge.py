@@ -611,3 +611,17 @@ def test_dry_run_of_a_judged_run_uses_its_observed_judge_rate(tmp_path: Path) ->
     accepted = json.loads((out / "state.json").read_text())["accepted"]
     expected = round((120 - accepted) * usage["judge"]["requests"] / accepted)
     assert re.search(rf"\n  judge +{expected:,} ", dry.stdout), dry.stdout
+
+
+def test_room_probes_are_priced_at_their_own_backends_price() -> None:
+    from selfinstruct.costs import price_usage
+    from selfinstruct.store import StageUsage
+
+    one_million = StageUsage(requests=1, prompt_tokens=1_000_000, completion_tokens=0)
+    usage = {"probe": one_million, "judge-probe": one_million, "judge": one_million}
+    table = price_usage(usage, {}, (1.0, 2.0), {"judge": (10.0, 20.0)})
+    assert {name: s.usd for name, s in table.stages.items()} == {
+        "judge": 10.0,
+        "judge-probe": 10.0,  # the judge's own endpoint answered it
+        "probe": 1.0,
+    }

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from selfinstruct.config import RunConfig
 
 Notify = Callable[[str], None]
+# (stage, key, answer): an answer the backend paid for on its own, outside complete() (a
+# room probe), so the run can log and count it like any other.
+Spend = Callable[[str, str, Completion], None]
 
 
 class RequestRefused(Exception):  # noqa: N818 - a refusal is an answer, not a failure
@@ -66,6 +69,9 @@ class Backend(ABC):
 
     def watch_capacity(self, callback: Callable[[], None]) -> None:  # noqa: B027 - optional
         """Call `callback` when concurrency() grows between answers (none do by default)."""
+
+    def watch_spend(self, callback: Spend) -> None:  # noqa: B027 - optional
+        """Call `callback` for each answer paid outside complete() (none are, by default)."""
 
     @abstractmethod
     async def complete(self, requests: Sequence[Request]) -> list[Completion]:

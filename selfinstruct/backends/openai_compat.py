@@ -21,7 +21,7 @@ import openai
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from selfinstruct.backends.base import Backend, Notify, RequestRefused
+from selfinstruct.backends.base import Backend, Notify, RequestRefused, Spend
 from selfinstruct.backends.openai_wire import (
     DEFAULT_BASE_URL,
     DROPPABLE,
@@ -70,6 +70,7 @@ SAVE_LIMITS_EVERY = 10.0  # seconds between writes of what the limit learned (li
 # A room probe (AdaptiveLimit.probe_after) is the cheapest request a server serves: one
 # answer token. Each carries a fresh number, so no two are the same prompt.
 PROBE_PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=1)
+PROBE_STAGE = "probe"  # their stage in the response log and in the run's usage
 # A probe this many times slower than the fastest one, and answered after a request was,
 # waited for a slot (network jitter is well within it; a slot frees when an answer ends).
 PROBE_WAITED = 3.0
@@ -245,7 +246,8 @@ class OpenAICompatBackend(Backend):
         self._probe_timer: asyncio.TimerHandle | None = None
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_off = False  # a server that could not answer a probe is not asked again
-        self.probes = 0  # room probes sent (one-token requests outside the run's log)
+        self.probes = 0  # room probes sent (one-token requests, logged through _spend)
+        self._spend: list[Spend] = []
         self._probe_fastest = float("inf")  # seconds: the quickest probe answer so far
         self._reach: float | None = None  # seconds: the preflight's quickest round trip
         self._watchers: list[Callable[[], None]] = []
@@ -279,6 +281,10 @@ class OpenAICompatBackend(Backend):
     def watch_capacity(self, callback: Callable[[], None]) -> None:
         """Call `callback` when the limit grows between answers (the acceptance clock)."""
         self._watchers.append(callback)
+
+    def watch_spend(self, callback: Spend) -> None:
+        """Call `callback(stage, key, answer)` for each room probe answered (a paid request)."""
+        self._spend.append(callback)
 
     # -- what the server says: rate-limit headers, acceptance, the learned limit -----------
 
@@ -324,10 +330,11 @@ class OpenAICompatBackend(Backend):
         after one, and many times slower than the fastest probe, it waited for a slot.
         Its refusal (429) is a refusal like any other; any other failure ends probing.
         """
+        check = f"{random.getrandbits(32):08x}"
         request = Request(
-            key="room-probe",
+            key=f"{PROBE_STAGE}/{check}",
             stage="instructions",
-            prompt=f"Reply with one word. (check {random.getrandbits(32):08x})",
+            prompt=f"Reply with one word. (check {check})",
             params=PROBE_PARAMS,
         )
         self.probes += 1
@@ -340,10 +347,11 @@ class OpenAICompatBackend(Backend):
             endpoint = min(healthy, key=lambda e: e.outstanding)
             body = request_body(self._config, request, self._refused.fields)
             self.limit.on_probe(in_flight)
-            await self._guarded(
+            data = await self._guarded(
                 endpoint.client.post(api_path(self._config.api), body=body, cast_to=object),
                 self._config.timeout,
             )
+            answer = completion_from_json(data, chat=self._config.api == "chat", request=request)
         except Exception as exc:
             if _is_overload(exc):
                 if not _is_rate_limit(exc):
@@ -357,6 +365,12 @@ class OpenAICompatBackend(Backend):
             self._probe_task = None
             self.limit.on_probe(None)
         latency = self._clock() - sent_at
+        try:
+            for spend in self._spend:
+                spend(PROBE_STAGE, request.key, answer)
+        except OSError as exc:
+            # The run's own next write meets the same fault and stops it with its message.
+            log.warning("could not log a room probe's answer: %s", exc)
         fastest, self._probe_fastest = self._probe_fastest, min(self._probe_fastest, latency)
         if isinstance(self.limit, AdaptiveLimit) and self.limit.answered:
             if latency > PROBE_WAITED * fastest:
