@@ -93,10 +93,15 @@ class _Watched:
         self._lock = threading.Lock()
         self.probes = 0
         self.first_answer: float | None = None  # time.monotonic()
+        self.first_request: float | None = None
+        self.last_answer = 0.0  # when the last answer was due
 
     def __call__(self, request: RecordedRequest) -> Reply:
         reply = self.handler(request)
         with self._lock:
+            now = time.monotonic()
+            self.first_request = min(now, self.first_request or now)
+            self.last_answer = max(self.last_answer, now + reply.delay)
             if request.body.get("max_tokens") == 1:
                 self.probes += 1
             else:
@@ -226,6 +231,13 @@ def measure(args: argparse.Namespace) -> None:
         f"{watched.probes} of them room probes (one answer token)"
     )
     first = None if watched.first_answer is None else watched.first_answer - start
+    if watched.first_request is not None:
+        # The client process's own overhead: interpreter, imports, run-directory set-up
+        # before the first request; the last write and exit after the last answer.
+        print(
+            f"process: first request at {watched.first_request - start:.2f} s; "
+            f"exit {wall - (watched.last_answer - start):.2f} s after the last answer"
+        )
     print("ramp: " + _ramp(args, samples, busy / max(answered, 1), limiters, first))
     if args.teacher == "rate-limited":
         # What the limits allowed over the run: a full minute's worth at the start (the

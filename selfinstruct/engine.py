@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from selfinstruct import __version__
-from selfinstruct.backends.base import Backend, RequestRefused
+from selfinstruct.backends.base import Backend, RequestRefused, Spend
 from selfinstruct.budget import Budget
 from selfinstruct.concurrency import PriorityGate
 from selfinstruct.config import RunConfig, config_dump, identity
@@ -291,6 +291,8 @@ class Bootstrap:
         self._replayed = 0
         # Set by the first stop signal: no request is sent after it (see _on_signal).
         self._stopping: str | None = None
+        # Set once the target is reached: nothing more is sent while the wire drains.
+        self._finishing = False
         self._stop_event: asyncio.Event | None = None
         # Every task a round spawns, so that none outlives the run (and writes to a closed log).
         self._live: set[asyncio.Task[Any]] = set()
@@ -371,7 +373,7 @@ class Bootstrap:
         if cached is not None:
             self._replayed += 1
             return cached
-        if self._stopping:
+        if self._stopping or self._finishing:
             raise _Stop
         judged = request.stage == "judge"
         backend = self.judge_backend if judged else self.backend
@@ -379,7 +381,7 @@ class Bootstrap:
         assert gate is not None
         await gate.acquire(round_number, CHAIN_HEADS if request.stage == "instructions" else 0)
         try:
-            if self._stopping:
+            if self._stopping or self._finishing:
                 raise _Stop
             if self._budget is not None:
                 self._budget.check(self.run.state.usage)  # raises before anything is sent
@@ -816,6 +818,19 @@ class Bootstrap:
             and self._want_more_rounds(len(in_flight))
         )
 
+    def _log_spend(self, prefix: str) -> Spend:
+        """Return a callback that logs a backend's own paid answers (room probes).
+
+        They are logged like the run's answers, in the round being written, so the budget,
+        costs and usage count them; their keys are never asked for, so none is replayed.
+        `prefix` marks the judge's, priced at the judge's price.
+        """
+
+        def log_spend(stage: str, key: str, answer: Completion) -> None:
+            self.run.log_response(key, self.run.state.rounds_committed, prefix + stage, answer)
+
+        return log_spend
+
     def _slots(self, backend: Backend | None = None) -> int:
         """Return how many requests may be in flight now: the backend's and the config's limit."""
         backend = backend or self.backend
@@ -843,8 +858,10 @@ class Bootstrap:
             # Its own endpoint, its own limit: the judge never waits for the teacher's slots.
             self._judge_gate = PriorityGate(lambda: self._slots(self.judge_backend))
             self.judge_backend.watch_capacity(self._judge_gate.poke)
+            self.judge_backend.watch_spend(self._log_spend("judge-"))
         self._stop_event = asyncio.Event()
         self.backend.watch_capacity(self._gate.poke)
+        self.backend.watch_spend(self._log_spend(""))
         self._open_semantic()
         idle_rounds = 0
         next_commit = state.rounds_committed
@@ -904,6 +921,7 @@ class Bootstrap:
                     )
                 if self._progress is not None:
                     self._progress(self._snapshot(start))
+            await self._finish(in_flight, stop_waiter)
         except (BudgetSpent, _Stop) as stop:
             # Nothing more is sent (every send checks the budget and the stop first): let
             # what is on the wire land in the log, then commit the rounds that completed.
@@ -987,6 +1005,30 @@ class Bootstrap:
 
         self.semantic = SemanticIndex(threshold, log=self.run.path / SEMANTIC_LOG)
         self.semantic.load(self._index_texts)
+
+    async def _finish(
+        self, in_flight: dict[int, asyncio.Task[_RoundResult]], stop_waiter: asyncio.Future[Any]
+    ) -> None:
+        """Let the requests on the wire land in the log once the target is reached.
+
+        They are paid for whether or not the run waits; logged, a longer --target replays
+        them instead of paying again. Nothing new is sent and no further round is committed,
+        so the pool is the same whatever the timing. A stop signal or --timeout ends the wait.
+        """
+        if self._sending:
+            self._finishing = True
+            log.info("target reached; letting the %d requests on the wire land", self._sending)
+            drain = asyncio.ensure_future(self._drain(in_flight))
+            try:
+                await asyncio.wait(
+                    [drain, stop_waiter],
+                    timeout=self.config.teacher.timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                drain.cancel()
+                await asyncio.gather(drain, return_exceptions=True)
+        self.run.save_state()  # the record's usage counts what landed after the last commit
 
     async def _drain(self, in_flight: dict[int, asyncio.Task[_RoundResult]]) -> None:
         """Once the budget is spent or a stop signal came, let the requests on the wire land.

@@ -29,6 +29,7 @@ from selfinstruct.testing.simulated import (
     format_duration,
     refusing_server,
 )
+from selfinstruct.testing.teacher import SyntheticTeacher
 
 PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=20)
 DEADLINE = 60.0  # seconds for any one burst; each takes a few
@@ -119,6 +120,44 @@ def test_a_big_refusing_server_is_filled_past_the_burst_before_the_first_answer(
     assert 1 <= backend.probes == handler.probes <= 4
     assert server.stats().rejected_over_capacity <= 200
     assert backend.limit.limit <= 200 * 1.1
+
+
+class _Probes:
+    """Pass requests to a handler; count the room probes (one answer token) it answers."""
+
+    def __init__(self, handler: SyntheticTeacher) -> None:
+        self.handler = handler
+        self.lock = threading.Lock()
+        self.probes = 0
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        if request.body.get("max_tokens") == 1:
+            with self.lock:
+                self.probes += 1
+        return self.handler(request)
+
+
+def test_room_probes_are_logged_and_counted_like_any_paid_answer(tmp_path: Path) -> None:
+    # 200 slots, 2-3 s answers: the first wave of an alpaca run binds the limit at the
+    # burst before any answer, so the backend probes. Every answer the server gave, probes
+    # included, is in the response log, and the run's usage (budget, costs) counts them.
+    handler = _Probes(SyntheticTeacher(latency=0.2, tokens_per_second=100))
+    server = refusing_server(handler, capacity=200)
+    out = tmp_path / "run"
+    with server:
+        args = bootstrap_args(server, out, "--mode", "alpaca", "--target", "600")
+        result = run_cli(*args, timeout=120)
+        answered = server.stats().answered
+    assert result.returncode == 0, result.stderr
+    assert handler.probes >= 1
+    entries = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
+    assert len(entries) == answered
+    probes = [e for e in entries if e["stage"] == "probe"]
+    assert len(probes) == handler.probes
+    assert all(e["usage"][1] <= 1 and e["key"].startswith("probe/") for e in probes)
+    assert len({e["key"] for e in entries}) == len(entries)
+    usage = json.loads((out / "state.json").read_text())["usage"]
+    assert usage["probe"]["requests"] == handler.probes
 
 
 def test_a_queueing_server_answers_a_probe_late_and_is_not_flooded() -> None:
