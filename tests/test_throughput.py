@@ -43,13 +43,20 @@ def _requests(n: int) -> list[Request]:
 
 
 def _run(
-    server: OpenAITestServer, n: int, limits_path: Path | None = None, **teacher: object
+    server: OpenAITestServer,
+    n: int,
+    limits_path: Path | None = None,
+    *,
+    preflight: bool = False,
+    **teacher: object,
 ) -> tuple[list[Completion], OpenAICompatBackend]:
     config = TeacherConfig(base_urls=[server.base_url], model="m", **teacher)  # type: ignore[arg-type]
 
     async def go() -> tuple[list[Completion], OpenAICompatBackend]:
         backend = OpenAICompatBackend(config, "key", limits_path=limits_path)
         try:
+            if preflight:  # as a run does: it also times the quickest round trip
+                await asyncio.wait_for(backend.preflight(), DEADLINE)
             return await asyncio.wait_for(backend.complete(_requests(n)), DEADLINE), backend
         finally:
             await backend.aclose()
@@ -190,6 +197,24 @@ def test_a_queueing_server_answers_a_probe_late_and_is_not_flooded() -> None:
     assert backend.probes == 1
     before = [t for t in handler.admitted if t < start + handler.latency]
     assert len(before) <= ACCEPT_BURST, len(before)
+
+
+def test_a_first_probe_that_waited_for_a_slot_holds_start_up_at_the_slots() -> None:
+    # 64 slots (the burst), answers after 2 s, 300 requests: the only probe goes out with
+    # every slot busy and comes back after the first answers. With no earlier probe to
+    # compare it with, the preflight's round trip shows it waited: the first answers,
+    # sent within those 64, then prove no more than 64, and the queue stays short instead
+    # of start-up's fourfold growth queueing the rest of the 300.
+    handler = _Decoding(latency=2.0)
+    teacher = QueueingTeacher(handler, slots=64)
+    with OpenAITestServer(teacher, history=0) as server:
+        try:
+            completions, backend = _run(server, 300, preflight=True, timeout=20.0, max_retries=0)
+        finally:
+            teacher.close()
+    assert len(completions) == 300
+    assert backend.probes == 1
+    assert teacher.peak_waiting < 64, teacher.peak_waiting
 
 
 def test_probes_before_the_first_answer_do_not_flood_a_queueing_server() -> None:

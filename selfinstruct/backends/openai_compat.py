@@ -372,6 +372,11 @@ class OpenAICompatBackend(Backend):
             # The run's own next write meets the same fault and stops it with its message.
             log.warning("could not log a room probe's answer: %s", exc)
         fastest, self._probe_fastest = self._probe_fastest, min(self._probe_fastest, latency)
+        if self._reach is not None:
+            # The first probe has no other to be compared with; the preflight's round trip
+            # is the quickest any answer can be, so a probe many times slower than it, back
+            # only after an answer, waited too.
+            fastest = min(fastest, self._reach)
         if isinstance(self.limit, AdaptiveLimit) and self.limit.answered:
             if latency > PROBE_WAITED * fastest:
                 self.limit.on_full(in_flight)
