@@ -23,11 +23,17 @@ for answers to double the limit:
   come back as fast as unloaded ones.
 - A queueing server (``vllm serve``, llama.cpp's server) never refuses; its latency grows
   with its queue. Each kind of request keeps its unloaded latency; when recent answers take
-  QUEUE_TOLERANCE times that, the server serves only in_flight / ratio requests at once
-  (Little's law: in flight = throughput x latency), so the limit goes there: the knee where
-  more requests stop adding throughput, as TCP Vegas and Netflix's Gradient2 limiter do.
+  QUEUE_TOLERANCE times that, the limit goes to how many the server serves at once: the
+  knee where more requests stop adding throughput, as TCP Vegas and Netflix's Gradient2
+  limiter do. Little's law gives it: every request waits the same time W in the queue,
+  so of N in flight the server serves N x S / (S + W), S being the unloaded latency
+  averaged over the mix of requests answered. With one kind of request that is N / ratio;
+  with a mix, the shortest kind's ratio would read a short queue as a long one.
 - After a decrease the limit closes half the gap to where trouble began each round trip
-  (TCP CUBIC's fast return to the last maximum), then grows one request per round trip.
+  (TCP CUBIC's fast return to the last maximum). Above it, the step per round trip
+  doubles while answers stay unqueued, up to MAX_PROBE_SHARE of the limit (BIC-TCP's max
+  probing): a knee read low, or a server that gained capacity, is found again within a
+  few round trips, not one request per round trip.
 
 :class:`RatePacer` honours an API's requests- and tokens-per-minute limits as OpenAI
 states them in ``x-ratelimit-*`` headers and ``Retry-After``: it holds each send until
@@ -103,6 +109,16 @@ ACCEPT_BURST = 64
 # fourfold: a queueing server of K slots then holds at most 2K before its first answer,
 # and its queue (at most K) costs the first requests one round trip more, not three.
 ROOM_GAIN = 2
+# Above the level of the last decrease, the growth step per round trip doubles while
+# answers stay unqueued, up to this share of the limit (BIC-TCP's max probing: Xu,
+# Harfoush and Rhee, INFOCOM 2004, cap the step at a fixed Smax). A share instead of a
+# fixed step: at 1,024 slots, +1 per round trip would take hundreds of round trips to find
+# capacity a cut for noise gave away; an eighth adds at most that much queue before the
+# latency shows it (QUEUE_EARLY) and the step starts again at one.
+MAX_PROBE_SHARE = 0.125
+# Answers this many times slower than unloaded end max probing (the step back to one)
+# before QUEUE_TOLERANCE would cut: the queue has begun to grow.
+QUEUE_EARLY = 1.15
 
 
 class ConcurrencyLimit:
@@ -193,6 +209,8 @@ class _Kind:
     first: list[float] = field(default_factory=list)  # the first answers' latencies
     since_cut: int = 0  # answers sent after the last cut for queueing took hold
     corrected: bool = False  # the base set by start-up answers was lowered once
+    scale: float = 1.0  # mean of latency / per-token latency: seconds per normalised second
+    share: float = 0.0  # recent share of all answers that are of this kind
 
     @property
     def ratio(self) -> float:
@@ -226,6 +244,8 @@ class AdaptiveLimit(ConcurrencyLimit):
         self.burst = float(ACCEPT_BURST)  # the most sent before the first answer; probes raise it
         self._served_at_most = float("inf")  # the load above which a probe waited for a slot
         self._probe_load = float("inf")  # the load a probe still out was sent above
+        self._step = 1.0  # requests added per round trip above the last decrease
+        self._step_answers = 0.0  # answers since the step last doubled
 
     @property
     def adaptive(self) -> bool:
@@ -316,15 +336,21 @@ class AdaptiveLimit(ConcurrencyLimit):
         sent = self._clock() - latency
         if tokens is not None:
             latency = latency * TOKEN_OVERHEAD / (tokens + TOKEN_OVERHEAD)
+        scale = (tokens + TOKEN_OVERHEAD) / TOKEN_OVERHEAD if tokens is not None else 1.0
         stats = self._kinds.get(kind)
+        for other in self._kinds.values():  # the mix, answers of the settling time included
+            other.share += BASE_WEIGHT * (float(other is stats) - other.share)
         if stats is None:
-            self._kinds[kind] = _Kind(latency, latency, latency, in_flight + 1.0, first=[latency])
+            first = _Kind(latency, latency, latency, in_flight + 1.0, first=[latency], scale=scale)
+            first.share = BASE_WEIGHT if self._kinds else 1.0
+            self._kinds[kind] = first
         elif sent <= self._settle_until:
             return  # sent before the last decrease took hold: it queued behind the old limit
         else:
             stats.recent += RATIO_WEIGHT * (latency - stats.recent)
             stats.slow += BASE_WEIGHT * (latency - stats.slow)
             stats.seen += 1
+            stats.scale += BASE_WEIGHT * (scale - stats.scale)
             if stats.seen * BASE_WEIGHT < 1.0:
                 # Too few answers for a mean: the lower quartile so far. A server with fewer
                 # slots than the first burst answers the unqueued ones first; the quartile,
@@ -349,11 +375,11 @@ class AdaptiveLimit(ConcurrencyLimit):
                         stats.base, stats.corrected = stats.recent, True
                     stats.cut_at, stats.since_cut = 0.0, 0
             if stats.ratio > QUEUE_TOLERANCE:
-                # Little's law: sent with `flight` in flight and answered `ratio` times as
-                # slowly as unloaded, the server serves flight / ratio at once and queues the
-                # rest. That knee is the level to return to, not the overshoot above it.
+                # Little's law: sent with `flight` in flight, each waiting W in the queue,
+                # the server serves flight x S / (S + W) at once and queues the rest. That
+                # knee is the level to return to, not the overshoot above it.
                 ratio = stats.ratio
-                served = stats.flight / ratio
+                served = stats.flight / self._queue_factor(stats)
                 knee = min(self._limit, max(served, MIN_QUEUE_FACTOR * self._limit))
                 if self._decrease(knee, BACKOFF):
                     # Requests sent until the queue has drained still wait behind it.
@@ -362,6 +388,8 @@ class AdaptiveLimit(ConcurrencyLimit):
                     stats.cut_at = ratio if knee == served else 0.0
                     stats.recent = stats.base  # judge afresh
                 return
+            if stats.ratio > QUEUE_EARLY:
+                self._step, self._step_answers = 1.0, 0.0  # a queue begins: probe gently
             if latency > QUEUE_TOLERANCE * stats.base:
                 return  # a queued answer is no evidence that the server takes more
         if (in_flight if outstanding is None else outstanding) + 1 < DEMAND_SHARE * self._limit:
@@ -384,8 +412,32 @@ class AdaptiveLimit(ConcurrencyLimit):
                 self._limit = min(float(self.maximum), proven, self._limit + STARTUP_GAIN - 1.0)
             return
         gap = self._before_decrease - self._limit
-        step = max(1.0, RECOVERY * gap) / self._limit
-        self._limit = min(float(self.maximum), self._limit + step)
+        if gap > 0:
+            step = max(1.0, RECOVERY * gap)
+        else:
+            # Max probing: the step doubles each round trip (a limit's worth of answers).
+            self._step_answers += 1.0
+            if self._step_answers >= self._limit:
+                cap = max(1.0, MAX_PROBE_SHARE * self._limit)
+                self._step, self._step_answers = min(2.0 * self._step, cap), 0.0
+            step = self._step
+        self._limit = min(float(self.maximum), self._limit + step / self._limit)
+
+    def _queue_factor(self, stats: _Kind) -> float:
+        """Return (S + W) / S: how many in flight per request served, from `stats`'s queue.
+
+        W, the wait in the queue, is the same for every request, so it is read from the
+        kind whose latency rose (in seconds: its per-token excess times its mean scale);
+        S is the unloaded latency of the mix the server answers, each kind weighted by its
+        share of the answers. One kind alone gives its own ratio.
+        """
+        wait = max(0.0, stats.recent - stats.base) * stats.scale
+        weight = sum(k.share for k in self._kinds.values())
+        unloaded = sum(k.share * k.base * k.scale for k in self._kinds.values())
+        if weight <= 0.0 or unloaded <= 0.0:
+            return stats.ratio
+        unloaded /= weight
+        return (unloaded + wait) / unloaded
 
     def on_overload(
         self, sent_at: float, in_flight: int, latency: float = 0.0, remaining: int | None = None
@@ -406,6 +458,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         capacity), so a burst of them does not drive the limit to the floor.
         """
         self._refusal_latency = max(self._refusal_latency, latency)
+        self._step, self._step_answers = 1.0, 0.0
         if remaining is not None:
             held = max(1.0, float(remaining))
             if sent_at > self._last_decrease and self._decrease(min(self._limit, held), 1.0):
@@ -427,6 +480,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         if now - self._last_decrease < (self._round_trip or 0.0):
             return False
         self._last_decrease = self._settle_until = now
+        self._step, self._step_answers = 1.0, 0.0
         self.slow_start = False
         self.decreases += 1
         self._before_decrease = base

@@ -247,6 +247,29 @@ def test_a_queueing_server_is_held_at_its_knee(slots: int, noise: float) -> None
     assert max(latency for _, latency in late) < 1.5
 
 
+def test_a_queue_behind_a_mix_of_short_and_long_requests_is_read_as_the_wait() -> None:
+    # Three short answers (0.3 s) per long one (2.7 s), 300 in flight on a server of about
+    # 257 slots: each request waits 0.15 s in the queue. That is half the short kind's
+    # latency, but only a sixth of the mix's (0.9 s): the server serves 300 x 0.9 / 1.05
+    # at once, not 300 / 1.5 = 200 as the short kind's ratio alone would say.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=300, maximum=1024, clock=clock)
+
+    def answer(wait: float) -> None:
+        for _ in range(3):
+            limit.on_success("short", 0.3 + wait, 299, outstanding=0, tokens=1)
+        limit.on_success("long", 2.7 + wait, 299, outstanding=0, tokens=100)
+
+    for _ in range(100):  # unloaded (no demand: the limit stays where it is)
+        answer(0.0)
+    assert limit.decreases == 0 and limit.limit == 300
+    clock.now = 10.0
+    for _ in range(40):
+        answer(0.15)
+    assert limit.decreases == 1
+    assert 245 <= limit.ceiling <= 270, limit.ceiling
+
+
 @pytest.mark.parametrize("slots", [64, 256, 1024])
 def test_a_queueing_server_is_reached_within_two_round_trips_of_the_first_answer(
     slots: int,
@@ -405,7 +428,34 @@ def test_after_a_429_it_returns_quickly_to_where_refusals_began() -> None:
     for _ in range(3):  # then one per round trip, probing above it
         for _ in range(limit.limit):
             limit.on_success("instances", 0.5, limit.limit - 1)
-    assert 260 <= limit.limit <= 263
+    assert 260 <= limit.limit <= 268
+
+
+def _round_trips(limit: AdaptiveLimit, latency: float, count: int) -> list[int]:
+    """Answer `count` round trips of the whole limit after `latency` s; return each's limit."""
+    seen = []
+    for _ in range(count):
+        for _ in range(limit.limit):
+            limit.on_success("instances", latency, limit.limit - 1)
+        seen.append(limit.limit)
+    return seen
+
+
+def test_above_where_refusals_began_the_step_doubles_until_latency_rises() -> None:
+    # A burst of refusals read while 190 others were out put the capacity at 190; the
+    # server has 256 slots (the burst reached it out of order). Unqueued answers double
+    # the step each round trip (max probing), so 256 is found again within a few round
+    # trips, not after 66 of them.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=200, maximum=1024, clock=clock)
+    limit.on_overload(sent_at=0.0, in_flight=200, remaining=190)
+    assert limit.limit == 190
+    clock.now = 1.0
+    assert _round_trips(limit, 0.5, 8)[-1] >= 256
+    # Queued answers (1.2 times the unloaded latency: below a cut, above QUEUE_EARLY) put
+    # the step back to one request per round trip.
+    queued = _round_trips(limit, 0.6, 4)
+    assert queued[-1] - queued[0] <= 3  # the first one's answers still show the mean rising
 
 
 def test_rising_latency_backs_off_but_one_slow_answer_does_not() -> None:
