@@ -52,8 +52,8 @@ class _ProgressLine:
 
     def __call__(self, p: Progress, final: bool = False) -> None:
         now = time.monotonic()
-        if not final and not self._tty and now - self._last < 5.0:
-            return
+        if not final and not self._tty and now - self._last < 5.0 and not p.landing:
+            return  # the wait at the target is shown at once: the user may not want it
         self._last = now
         rate = p.accepted_this_session / p.elapsed if p.elapsed > 0 else 0.0
         left = max(p.target - p.accepted, 0)
@@ -64,6 +64,11 @@ class _ProgressLine:
             f"{p.accepted}/{p.target} tasks | {rate * 60:.1f}/min | ETA {eta} | "
             f"round {p.rounds} | rejected {rejected}" + (f" ({top})" if top else "")
         ) + (" | limited by the lookahead window: raise --prompts-per-round" * p.window_limited)
+        if p.landing:
+            line += (
+                f" | target reached: {p.landing} requests already sent are landing in the "
+                "log, so a longer --target reuses them (Ctrl-C exits now)"
+            )
         if self._tty:
             sys.stderr.write("\r\033[K" + line + ("\n" if final else ""))
         elif line != self._shown:  # a log file needs the final line only once

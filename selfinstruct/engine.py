@@ -132,6 +132,9 @@ class Progress:
     # The lookahead window, not the teacher, held requests back at the last commit: slots
     # were free but no round could start (raise --prompts-per-round).
     window_limited: bool = False
+    # The target is reached; this many requests, sent and paid for already, are being let
+    # land in the log (a longer --target replays them) before the run exits.
+    landing: int = 0
 
 
 class _Prefix(Sequence[Task]):
@@ -921,7 +924,7 @@ class Bootstrap:
                     )
                 if self._progress is not None:
                     self._progress(self._snapshot(start))
-            await self._finish(in_flight, stop_waiter)
+            await self._finish(in_flight, stop_waiter, start)
         except (BudgetSpent, _Stop) as stop:
             # Nothing more is sent (every send checks the budget and the stop first): let
             # what is on the wire land in the log, then commit the rounds that completed.
@@ -1007,7 +1010,10 @@ class Bootstrap:
         self.semantic.load(self._index_texts)
 
     async def _finish(
-        self, in_flight: dict[int, asyncio.Task[_RoundResult]], stop_waiter: asyncio.Future[Any]
+        self,
+        in_flight: dict[int, asyncio.Task[_RoundResult]],
+        stop_waiter: asyncio.Future[Any],
+        start: float,
     ) -> None:
         """Let the requests on the wire land in the log once the target is reached.
 
@@ -1018,6 +1024,8 @@ class Bootstrap:
         if self._sending:
             self._finishing = True
             log.info("target reached; letting the %d requests on the wire land", self._sending)
+            if self._progress is not None:
+                self._progress(dataclasses.replace(self._snapshot(start), landing=self._sending))
             drain = asyncio.ensure_future(self._drain(in_flight))
             try:
                 await asyncio.wait(

@@ -152,7 +152,7 @@ def test_room_probes_are_logged_and_counted_like_any_paid_answer(tmp_path: Path)
     server = refusing_server(handler, capacity=200)
     out = tmp_path / "run"
     with server:
-        args = bootstrap_args(server, out, "--mode", "alpaca", "--target", "600")
+        args = bootstrap_args(server, out, "--mode", "alpaca", "--target", "600", quiet=False)
         result = run_cli(*args, timeout=120)
         answered = server.stats().answered
     assert result.returncode == 0, result.stderr
@@ -163,8 +163,14 @@ def test_room_probes_are_logged_and_counted_like_any_paid_answer(tmp_path: Path)
     assert len(probes) == handler.probes
     assert all(e["usage"][1] <= 1 and e["key"].startswith("probe/") for e in probes)
     assert len({e["key"] for e in entries}) == len(entries)
-    usage = json.loads((out / "state.json").read_text())["usage"]
-    assert usage["probe"]["requests"] == handler.probes
+    state = json.loads((out / "state.json").read_text())
+    assert state["usage"]["probe"]["requests"] == handler.probes
+    # Requests still on the wire at the target (rounds past the last committed) landed in
+    # the log, and the progress line said why the run waited for them.
+    landed = [
+        e for e in entries if e["stage"] != "probe" and e["round"] >= state["rounds_committed"]
+    ]
+    assert ("requests already sent are landing in the log" in result.stderr) == bool(landed)
 
 
 def test_a_queueing_server_answers_a_probe_late_and_is_not_flooded() -> None:
