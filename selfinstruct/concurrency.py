@@ -573,6 +573,14 @@ class SendMark(NamedTuple):
     tokens: int
 
 
+# Seconds between a rate pacer's checks of whether it was closed while a send waits.
+CLOSE_CHECK = 0.25
+
+
+class PacerClosed(Exception):  # noqa: N818 - the run closed it on purpose
+    """A send waited in a closed rate pacer: it was not made."""
+
+
 class RatePacer:
     """Hold sends so that what an API says remains of its rate limits never goes below zero.
 
@@ -592,6 +600,7 @@ class RatePacer:
         self._sent_requests = 0  # sends counted so far, for marks
         self._sent_tokens = 0
         self.waits = 0  # sends held, for the tests and the benchmark
+        self.closed = False  # see close()
 
     @property
     def active(self) -> bool:
@@ -709,9 +718,17 @@ class RatePacer:
             return self.sent(tokens)  # covered, and nobody waits before it
         async with self._line:
             while (seconds := self.delay(tokens)) > 0:
+                if self.closed:
+                    raise PacerClosed
                 self.waits += 1
-                await asyncio.sleep(seconds)
+                # In slices, so that a close (the run has what it needs) is seen within
+                # one: a refill may be a minute away, and what waits here is not yet paid.
+                await asyncio.sleep(min(seconds, CLOSE_CHECK))
             return self.sent(tokens)
+
+    def close(self) -> None:
+        """Let no waiting send through any more: each raises PacerClosed within CLOSE_CHECK."""
+        self.closed = True
 
 
 def _int(value: str | None) -> int | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from selfinstruct import __version__
-from selfinstruct.backends.base import Backend, RequestRefused, Spend
+from selfinstruct.backends.base import Backend, RequestRefused, SendsHeld, Spend
 from selfinstruct.budget import Budget
 from selfinstruct.concurrency import PriorityGate
 from selfinstruct.config import RunConfig, config_dump, identity
@@ -395,6 +395,8 @@ class Bootstrap:
                 # A poison request: logged like an answer, so a resume replays the refusal
                 # instead of paying for it again, and the pool stays deterministic.
                 completion = Completion(text="", finish_reason=REFUSED, refusal=refused.message)
+            except SendsHeld:
+                raise _Stop from None  # it waited for its turn and was never sent
             finally:
                 self._sending -= 1
         finally:
@@ -863,6 +865,7 @@ class Bootstrap:
             self.judge_backend.watch_capacity(self._judge_gate.poke)
             self.judge_backend.watch_spend(self._log_spend("judge-"))
         self._stop_event = asyncio.Event()
+        self._hold_sends(False)  # a backend held by an earlier run on it sends again
         self.backend.watch_capacity(self._gate.poke)
         self.backend.watch_spend(self._log_spend(""))
         self._open_semantic()
@@ -926,8 +929,10 @@ class Bootstrap:
                     self._progress(self._snapshot(start))
             await self._finish(in_flight, stop_waiter, start)
         except (BudgetSpent, _Stop) as stop:
-            # Nothing more is sent (every send checks the budget and the stop first): let
-            # what is on the wire land in the log, then commit the rounds that completed.
+            # Nothing more is sent (every send checks the budget and the stop first, and
+            # what waits in the backend for its turn is held): let what is on the wire land
+            # in the log, then commit the rounds that completed.
+            self._hold_sends()
             if self._stopping:
                 drained = await _within(self._drain(in_flight), self.config.teacher.timeout)
                 if not drained:
@@ -988,6 +993,7 @@ class Bootstrap:
         if self._stopping is not None:
             raise KeyboardInterrupt(f"stopped at once by a second {name}")
         self._stopping = name
+        self._hold_sends()
         assert self._stop_event is not None
         self._stop_event.set()
         log.warning(
@@ -1009,6 +1015,12 @@ class Bootstrap:
         self.semantic = SemanticIndex(threshold, log=self.run.path / SEMANTIC_LOG)
         self.semantic.load(self._index_texts)
 
+    def _hold_sends(self, held: bool = True) -> None:
+        """Have the backends send nothing more (or, with held=False, send again)."""
+        self.backend.hold(held)
+        if self.judge_backend is not self.backend:
+            self.judge_backend.hold(held)
+
     async def _finish(
         self,
         in_flight: dict[int, asyncio.Task[_RoundResult]],
@@ -1023,6 +1035,7 @@ class Bootstrap:
         """
         if self._sending:
             self._finishing = True
+            self._hold_sends()
             log.info("target reached; letting the %d requests on the wire land", self._sending)
             if self._progress is not None:
                 self._progress(dataclasses.replace(self._snapshot(start), landing=self._sending))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import bootstrap_args, run_cli
 
+from selfinstruct.backends.base import SendsHeld
 from selfinstruct.backends.openai_compat import OpenAICompatBackend
 from selfinstruct.concurrency import ACCEPT_BURST, ROOM_GAIN
 from selfinstruct.config import TeacherConfig
@@ -286,6 +287,37 @@ def test_a_rate_limited_api_refusal_sets_everyone_waiting() -> None:
     # The first burst (at most ACCEPT_BURST before an answer) meets a limit of 10: those
     # refused wait, and then no more.
     assert teacher.refused <= ACCEPT_BURST
+
+
+def test_held_sends_waiting_for_a_refill_or_a_retry_are_never_sent() -> None:
+    # 10 requests a minute and 30 to send: once 10 are answered the rest wait for a refill
+    # (or, refused in the first burst, for their retry). The run holds sends (its target is
+    # reached): each waiting one raises SendsHeld within a moment, none reaches the server.
+    teacher = RateLimitedTeacher(_Timed(latency=0.05), requests=10, tokens=10**9, period=60.0)
+    with OpenAITestServer(teacher, history=0) as server:
+        config = TeacherConfig(base_urls=[server.base_url], model="m")
+
+        async def go() -> list[list[Completion] | BaseException]:
+            backend = OpenAICompatBackend(config, "key")
+            try:
+                sends = [asyncio.ensure_future(backend.complete([r])) for r in _requests(30)]
+
+                async def ten_answered() -> None:
+                    while sum(s.done() for s in sends) < 10:
+                        await asyncio.sleep(0.01)
+
+                await asyncio.wait_for(ten_answered(), DEADLINE)
+                backend.hold()
+                # Well within the minute a refill takes, or a Retry-After asks.
+                return await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 5)
+            finally:
+                await backend.aclose()
+
+        results = asyncio.run(go())
+    answered = [r for r in results if isinstance(r, list)]
+    held = [r for r in results if isinstance(r, SendsHeld)]
+    assert len(answered) == teacher.admitted == 10
+    assert len(held) == 20
 
 
 def test_reset_durations_are_written_as_openai_does() -> None:

@@ -30,6 +30,14 @@ class RequestRefused(Exception):  # noqa: N818 - a refusal is an answer, not a f
         self.message = message
 
 
+class SendsHeld(Exception):  # noqa: N818 - not a failure: the run asked for it
+    """The run holds new sends (target reached, budget spent, a stop signal): not sent.
+
+    Raised by `complete` for a request still waiting for its turn (a slot, a rate limit's
+    refill, a retry's pause) once `hold()` was called: it was never paid for.
+    """
+
+
 class Backend(ABC):
     """A teacher model: turns requests into completions, in order."""
 
@@ -72,6 +80,14 @@ class Backend(ABC):
 
     def watch_spend(self, callback: Spend) -> None:  # noqa: B027 - optional
         """Call `callback` for each answer paid outside complete() (none are, by default)."""
+
+    def hold(self, held: bool = True) -> None:  # noqa: B027 - optional
+        """Send nothing more: requests still waiting for their turn raise SendsHeld.
+
+        Requests already sent go on to their answers; `held=False` sends again (a new run
+        on the same backend). Backends that send at once, with no wait of their own
+        between the engine's slot and the wire, have nothing to hold.
+        """
 
     @abstractmethod
     async def complete(self, requests: Sequence[Request]) -> list[Completion]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import contextvars
 import dataclasses
 import json
@@ -21,7 +22,7 @@ import openai
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from selfinstruct.backends.base import Backend, Notify, RequestRefused, Spend
+from selfinstruct.backends.base import Backend, Notify, RequestRefused, SendsHeld, Spend
 from selfinstruct.backends.openai_wire import (
     DEFAULT_BASE_URL,
     DROPPABLE,
@@ -43,6 +44,7 @@ from selfinstruct.backends.openai_wire import (
 from selfinstruct.concurrency import (
     AdaptiveLimit,
     ConcurrencyLimit,
+    PacerClosed,
     PriorityGate,
     RatePacer,
     SendMark,
@@ -246,6 +248,7 @@ class OpenAICompatBackend(Backend):
         self._probe_timer: asyncio.TimerHandle | None = None
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_off = False  # a server that could not answer a probe is not asked again
+        self._held = asyncio.Event()  # set by hold(): nothing more is sent
         self.probes = 0  # room probes sent (one-token requests, logged through _spend)
         self._spend: list[Spend] = []
         self._probe_fastest = float("inf")  # seconds: the quickest probe answer so far
@@ -282,6 +285,26 @@ class OpenAICompatBackend(Backend):
         """Call `callback` when the limit grows between answers (the acceptance clock)."""
         self._watchers.append(callback)
 
+    def hold(self, held: bool = True) -> None:
+        """Send nothing more: requests waiting for a slot, a refill or a retry raise SendsHeld."""
+        if not held:
+            self._held.clear()
+            self.pacer.closed = False
+            return
+        self._held.set()
+        self.pacer.close()
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds` before a retry; raise SendsHeld at once if the run holds sends."""
+        if not self._held.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):  # TimeoutError from 3.11 on
+                await asyncio.wait_for(self._held.wait(), seconds)
+        if self._held.is_set():
+            raise SendsHeld
+
     def watch_spend(self, callback: Spend) -> None:
         """Call `callback(stage, key, answer)` for each room probe answered (a paid request)."""
         self._spend.append(callback)
@@ -315,6 +338,8 @@ class OpenAICompatBackend(Backend):
     def _start_probe(self) -> None:
         """Send a room probe if the limit still asks for one (no answer or refusal since)."""
         self._probe_timer = None
+        if self._held.is_set():
+            return
         out = sum(e.outstanding for e in self._endpoints)
         # The acceptance clock may have raised the limit since the send that bound it: no
         # reason to wait. Only an answer or a refusal since then makes the probe moot.
@@ -542,7 +567,7 @@ class OpenAICompatBackend(Backend):
             except Exception as exc:
                 if not is_transient(exc) or self._config.max_retries < 1:
                     raise
-                await asyncio.sleep(self._wait(exc, 1, failed))
+                await self._pause(self._wait(exc, 1, failed))
 
             def wait(state: RetryCallState) -> float:
                 exc = state.outcome.exception() if state.outcome else None
@@ -552,6 +577,7 @@ class OpenAICompatBackend(Backend):
                 retry=retry_if_exception(is_transient),
                 stop=stop_after_attempt(self._config.max_retries),
                 wait=wait,
+                sleep=self._pause,
                 reraise=True,
             )
             async for attempt in retrying:
@@ -596,7 +622,13 @@ class OpenAICompatBackend(Backend):
         try:
             # An API that states rate limits is kept within them; every send is counted,
             # also before the first answer states any, to read later answers against.
-            mark = _SEND_MARK.set(await self.pacer.wait(_tokens(request)))
+            try:
+                sent = await self.pacer.wait(_tokens(request))
+            except PacerClosed:
+                raise SendsHeld from None
+            if self._held.is_set():
+                raise SendsHeld
+            mark = _SEND_MARK.set(sent)
             try:
                 endpoint = await self._pick(failed[-1] if failed else None)
                 tried.append(endpoint)
