@@ -210,6 +210,7 @@ class _Kind:
     since_cut: int = 0  # answers sent after the last cut for queueing took hold
     corrected: bool = False  # the base set by start-up answers was lowered once
     scale: float = 1.0  # mean of latency / per-token latency: seconds per normalised second
+    inverse: float = 1.0  # mean of per-token latency / latency (of 1 / scale, answer by answer)
     share: float = 0.0  # recent share of all answers that are of this kind
 
     @property
@@ -341,7 +342,8 @@ class AdaptiveLimit(ConcurrencyLimit):
         for other in self._kinds.values():  # the mix, answers of the settling time included
             other.share += BASE_WEIGHT * (float(other is stats) - other.share)
         if stats is None:
-            first = _Kind(latency, latency, latency, in_flight + 1.0, first=[latency], scale=scale)
+            first = _Kind(latency, latency, latency, in_flight + 1.0, first=[latency])
+            first.scale, first.inverse = scale, 1.0 / scale
             first.share = BASE_WEIGHT if self._kinds else 1.0
             self._kinds[kind] = first
         elif sent <= self._settle_until:
@@ -351,6 +353,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             stats.slow += BASE_WEIGHT * (latency - stats.slow)
             stats.seen += 1
             stats.scale += BASE_WEIGHT * (scale - stats.scale)
+            stats.inverse += BASE_WEIGHT * (1.0 / scale - stats.inverse)
             if stats.seen * BASE_WEIGHT < 1.0:
                 # Too few answers for a mean: the lower quartile so far. A server with fewer
                 # slots than the first burst answers the unqueued ones first; the quartile,
@@ -427,11 +430,12 @@ class AdaptiveLimit(ConcurrencyLimit):
         """Return (S + W) / S: how many in flight per request served, from `stats`'s queue.
 
         W, the wait in the queue, is the same for every request, so it is read from the
-        kind whose latency rose (in seconds: its per-token excess times its mean scale);
-        S is the unloaded latency of the mix the server answers, each kind weighted by its
-        share of the answers. One kind alone gives its own ratio.
+        kind whose latency rose: each of its answers carries W / scale of per-token excess,
+        so W is the mean excess over the mean of 1 / scale (over the mean scale would
+        overstate it when answer lengths vary). S is the unloaded latency of the mix the
+        server answers, each kind weighted by its share of the answers.
         """
-        wait = max(0.0, stats.recent - stats.base) * stats.scale
+        wait = max(0.0, stats.recent - stats.base) / stats.inverse
         weight = sum(k.share for k in self._kinds.values())
         unloaded = sum(k.share * k.base * k.scale for k in self._kinds.values())
         if weight <= 0.0 or unloaded <= 0.0:
@@ -717,10 +721,12 @@ class RatePacer:
         if not self._line.locked() and self.delay(tokens) <= 0:
             return self.sent(tokens)  # covered, and nobody waits before it
         async with self._line:
+            waited = False
             while (seconds := self.delay(tokens)) > 0:
                 if self.closed:
                     raise PacerClosed
-                self.waits += 1
+                self.waits += not waited
+                waited = True
                 # In slices, so that a close (the run has what it needs) is seen within
                 # one: a refill may be a minute away, and what waits here is not yet paid.
                 await asyncio.sleep(min(seconds, CLOSE_CHECK))

@@ -996,6 +996,9 @@ class Bootstrap:
         self._hold_sends()
         assert self._stop_event is not None
         self._stop_event.set()
+        if self._finishing:
+            log.warning("%s: exiting without the %d requests still in flight", name, self._sending)
+            return
         log.warning(
             "%s: sending nothing more; waiting up to %g s for the %d requests in flight, then "
             "committing complete rounds (%s again stops at once)",
@@ -1033,9 +1036,11 @@ class Bootstrap:
         them instead of paying again. Nothing new is sent and no further round is committed,
         so the pool is the same whatever the timing. A stop signal or --timeout ends the wait.
         """
-        if self._sending:
-            self._finishing = True
-            self._hold_sends()
+        self._finishing = True
+        self._hold_sends()
+        # A batch goes on at OpenAI whether or not the run waits; a later run finds it.
+        prompt = self.backend.answers_promptly and self.judge_backend.answers_promptly
+        if self._sending and prompt:
             log.info("target reached; letting the %d requests on the wire land", self._sending)
             if self._progress is not None:
                 self._progress(dataclasses.replace(self._snapshot(start), landing=self._sending))

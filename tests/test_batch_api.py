@@ -23,7 +23,7 @@ from conftest import SHORT_WINDOW, bootstrap_args, cli_env, machine_example_prom
 from openai.types import Completion as OpenAICompletion
 from openai.types.chat import ChatCompletion
 
-from selfinstruct.backends.base import RequestRefused
+from selfinstruct.backends.base import RequestRefused, SendsHeld
 from selfinstruct.backends.batch_api import BATCHES, BatchAPIBackend, request_body
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import TeacherError
@@ -253,6 +253,43 @@ def _complete(server: OpenAITestServer, tmp_path: Path, requests: list[Request])
             await backend.aclose()
 
     return asyncio.run(go())
+
+
+def test_held_requests_still_queued_for_a_batch_are_never_submitted(
+    server: OpenAITestServer, tmp_path: Path
+) -> None:
+    # The run reached its target (or was stopped) while requests waited for the queue's
+    # quiet window: they fail with SendsHeld, no batch is uploaded for them, and a request
+    # queued after the hold is refused the same way.
+    config = TeacherConfig(base_urls=[server.base_url], model="test-model", batch_quiet_seconds=5)
+
+    async def go() -> tuple[list[BaseException | list[Any]], BaseException | None]:
+        backend = BatchAPIBackend(config, "k", tmp_path)
+        try:
+            waiting = [asyncio.ensure_future(backend.complete([r])) for r in _requests(3)]
+            await asyncio.sleep(0.1)  # each is queued, within the quiet window
+            backend.hold()
+            results = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
+            late: BaseException | None = None
+            try:
+                await asyncio.wait_for(backend.complete(_requests(1)), 5)
+            except SendsHeld as exc:
+                late = exc
+            return results, late
+        finally:
+            await backend.aclose()
+
+    results, late = asyncio.run(go())
+    assert all(isinstance(r, SendsHeld) for r in results), results
+    assert isinstance(late, SendsHeld)
+    assert server.batches == [] and _uploads(tmp_path) == 0
+
+
+def _uploads(run_path: Path) -> int:
+    """Return how many batch input files the backend recorded uploading."""
+    log = run_path / BATCHES
+    lines = log.read_text().splitlines() if log.exists() else []
+    return sum(json.loads(line)["event"] == "file" for line in lines)
 
 
 def test_failed_lines_are_retried_in_a_later_batch(

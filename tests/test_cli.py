@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import bootstrap_args, cli_env, run_cli
 
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest
@@ -275,3 +277,30 @@ def test_the_model_the_server_reports_is_recorded_and_shown(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert "now reports the model 'org/checkpoint-13b'" in done.stderr
     assert "'org/checkpoint-7b'" in done.stderr
+
+
+def test_the_progress_line_says_at_once_that_the_run_waits_for_requests_at_the_target(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from collections import Counter
+
+    from selfinstruct.cli import _ProgressLine
+    from selfinstruct.engine import Progress
+
+    line = _ProgressLine()  # stderr is no terminal here: a line at most every 5 s ...
+    reached = Progress(
+        accepted=1063,
+        target=1000,
+        rounds=11,
+        rejections=Counter(),
+        accepted_this_session=1063,
+        elapsed=20.0,
+        requests_sent=185,
+        requests_replayed=0,
+    )
+    line(reached)
+    line(dataclasses.replace(reached, landing=63))  # ... but the wait is news at once
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and "landing" not in lines[0]
+    assert "target reached: 63 requests already sent are landing in the log" in lines[1]
+    assert "Ctrl-C exits now" in lines[1]

@@ -270,6 +270,29 @@ def test_a_queue_behind_a_mix_of_short_and_long_requests_is_read_as_the_wait() -
     assert 245 <= limit.ceiling <= 270, limit.ceiling
 
 
+def test_a_queue_is_read_as_the_same_wait_whatever_the_answers_lengths() -> None:
+    # One kind of request, answers of 10 or 190 tokens (0.5 s or 4.1 s at 50 tokens/s after
+    # 0.3 s): 2.3 s on average. A 0.5 s wait in the queue with 300 in flight means the
+    # server serves 300 x 2.3 / 2.8 = 246 at once; per-token latency hides the wait more in
+    # long answers than in short ones, so it is read over the mean of 1 / scale.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=300, maximum=1024, clock=clock)
+
+    def answer(wait: float) -> None:
+        for tokens in (10, 190):
+            limit.on_success("instances", 0.3 + tokens / 50 + wait, 299, 0, tokens)
+
+    for _ in range(100):
+        answer(0.0)
+    clock.now = 10.0
+    for _ in range(60):
+        answer(0.5)
+        if limit.decreases:
+            break
+    assert limit.decreases == 1
+    assert 236 <= limit.ceiling <= 256, limit.ceiling
+
+
 @pytest.mark.parametrize("slots", [64, 256, 1024])
 def test_a_queueing_server_is_reached_within_two_round_trips_of_the_first_answer(
     slots: int,

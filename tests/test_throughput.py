@@ -166,12 +166,12 @@ def test_room_probes_are_logged_and_counted_like_any_paid_answer(tmp_path: Path)
     assert len({e["key"] for e in entries}) == len(entries)
     state = json.loads((out / "state.json").read_text())
     assert state["usage"]["probe"]["requests"] == handler.probes
-    # Requests still on the wire at the target (rounds past the last committed) landed in
-    # the log, and the progress line said why the run waited for them.
+    # When the progress line said the run waited at the target, what it waited for landed
+    # in the log: answers to rounds past the last committed.
     landed = [
         e for e in entries if e["stage"] != "probe" and e["round"] >= state["rounds_committed"]
     ]
-    assert ("requests already sent are landing in the log" in result.stderr) == bool(landed)
+    assert landed or "requests already sent are landing" not in result.stderr
 
 
 def test_a_queueing_server_answers_a_probe_late_and_is_not_flooded() -> None:

@@ -43,6 +43,10 @@ class Backend(ABC):
 
     # How many requests it can usefully serve at once; None = as many as configured.
     max_concurrency: int | None = None
+    # Whether what it sent is answered within --timeout: a run that reaches its target
+    # waits for those answers, so that they land in the log (the Batch API's take hours:
+    # its batches go on at OpenAI and a later run finds them again).
+    answers_promptly: bool = True
     # How many it wants in flight at least, whatever the configured concurrency: a backend
     # that gathers requests into batches (the Batch API) needs a whole window at once.
     min_concurrency: int | None = None

@@ -30,7 +30,7 @@ from typing import IO, Any
 import openai
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
-from selfinstruct.backends.base import Backend, Notify, RequestRefused
+from selfinstruct.backends.base import Backend, Notify, RequestRefused, SendsHeld
 from selfinstruct.backends.openai_wire import (
     DEFAULT_BASE_URL,
     DROPPABLE,
@@ -125,6 +125,8 @@ class _Queued:
 class BatchAPIBackend(Backend):
     """Answer requests through OpenAI's Batch API, keeping batch ids in the run directory."""
 
+    answers_promptly = False
+
     def __init__(
         self,
         config: TeacherConfig,
@@ -175,6 +177,7 @@ class BatchAPIBackend(Backend):
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
+        self._held = False  # see hold()
         self.batches_submitted = 0  # this session, for summaries and benchmarks
 
     # -- Backend -------------------------------------------------------------------------
@@ -233,6 +236,15 @@ class BatchAPIBackend(Backend):
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None
+
+    def hold(self, held: bool = True) -> None:
+        """Submit no more batches: requests still queued for one raise SendsHeld."""
+        self._held = held
+        if held:
+            for queued in self._queue.values():
+                if not queued.assigned.done():
+                    queued.assigned.set_exception(SendsHeld())
+                    queued.assigned.exception()  # its waiter may be cancelled before it reads it
 
     async def complete(self, requests: Sequence[Request]) -> list[Completion]:
         """Answer the requests, each through whichever batch carries (or will carry) it."""
@@ -295,6 +307,8 @@ class BatchAPIBackend(Backend):
             batch = None  # into a later batch
 
     async def _enqueue(self, request: Request) -> _Batch:
+        if self._held:
+            raise SendsHeld
         queued = self._queue.get(request.key)
         if queued is None:
             body = request_body(self._config, request, self._refused.fields)

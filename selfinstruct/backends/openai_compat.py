@@ -76,6 +76,10 @@ PROBE_STAGE = "probe"  # their stage in the response log and in the run's usage
 # A probe this many times slower than the fastest one, and answered after a request was,
 # waited for a slot (network jitter is well within it; a slot frees when an answer ends).
 PROBE_WAITED = 3.0
+# Seconds a one-token answer takes at least on a server with a free slot (prefill and one
+# decoding step: tens of milliseconds on a GPU), where the preflight's listing of models,
+# which does no model work, may take one millisecond.
+PROBE_FLOOR = 0.05
 # A probe goes this many times the preflight's round trip (listing the models: no model
 # work) after the send that bound the limit, so that send reaches the server first; at
 # least PROBE_DELAY_MIN, and never later than the acceptance clock's delay.
@@ -399,9 +403,9 @@ class OpenAICompatBackend(Backend):
         fastest, self._probe_fastest = self._probe_fastest, min(self._probe_fastest, latency)
         if self._reach is not None:
             # The first probe has no other to be compared with; the preflight's round trip
-            # is the quickest any answer can be, so a probe many times slower than it, back
-            # only after an answer, waited too.
-            fastest = min(fastest, self._reach)
+            # (no model work: at least PROBE_FLOOR for one) is the quickest any answer can
+            # be, so a probe many times slower than it, back only after an answer, waited.
+            fastest = min(fastest, max(self._reach, PROBE_FLOOR))
         if isinstance(self.limit, AdaptiveLimit) and self.limit.answered:
             if latency > PROBE_WAITED * fastest:
                 self.limit.on_full(in_flight)
@@ -622,15 +626,17 @@ class OpenAICompatBackend(Backend):
         try:
             # An API that states rate limits is kept within them; every send is counted,
             # also before the first answer states any, to read later answers against.
+            if self._held.is_set():
+                raise SendsHeld  # before the pacer counts it as sent
             try:
                 sent = await self.pacer.wait(_tokens(request))
             except PacerClosed:
                 raise SendsHeld from None
-            if self._held.is_set():
-                raise SendsHeld
             mark = _SEND_MARK.set(sent)
             try:
                 endpoint = await self._pick(failed[-1] if failed else None)
+                if self._held.is_set():
+                    raise SendsHeld  # it waited for an endpoint to come back
                 tried.append(endpoint)
                 return await self._attempt(endpoint, request, failed)
             finally:
