@@ -342,10 +342,16 @@ class AdaptiveLimit(ConcurrencyLimit):
         for other in self._kinds.values():  # the mix, answers of the settling time included
             other.share += BASE_WEIGHT * (float(other is stats) - other.share)
         if stats is None:
-            first = _Kind(latency, latency, latency, in_flight + 1.0, first=[latency])
-            first.scale, first.inverse = scale, 1.0 / scale
-            first.share = BASE_WEIGHT if self._kinds else 1.0
-            self._kinds[kind] = first
+            self._kinds[kind] = _Kind(
+                latency,
+                latency,
+                latency,
+                in_flight + 1.0,
+                first=[latency],
+                scale=scale,
+                inverse=1.0 / scale,
+                share=BASE_WEIGHT if self._kinds else 1.0,
+            )
         elif sent <= self._settle_until:
             return  # sent before the last decrease took hold: it queued behind the old limit
         else:
