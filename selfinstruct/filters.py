@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from selfinstruct.config import FilterConfig
@@ -22,12 +24,36 @@ _CJK_NO_START = frozenset("，。、；：？！…）》」』】〕～")
 _WRITE_A_PROGRAM = re.compile(r"write a program|请?(?:编写|写)(?:一个|一段)?程序", re.I)
 
 
-def _entry_pattern(word: str) -> str:
-    """Match `word` as a whole word; an edge in a no-space script needs no boundary."""
-    # "Not after a word character outside the no-space scripts", and likewise after.
-    before = "" if _NO_SPACE_SCRIPT.match(word[:1]) else f"(?<![^\\W{_NO_SPACE}])"
-    after = "" if _NO_SPACE_SCRIPT.match(word[-1:]) else f"(?![^\\W{_NO_SPACE}])"
-    return before + re.escape(word) + after
+# "Not after (or before) a word character outside the no-space scripts". Case-sensitive
+# inside: under re.I, Python folds the case of every character in the class's ranges as it
+# compiles, which made the default blacklist's pattern take a quarter of a second to build.
+_WORD_EDGE = f"(?-i:[^\\W{_NO_SPACE}])"
+
+
+def blacklist_pattern(words: Sequence[str]) -> str:
+    """Return a pattern whose group 1 is the first of `words` found as a whole word.
+
+    An edge of an entry in a no-space script needs no boundary. Entries with the same
+    edges, next to each other in `words`, share one pair of lookarounds: the match is the
+    one the entries tried in order would give, and the pattern compiles in milliseconds.
+    """
+
+    def edges(word: str) -> tuple[bool, bool]:
+        return (
+            not _NO_SPACE_SCRIPT.match(word[:1]),
+            not _NO_SPACE_SCRIPT.match(word[-1:]),
+        )
+
+    alternatives = []
+    for (before, after), run in itertools.groupby(words, key=edges):
+        alternatives.append(
+            (f"(?<!{_WORD_EDGE})" if before else "")
+            + "(?:"
+            + "|".join(re.escape(w) for w in run)
+            + ")"
+            + (f"(?!{_WORD_EDGE})" if after else "")
+        )
+    return "(" + "|".join(alternatives) + ")"
 
 
 @dataclass(frozen=True)
@@ -77,9 +103,7 @@ class InstructionFilters:
         words = sorted(config.blacklist, key=len, reverse=True)
         self._blacklist = (
             # Lookarounds rather than \b, so entries such as "c++" or ".net" match too.
-            re.compile("(" + "|".join(_entry_pattern(w) for w in words) + ")", re.I)
-            if words
-            else None
+            re.compile(blacklist_pattern(words), re.I) if words else None
         )
 
     def check(self, instruction: str) -> Verdict | None:

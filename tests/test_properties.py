@@ -6,12 +6,19 @@ novelty index, grown the way the engine grows it, decides exactly as rouge-score
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 
-from selfinstruct.config import FilterConfig
-from selfinstruct.filters import InstructionFilters, check_instances, check_output
+from selfinstruct.config import DEFAULT_BLACKLIST, ZH_BLACKLIST, FilterConfig
+from selfinstruct.filters import (
+    InstructionFilters,
+    blacklist_pattern,
+    check_instances,
+    check_output,
+)
 from selfinstruct.parse import parse_yes_no
 from selfinstruct.similarity import NoveltyIndex
 
@@ -96,3 +103,35 @@ def test_index_grown_like_the_engine_decides_like_rouge_score(candidates: list[s
             index.add(text)
             admitted.append(text)
     assert len(index) == len(admitted)
+
+
+_BLACKLIST_WORDS = sorted(
+    {*DEFAULT_BLACKLIST, *ZH_BLACKLIST, "c++", ".net", "图片集", "视频video", "straße"},
+    key=len,
+    reverse=True,
+)
+
+
+def _first_entry_found(words: list[str], text: str) -> tuple[int, str] | None:
+    """Find the leftmost whole-word entry, the earlier entry on a tie, one pattern each."""
+    hits = []
+    for order, word in enumerate(words):
+        if hit := re.compile("(" + blacklist_pattern([word]) + ")", re.I).search(text):
+            hits.append((hit.start(), order, hit.group(1)))
+    return min(hits)[0::2] if hits else None
+
+
+@FAST
+@given(
+    st.lists(
+        st.sampled_from(_BLACKLIST_WORDS)
+        | st.sampled_from(list("abXY +.-_1é中文图片ßSİiI，"))
+        | st.sampled_from(_BLACKLIST_WORDS).map(str.upper),
+        max_size=10,
+    ).map("".join)
+)
+def test_the_shared_blacklist_pattern_finds_what_each_entry_would(text: str) -> None:
+    # Entries with the same edges share one pair of lookarounds (it compiles 50 times
+    # faster); the hit must be the one the entries' own patterns, tried in order, give.
+    hit = re.compile(blacklist_pattern(_BLACKLIST_WORDS), re.I).search(text)
+    assert (hit and (hit.start(1), hit.group(1))) == _first_entry_found(_BLACKLIST_WORDS, text)
