@@ -1,5 +1,5 @@
 """Run the CLI with `python -m selfinstruct`."""
 
-from selfinstruct.cli import app
+from selfinstruct.cli import main
 
-app()
+main()
