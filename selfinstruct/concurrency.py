@@ -4,9 +4,10 @@
 for answers to double the limit:
 
 - A server that refuses at once beyond its capacity (HTTP 429 within milliseconds) is
-  probed by an *acceptance clock*: a request still unanswered and unrefused ACCEPT_AFTER
-  after it was sent was taken, and each one taken adds one request to the limit, up to
-  ACCEPT_BURST before the first answer. A refusal then marks the capacity: the server
+  probed by an *acceptance clock*: a request still unanswered and unrefused a few times
+  the preflight's round trip after it was sent (ACCEPT_MARGIN, within ACCEPT_FLOOR and
+  ACCEPT_AFTER) was taken, and the limit goes to ROOM_GAIN times the requests taken, up
+  to ACCEPT_BURST before the first answer. A refusal then marks the capacity: the server
   held no more than the other requests still out when it is read, so the limit goes no
   higher, and a burst of refusals read one by one brings it down to what the server took.
 - Past ACCEPT_BURST, whenever the limit binds, a *room probe* (a one-token request, sent once
@@ -96,10 +97,16 @@ DEMAND_SHARE = 0.5
 # After a decrease, the share of the gap to the limit before it closed per round trip.
 RECOVERY = 0.5
 # Seconds after which an unrefused request counts as taken (a loopback 429 comes within
-# milliseconds, OpenAI's within ~0.1 s); once refusals are seen, this many times the
-# slowest of them, within [ACCEPT_AFTER, MAX_ACCEPT_AFTER].
+# milliseconds, OpenAI's within ~0.1 s): ACCEPT_MARGIN times the preflight's round trip
+# (listing the models on a new connection: the handshakes and one round trip, as a
+# refusal of a request on a new connection costs), within [ACCEPT_FLOOR, ACCEPT_AFTER];
+# ACCEPT_AFTER when that is unknown. Once refusals are seen, ACCEPT_MARGIN times the
+# slowest of them, up to MAX_ACCEPT_AFTER.
 ACCEPT_AFTER = 0.25
 ACCEPT_MARGIN = 3.0
+# A loopback round trip takes a millisecond, but a busy two-core machine may answer a
+# 429 tens of milliseconds late; a request counted as taken too early costs one refusal.
+ACCEPT_FLOOR = 0.05
 MAX_ACCEPT_AFTER = 2.0
 # The acceptance clock grows the limit up to this before any answer has come back: a
 # queueing server accepts everything, and only its answers show how fast it serves.
@@ -172,6 +179,9 @@ class ConcurrencyLimit:
     def on_accepted(self, in_flight: int) -> None:
         """Learn that a request was taken: unrefused ACCEPT_AFTER after it was sent."""
 
+    def on_reach(self, seconds: float) -> None:
+        """Learn the preflight's round trip: the time a refusal takes to come back."""
+
     def probe_after(self, in_flight: int) -> float | None:
         """Return when to ask the server for room with `in_flight` out; None: not asked."""
         return None
@@ -242,6 +252,8 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._round_trip: float | None = None  # seconds, from the answers
         self._before_decrease = 0.0  # where the last decrease came down from
         self._refusal_latency = 0.0  # the slowest 429 seen
+        self._reach: float | None = None  # seconds: the preflight's round trip
+        self._taken = 0  # requests taken (unrefused) before the first answer
         self.burst = float(ACCEPT_BURST)  # the most sent before the first answer; probes raise it
         self._served_at_most = float("inf")  # the load above which a probe waited for a slot
         self._probe_load = float("inf")  # the load a probe still out was sent above
@@ -266,9 +278,12 @@ class AdaptiveLimit(ConcurrencyLimit):
     @property
     def accept_delay(self) -> float:
         """Return how long after its send an unrefused request counts as taken."""
+        base = ACCEPT_AFTER
+        if self._reach is not None:
+            base = min(ACCEPT_AFTER, max(ACCEPT_FLOOR, ACCEPT_MARGIN * self._reach))
         if self._refusal_latency:
-            return min(MAX_ACCEPT_AFTER, max(ACCEPT_AFTER, ACCEPT_MARGIN * self._refusal_latency))
-        return ACCEPT_AFTER
+            return min(MAX_ACCEPT_AFTER, max(base, ACCEPT_MARGIN * self._refusal_latency))
+        return base
 
     @property
     def accept_after(self) -> float | None:
@@ -278,10 +293,24 @@ class AdaptiveLimit(ConcurrencyLimit):
         return self.accept_delay
 
     def on_accepted(self, in_flight: int) -> None:
-        """Add one request per request taken, before the first answer, up to the burst."""
-        if self.accept_after is None or in_flight < DEMAND_SHARE * self._limit:
+        """Grow to ROOM_GAIN times the requests taken, before the first answer, up to the burst.
+
+        Before any answer, every request taken is still held: the server held that many at
+        once, as a room probe answered at that load shows. Slow start's doubling, once per
+        acceptance delay (adding one per request taken grew by a constant step instead).
+        """
+        if self.accept_after is None:
             return
-        self._limit = min(float(self.maximum), self.burst, self._limit + 1.0)
+        self._taken += 1
+        if in_flight < DEMAND_SHARE * self._limit:
+            return
+        held = float(min(self._taken, in_flight))
+        grown = max(self._limit + 1.0, ROOM_GAIN * held)
+        self._limit = min(float(self.maximum), self.burst, grown)
+
+    def on_reach(self, seconds: float) -> None:
+        """Count a request as taken ACCEPT_MARGIN times `seconds` after its send (see there)."""
+        self._reach = max(seconds, self._reach or 0.0)
 
     def probe_after(self, in_flight: int) -> float | None:
         """Return when to ask for room (a room probe) with `in_flight` out, else None.

@@ -9,7 +9,10 @@ import statistics
 import pytest
 
 from selfinstruct.concurrency import (
+    ACCEPT_AFTER,
     ACCEPT_BURST,
+    ACCEPT_FLOOR,
+    ACCEPT_MARGIN,
     BACKOFF,
     ROOM_GAIN,
     STARTUP_GAIN,
@@ -195,6 +198,41 @@ def test_a_room_probe_answered_first_lets_the_limit_grow_and_nothing_else_does()
         small.on_accepted(small.limit)
     assert small.on_room(ACCEPT_BURST) and small.limit == 100
     assert small.probe_after(100) is None
+
+
+def test_the_acceptance_clock_doubles_the_limit_per_delay_to_the_burst() -> None:
+    # Wave by wave against a server that takes everything: each delay, the requests sent
+    # in the wave before are taken, all still held (no answer yet).
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    sent, taken, waves = 16, 0, 0
+    while limit.accept_after is not None:
+        waves += 1
+        for _ in range(sent - taken):
+            limit.on_accepted(sent)
+        taken = sent
+        sent = limit.limit
+    assert limit.limit == ACCEPT_BURST
+    assert waves == 2  # 16 -> 32 -> 64; one more request per request taken took three
+
+
+def test_the_acceptance_delay_follows_the_preflights_round_trip() -> None:
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    assert limit.accept_after == ACCEPT_AFTER  # unknown: a remote API's refusal fits in it
+    limit.on_reach(0.001)  # loopback
+    assert limit.accept_after == ACCEPT_FLOOR
+    limit.on_reach(0.04)  # a second endpoint, farther: its refusals come back last
+    assert limit.accept_after == pytest.approx(ACCEPT_MARGIN * 0.04)
+    limit.on_reach(0.002)  # a nearer one changes nothing
+    assert limit.accept_after == pytest.approx(ACCEPT_MARGIN * 0.04)
+    limit.on_reach(1.5)  # a slow listing is no reason to wait longer than before
+    assert limit.accept_after == ACCEPT_AFTER
+    # Refusals seen say more: ACCEPT_MARGIN times the slowest, above the reach's delay.
+    near = AdaptiveLimit(initial=16, maximum=1024, clock=Clock())
+    near.on_reach(0.001)
+    near._refusal_latency = 0.01
+    assert near.accept_delay == ACCEPT_FLOOR
+    near._refusal_latency = 0.3
+    assert near.accept_delay == pytest.approx(0.9)
 
 
 def test_the_acceptance_delay_follows_how_slowly_refusals_come() -> None:

@@ -465,6 +465,8 @@ class OpenAICompatBackend(Backend):
                 )
                 took = self._clock() - started
                 self._reach = took if self._reach is None else min(self._reach, took)
+                # A refusal from the farthest endpoint takes longest to come back.
+                self.limit.on_reach(took)
                 if self.reported_model is None:
                     self.reported_model = served_model(list(page.data), self._config.model)
             except openai.AuthenticationError as exc:
