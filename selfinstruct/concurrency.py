@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -793,6 +794,7 @@ class PriorityGate:
     def __init__(self, capacity: Callable[[], int]) -> None:
         self._capacity = capacity
         self._in_use = 0
+        self._ceiling = math.inf  # waiters with a higher key wait (hold_above)
         self._waiters: list[tuple[int, int, asyncio.Future[None], int]] = []
         self._counter = itertools.count()
 
@@ -808,11 +810,12 @@ class PriorityGate:
 
     async def acquire(self, key: int = 0, group: int = 0) -> None:
         """Wait for a slot; lower keys are served first. `group` is for promote()."""
-        if not self._waiters and self._in_use < self._capacity():
+        if not self._waiters and self._in_use < self._capacity() and key <= self._ceiling:
             self._in_use += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (key, next(self._counter), future, group))
+        self.poke()  # slots may be free while only keys above the ceiling wait
         try:
             await future
         except asyncio.CancelledError:
@@ -828,11 +831,22 @@ class PriorityGate:
     def poke(self) -> None:
         """Let in as many waiters as the capacity allows now (call it when it grew)."""
         capacity = self._capacity()
-        while self._waiters and self._in_use < capacity:
+        while self._waiters and self._in_use < capacity and self._waiters[0][0] <= self._ceiling:
             _, _, future, _ = heapq.heappop(self._waiters)
             if not future.done():
                 self._in_use += 1
                 future.set_result(None)
+
+    def hold_above(self, key: float) -> None:
+        """Let in no waiter whose key is above `key` until it is raised (math.inf: none).
+
+        Slots stay free rather than go to them: in the engine, rounds that a newer estimate
+        of the target says are not needed send nothing, and are let go if it changes.
+        """
+        raised = key > self._ceiling
+        self._ceiling = key
+        if raised:
+            self.poke()
 
     def promote(self, group: int, key: int) -> int:
         """Give the waiters of `group` the key `key` (in their order); return how many."""

@@ -13,6 +13,7 @@ import gc
 import hashlib
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -797,20 +798,38 @@ class Bootstrap:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def _want_more_rounds(self, in_flight: int) -> bool:
-        """Avoid paying for rounds that the target will not need (they stay logged anyway)."""
+    def _per_round(self) -> float | None:
+        """Return the tasks a round is expected to add; None while rounds have added none."""
         state = self.run.state
         if state.rounds_committed == 0:
             # Nothing measured yet: expect a share of the tasks a round asks for, so that a
             # short run does not start a whole window of rounds it will never need.
             cfg = self.config
-            per_round = cfg.window[0] * cfg.new_per_prompt * FIRST_ROUND_YIELD
-        elif state.accepted == 0:
+            return cfg.window[0] * cfg.new_per_prompt * FIRST_ROUND_YIELD
+        if state.accepted == 0:
+            return None
+        return state.accepted / state.rounds_committed
+
+    def _want_more_rounds(self, in_flight: int) -> bool:
+        """Avoid paying for rounds that the target will not need (they stay logged anyway)."""
+        per_round = self._per_round()
+        if per_round is None:
             return True
-        else:
-            per_round = state.accepted / state.rounds_committed
         # 25% headroom: a round short of the target costs a full round-trip of latency.
-        return state.accepted + in_flight * per_round * 0.8 < self.config.target
+        return self.run.state.accepted + in_flight * per_round * 0.8 < self.config.target
+
+    def _last_wanted_round(self, next_commit: int) -> float:
+        """Return the last round the target needs by the latest estimate (as started above).
+
+        Rounds are started on the estimate of their time; the first ones on a guess
+        (FIRST_ROUND_YIELD). Those started past this round send nothing until it says they
+        are needed: the gate holds them (PriorityGate.hold_above).
+        """
+        per_round = self._per_round()
+        if per_round is None or per_round <= 0:
+            return math.inf
+        remaining = self.config.target - self.run.state.accepted
+        return next_commit + max(1, math.ceil(remaining / (per_round * 0.8))) - 1
 
     def _window_full(self, started: int, in_flight: dict[int, Any]) -> bool:
         """Say whether the lookahead stops new rounds while the teacher has free slots."""
@@ -880,6 +899,8 @@ class Bootstrap:
             while state.accepted < self.config.target:
                 if self._stopping:
                     raise _Stop
+                if self._gate is not None:
+                    self._gate.hold_above(self._last_wanted_round(next_commit))
                 while next_start <= next_commit + self.config.window[1] and (
                     not in_flight or self._want_more_rounds(len(in_flight))
                 ):
@@ -1020,6 +1041,9 @@ class Bootstrap:
 
     def _hold_sends(self, held: bool = True) -> None:
         """Have the backends send nothing more (or, with held=False, send again)."""
+        if held and self._gate is not None:
+            # Rounds held back for want of need now meet the stop (or the finish) and end.
+            self._gate.hold_above(math.inf)
         self.backend.hold(held)
         if self.judge_backend is not self.backend:
             self.judge_backend.hold(held)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import statistics
 
@@ -599,6 +600,33 @@ def test_gate_promotes_a_group_of_waiters_ahead_of_lower_keys() -> None:
 
     assert asyncio.run(go()) == 2
     assert order == [8, 7, 2, 3]  # promoted ones keep the order they came in
+
+
+def test_gate_holds_keys_above_its_ceiling_with_slots_free_until_it_is_raised() -> None:
+    # The engine's rounds past the last one the target needs (keys 6 and 9) send nothing,
+    # even with slots free; rounds within it (key 2) go at once, and raising the ceiling
+    # (a newer estimate, or the finish) lets the held ones go in key order.
+    order: list[int] = []
+
+    async def go() -> None:
+        gate = PriorityGate(lambda: 4)
+        gate.hold_above(5)
+        waiters = [asyncio.create_task(_hold(gate, key, order)) for key in (9, 2, 6)]
+        await asyncio.sleep(0.05)
+        assert order == [2] and gate.waiting == 2 and gate.in_use == 0
+        gate.hold_above(6)
+        await asyncio.sleep(0.05)
+        assert order == [2, 6]
+        gate.hold_above(math.inf)
+        await asyncio.gather(*waiters)
+
+    async def _hold(gate: PriorityGate, key: int, seen: list[int]) -> None:
+        await gate.acquire(key)
+        seen.append(key)
+        gate.release()
+
+    asyncio.run(go())
+    assert order == [2, 6, 9]
 
 
 def test_a_cancelled_waiter_passes_its_grant_on() -> None:
