@@ -178,7 +178,7 @@ class ConcurrencyLimit:
         """Learn from a refusal (HTTP 429) of a request sent at `sent_at` as the `in_flight`th."""
 
     def on_accepted(self, in_flight: int) -> None:
-        """Learn that a request was taken: unrefused ACCEPT_AFTER after it was sent."""
+        """Learn that a request was taken: unrefused `accept_delay` after it was sent."""
 
     def on_reach(self, seconds: float) -> None:
         """Learn the preflight's round trip: the time a refusal takes to come back."""

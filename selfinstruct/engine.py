@@ -810,13 +810,18 @@ class Bootstrap:
             return None
         return state.accepted / state.rounds_committed
 
+    def _rounds_wanted(self) -> float:
+        """Return how many rounds in flight the target needs by the latest estimate."""
+        per_round = self._per_round()
+        if per_round is None or per_round <= 0:
+            return math.inf
+        remaining = self.config.target - self.run.state.accepted
+        # 25% headroom: a round short of the target costs a full round-trip of latency.
+        return math.ceil(remaining / (per_round * 0.8))
+
     def _want_more_rounds(self, in_flight: int) -> bool:
         """Avoid paying for rounds that the target will not need (they stay logged anyway)."""
-        per_round = self._per_round()
-        if per_round is None:
-            return True
-        # 25% headroom: a round short of the target costs a full round-trip of latency.
-        return self.run.state.accepted + in_flight * per_round * 0.8 < self.config.target
+        return in_flight < self._rounds_wanted()
 
     def _last_wanted_round(self, next_commit: int) -> float:
         """Return the last round the target needs by the latest estimate (as started above).
@@ -825,11 +830,7 @@ class Bootstrap:
         (FIRST_ROUND_YIELD). Those started past this round send nothing until it says they
         are needed: the gate holds them (PriorityGate.hold_above).
         """
-        per_round = self._per_round()
-        if per_round is None or per_round <= 0:
-            return math.inf
-        remaining = self.config.target - self.run.state.accepted
-        return next_commit + max(1, math.ceil(remaining / (per_round * 0.8))) - 1
+        return next_commit + max(1, self._rounds_wanted()) - 1
 
     def _window_full(self, started: int, in_flight: dict[int, Any]) -> bool:
         """Say whether the lookahead stops new rounds while the teacher has free slots."""
