@@ -782,20 +782,28 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+# A gate's waiter: (key less its group's lead, arrival, future, group, key).
+_Waiter = tuple[float, int, asyncio.Future[None], int, int]
+
+
 class PriorityGate:
     """Let at most `capacity()` holders in at once, lowest key first, ties in arrival order.
 
     The capacity is read afresh at every grant, so it may follow an adaptive limit. In the
     engine the key is the round number: the oldest round's classify and instance requests
     overtake later rounds' instruction requests, so rounds commit steadily instead of all
-    at the end.
+    at the end. A group of waiters may be given a lead (see :meth:`lead`): the engine's
+    instruction requests, which start chains of requests, go that many rounds early.
     """
 
     def __init__(self, capacity: Callable[[], int]) -> None:
         self._capacity = capacity
         self._in_use = 0
         self._ceiling = math.inf  # waiters with a higher key wait (hold_above)
-        self._waiters: list[tuple[int, int, asyncio.Future[None], int]] = []
+        self._leads: dict[int, float] = {}  # group -> rounds its waiters go early (lead)
+        # A heap, and those held above the ceiling, set aside until it is raised.
+        self._waiters: list[_Waiter] = []
+        self._held: list[_Waiter] = []
         self._counter = itertools.count()
 
     @property
@@ -806,15 +814,16 @@ class PriorityGate:
     @property
     def waiting(self) -> int:
         """Return how many are waiting for a slot."""
-        return len(self._waiters)
+        return len(self._waiters) + len(self._held)
 
     async def acquire(self, key: int = 0, group: int = 0) -> None:
-        """Wait for a slot; lower keys are served first. `group` is for promote()."""
+        """Wait for a slot; lower keys (less the group's lead) are served first."""
         if not self._waiters and self._in_use < self._capacity() and key <= self._ceiling:
             self._in_use += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (key, next(self._counter), future, group))
+        rank = key - self._leads.get(group, 0.0)
+        heapq.heappush(self._waiters, (rank, next(self._counter), future, group, key))
         self.poke()  # slots may be free while only keys above the ceiling wait
         try:
             await future
@@ -831,33 +840,50 @@ class PriorityGate:
     def poke(self) -> None:
         """Let in as many waiters as the capacity allows now (call it when it grew)."""
         capacity = self._capacity()
-        while self._waiters and self._in_use < capacity and self._waiters[0][0] <= self._ceiling:
-            _, _, future, _ = heapq.heappop(self._waiters)
-            if not future.done():
-                self._in_use += 1
-                future.set_result(None)
+        while self._waiters and self._in_use < capacity:
+            waiter = heapq.heappop(self._waiters)
+            future = waiter[2]
+            if future.done():
+                continue  # cancelled while it waited
+            if waiter[4] > self._ceiling:
+                self._held.append(waiter)  # a lead ranks it early, but it is not wanted yet
+                continue
+            self._in_use += 1
+            future.set_result(None)
 
     def hold_above(self, key: float) -> None:
         """Let in no waiter whose key is above `key` until it is raised (math.inf: none).
 
         Slots stay free rather than go to them: in the engine, rounds that a newer estimate
-        of the target says are not needed send nothing, and are let go if it changes.
+        of the target says are not needed send nothing, and are let go if it changes. The
+        key compared is the waiter's own, whatever lead its group has.
         """
         raised = key > self._ceiling
         self._ceiling = key
         if raised:
+            back = [waiter for waiter in self._held if waiter[4] <= key]
+            if back:
+                self._held = [waiter for waiter in self._held if waiter[4] > key]
+                for waiter in back:
+                    heapq.heappush(self._waiters, waiter)
             self.poke()
 
-    def promote(self, group: int, key: int) -> int:
-        """Give the waiters of `group` the key `key` (in their order); return how many."""
-        moved = 0
-        for i, (old, count, future, tag) in enumerate(self._waiters):
-            if tag == group and old != key:
-                self._waiters[i] = (key, count, future, tag)
-                moved += 1
-        if moved:
-            heapq.heapify(self._waiters)
-        return moved
+    def lead(self, group: int, rounds: float) -> None:
+        """Rank the waiters of `group`, now and later, as if their keys were `rounds` lower.
+
+        math.inf puts them before every other waiter, in the order they came in. The
+        engine's instruction requests start chains (classify, then instances): ranked with
+        the later stages of rounds that many rounds older, they are answered by the time
+        their round's turn comes instead of after it (see engine.head_lead).
+        """
+        if self._leads.get(group, 0.0) == rounds:
+            return
+        self._leads[group] = rounds
+        for waiters in (self._waiters, self._held):
+            for i, (_, count, future, tag, key) in enumerate(waiters):
+                if tag == group:
+                    waiters[i] = (key - rounds, count, future, tag, key)
+        heapq.heapify(self._waiters)
 
     async def __aenter__(self) -> None:
         await self.acquire()

@@ -18,8 +18,8 @@ import signal
 import threading
 import time
 from bisect import bisect_left
-from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -102,9 +102,19 @@ WINDOW_SHARE_WEIGHT = 0.2
 # to add to the pool (the synthetic teacher's rounds add about 0.7; a weaker teacher less).
 # Too high only costs a short run another round trip; too low, rounds it does not need.
 FIRST_ROUND_YIELD = 0.5
-# The gate group of the requests that start a round's chain (instructions), which the end
-# of a run lets go first (PriorityGate.promote).
+# The gate group of the requests that start a round's chain (instructions), which go ahead
+# of older rounds' later stages by a lead (PriorityGate.lead, head_lead).
 CHAIN_HEADS = 1
+# The lead covers this many times the chain's time before its last stage at the recent
+# commit rate: answers vary, and a lead too short idles slots while a round's last chain
+# is still on its first stages; one too long only delays commits a little.
+LEAD_MARGIN = 1.5
+# Commits over which the commit rate is measured, and the weight of a new answer in a
+# stage's mean latency (about the last ten).
+LEAD_COMMITS = 16
+STAGE_WEIGHT = 0.1
+# The stage a round's chain ends with, by precedence: the lead is the time before it.
+CHAIN_ENDS = ("judge", "instances")
 # Signals after which a run stops sending, lets what is in flight land, and commits.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Rejection reason of a request the teacher refused persistently (backends.RequestRefused).
@@ -247,6 +257,25 @@ def _reasoning_rejection(
     return _rejection(stage, REASONING_ONLY, item.instruction, detail, seq=item.seq)
 
 
+def head_lead(commit_times: Sequence[float], stage_seconds: Mapping[str, float]) -> float:
+    """Return how many rounds early a round's instruction requests go, ahead of later stages.
+
+    The gate serves the oldest round first, so without a lead a round's instruction
+    requests wait behind every older round's classify and instance requests, and its own
+    follow only after those: at the end of a run the last rounds' chains run with little
+    else to send, and slots idle for the length of the chain. The lead is the rounds that
+    commit (`commit_times`, the latest commits' times) while a chain goes through the
+    stages before its last (`stage_seconds`, each stage's mean latency), so those are
+    answered by the time the round's turn comes. 0 until both have been measured.
+    """
+    last = next((stage for stage in CHAIN_ENDS if stage in stage_seconds), None)
+    if len(commit_times) < 2 or commit_times[-1] <= commit_times[0] or last is None:
+        return 0.0
+    rate = (len(commit_times) - 1) / (commit_times[-1] - commit_times[0])
+    before = sum(stage_seconds.values()) - stage_seconds[last]
+    return float(math.ceil(LEAD_MARGIN * rate * before))
+
+
 class Bootstrap:
     """Grow the pool of a run directory to the target."""
 
@@ -302,6 +331,8 @@ class Bootstrap:
         self._live: set[asyncio.Task[Any]] = set()
         self._window_limited = False
         self._window_share = 0.0  # running share of commits at which the window was full
+        self._stage_seconds: dict[str, float] = {}  # mean latency of each stage's answers
+        self._commit_times: deque[float] = deque(maxlen=LEAD_COMMITS)
         self._accepted_at_start = run.state.accepted
         self._sampling = sampling_version(run.path)
         self._classify_examples, self._instance_examples = self._fixed_examples()
@@ -390,8 +421,10 @@ class Bootstrap:
             if self._budget is not None:
                 self._budget.check(self.run.state.usage)  # raises before anything is sent
             self._sending += 1
+            sent = time.monotonic()
             try:
                 (completion,) = await backend.complete([request])
+                self._note_latency(request.stage, time.monotonic() - sent)
             except RequestRefused as refused:
                 # A poison request: logged like an answer, so a resume replays the refusal
                 # instead of paying for it again, and the pool stays deterministic.
@@ -832,6 +865,11 @@ class Bootstrap:
         """
         return next_commit + max(1, self._rounds_wanted()) - 1
 
+    def _note_latency(self, stage: str, seconds: float) -> None:
+        """Fold one answer's latency into its stage's running mean (for head_lead)."""
+        mean = self._stage_seconds.setdefault(stage, seconds)
+        self._stage_seconds[stage] = mean + STAGE_WEIGHT * (seconds - mean)
+
     def _window_full(self, started: int, in_flight: dict[int, Any]) -> bool:
         """Say whether the lookahead stops new rounds while the teacher has free slots."""
         gate = self._gate
@@ -907,19 +945,18 @@ class Bootstrap:
                 ):
                     in_flight[next_start] = asyncio.create_task(self._round(next_start))
                     next_start += 1
-                if (
-                    self._gate is not None
-                    and next_commit > self.config.window[1]
-                    and not self._want_more_rounds(len(in_flight))
-                ):
-                    # The last rounds the target needs have all started, and the run ends
-                    # with the last of their chains (instructions, then classify and
-                    # instances): their instruction requests go before other rounds' later
-                    # stages instead of after them, which would leave slots idle while they
-                    # wait for those answers. Only timing changes: novelty and commits
-                    # still go in round order. Past the first window only: a run shorter
-                    # than that would otherwise hold back its first commits for all of it.
-                    self._gate.promote(CHAIN_HEADS, -1)
+                if self._gate is not None:
+                    # Only timing changes: novelty and commits still go in round order.
+                    lead = head_lead(self._commit_times, self._stage_seconds)
+                    if next_commit > self.config.window[1] and not self._want_more_rounds(
+                        len(in_flight)
+                    ):
+                        # The last rounds the target needs have all started, and the run
+                        # ends with the last of their chains: their instruction requests go
+                        # before every other round's later stages. Past the first window
+                        # only: a shorter run would hold back its first commits for all of it.
+                        lead = math.inf
+                    self._gate.lead(CHAIN_HEADS, lead)
                 # Said only when it lasts, and past the first window: while the limit is still
                 # growing at start-up, free slots beside a full window are not a cap.
                 full = self._window_full(next_start - next_commit, in_flight)
@@ -939,6 +976,7 @@ class Bootstrap:
                             raise error
                 accepted_before = state.accepted
                 self._commit(next_commit, in_flight.pop(next_commit).result())
+                self._commit_times.append(time.monotonic())
                 gc.freeze()  # what the round added joins the frozen heap (_quiet_collector)
                 next_commit += 1
                 idle_rounds = 0 if state.accepted > accepted_before else idle_rounds + 1
@@ -968,6 +1006,7 @@ class Bootstrap:
                 await self._drain(in_flight)
             while next_commit in in_flight and _succeeded(in_flight[next_commit]):
                 self._commit(next_commit, in_flight.pop(next_commit).result())
+                self._commit_times.append(time.monotonic())
                 next_commit += 1
             self.run.save_state()  # so `status` shows what was spent, committed or not
             progress = self._snapshot(start)

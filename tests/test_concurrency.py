@@ -23,6 +23,7 @@ from selfinstruct.concurrency import (
     RatePacer,
     parse_duration,
 )
+from selfinstruct.engine import LEAD_MARGIN, head_lead
 
 
 class Clock:
@@ -574,12 +575,12 @@ def test_gate_follows_a_changing_capacity_and_serves_lowest_key_first() -> None:
     assert order == [1, 3, 5, 9]
 
 
-def test_gate_promotes_a_group_of_waiters_ahead_of_lower_keys() -> None:
+def test_gate_with_an_unbounded_lead_serves_a_group_before_lower_keys() -> None:
     # The end of a run: the last rounds' instruction requests (group 1, keys 7 and 8) go
     # before earlier rounds' later stages (group 0, keys 2 and 3), in their own order.
     order: list[int] = []
 
-    async def go() -> int:
+    async def go() -> None:
         gate = PriorityGate(lambda: 1)
         await gate.acquire()
         waiters = [
@@ -587,19 +588,92 @@ def test_gate_promotes_a_group_of_waiters_ahead_of_lower_keys() -> None:
             for key, group in ((2, 0), (8, 1), (3, 0), (7, 1))
         ]
         await asyncio.sleep(0)
-        moved = gate.promote(1, -1)
+        gate.lead(1, math.inf)
         gate.release()
         await asyncio.gather(*waiters)
-        return moved
 
-    async def _hold(gate: PriorityGate, key: int, group: int, seen: list[int]) -> None:
-        await gate.acquire(key, group)
-        seen.append(key)
+    asyncio.run(go())
+    assert order == [8, 7, 2, 3]  # led ones keep the order they came in
+
+
+def test_gate_lead_ranks_a_group_that_many_keys_early_now_and_later() -> None:
+    # Instruction requests (group 1) of round 9, led by 5, rank as round 4: after the later
+    # stages of rounds 2 and 3, before round 5's. The lead applies to those already waiting
+    # (key 9) and to those that come after it was set (key 7, ranked 2: after the 2 that
+    # waited first). Lowering it to 0 ranks them by their own keys again.
+    order: list[int] = []
+
+    async def go() -> None:
+        gate = PriorityGate(lambda: 1)
+        await gate.acquire()
+        waiters = [
+            asyncio.create_task(_hold(gate, key, group, order))
+            for key, group in ((5, 0), (9, 1), (2, 0), (3, 0))
+        ]
+        await asyncio.sleep(0)
+        gate.lead(1, 5)
+        waiters.append(asyncio.create_task(_hold(gate, 7, 1, order)))
         await asyncio.sleep(0)
         gate.release()
+        await asyncio.gather(*waiters)
+        order.append(-1)
+        await gate.acquire()
+        later = [
+            asyncio.create_task(_hold(gate, key, group, order)) for key, group in ((6, 1), (4, 0))
+        ]
+        await asyncio.sleep(0)
+        gate.lead(1, 0)
+        gate.release()
+        await asyncio.gather(*later)
 
-    assert asyncio.run(go()) == 2
-    assert order == [8, 7, 2, 3]  # promoted ones keep the order they came in
+    asyncio.run(go())
+    assert order == [2, 7, 3, 9, 5, -1, 4, 6]
+
+
+def test_gate_holds_a_led_waiter_by_its_own_key() -> None:
+    # A lead ranks round 9's instruction request first, but the ceiling (the last round the
+    # target needs) is 6: it waits, with a slot free, while round 5's request goes; raising
+    # the ceiling lets it go.
+    order: list[int] = []
+
+    async def go() -> None:
+        gate = PriorityGate(lambda: 2)
+        gate.hold_above(6)
+        gate.lead(1, 8)
+        waiters = [
+            asyncio.create_task(_hold(gate, key, group, order)) for key, group in ((9, 1), (5, 0))
+        ]
+        await asyncio.sleep(0.05)
+        assert order == [5] and gate.waiting == 1 and gate.in_use == 0
+        gate.hold_above(9)
+        await asyncio.gather(*waiters)
+
+    asyncio.run(go())
+    assert order == [5, 9]
+
+
+def test_the_lead_is_the_rounds_committed_while_a_chain_reaches_its_last_stage() -> None:
+    # Self-instruct: 5 commits in 2 s (2 rounds a second); instructions take 2.5 s and
+    # classify 0.5 s before the last stage (instances): 3 s, so 6 rounds, with the margin.
+    times = [10.0, 10.5, 11.0, 11.5, 12.0]
+    stages = {"instructions": 2.5, "classify": 0.5, "instances": 3.0}
+    assert head_lead(times, stages) == math.ceil(LEAD_MARGIN * 2.0 * 3.0)
+    # With a judge, the chain ends with it: the instances come before it too.
+    judged = {**stages, "judge": 1.0}
+    assert head_lead(times, judged) == math.ceil(LEAD_MARGIN * 2.0 * 6.0)
+    # Alpaca without a judge: one stage, nothing before it.
+    assert head_lead(times, {"instructions": 4.0}) == 0
+    # Twice the commit rate, twice the lead.
+    assert head_lead([t / 2 for t in times], stages) == math.ceil(LEAD_MARGIN * 4.0 * 3.0)
+    # Not measured yet: no commits, one commit, or no answers.
+    assert head_lead([], stages) == head_lead([10.0], stages) == head_lead(times, {}) == 0
+
+
+async def _hold(gate: PriorityGate, key: int, group: int, seen: list[int]) -> None:
+    await gate.acquire(key, group)
+    seen.append(key)
+    await asyncio.sleep(0)
+    gate.release()
 
 
 def test_gate_holds_keys_above_its_ceiling_with_slots_free_until_it_is_raised() -> None:
