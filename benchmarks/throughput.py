@@ -17,7 +17,8 @@ Prints: time to N and to the first 100 tasks, requests, teacher utilisation (bus
 seconds / (K x wall), start-up included), the ramp (when the first answer came and how many
 round trips later the teacher was first 90% busy), busy slots by tenth of the run, the
 limit the run ended with, client and server CPU seconds (and, under 90% utilisation, which of them
-limits the run), peak memory, rejections.
+limits the run), where the idle slot-seconds went (before the first request, while the
+client's CPU was saturated, after the last answer, the rest), peak memory, rejections.
 
     python benchmarks/throughput.py --mode alpaca --capacity 64 --target 1000
     python benchmarks/throughput.py --capacity 256 --target 5000 --teacher queueing
@@ -51,6 +52,10 @@ from selfinstruct.testing.teacher import SyntheticTeacher
 GOAL = 0.90  # the issue's utilisation goal
 FIRST = 100  # "time to the first 100 tasks"
 SAMPLE = 0.1  # seconds between samples of the teachers' load
+# The client's CPU is judged over spans this long (/proc counts in 10 ms ticks), and called
+# saturated at this share of a core: its one event-loop thread cannot do more.
+CPU_SPAN = 1.0
+SATURATED = 0.9
 
 
 def main() -> None:
@@ -178,6 +183,7 @@ def measure(args: argparse.Namespace) -> None:
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log)
         # Every SAMPLE s: (seconds since start, slots serving, requests answered or admitted).
         samples: list[tuple[float, int, int]] = []
+        cpu_samples: list[tuple[float, float]] = []  # (seconds since start, client CPU s)
         first_at: float | None = None
         reached_at: float | None = None  # when the pool held the target
         pool = _Counter(out / "pool.jsonl")
@@ -192,6 +198,9 @@ def measure(args: argparse.Namespace) -> None:
             else:
                 done = sum(s.stats().answered for s in servers)
             samples.append((now, serving, done))
+            cpu = _process_cpu(proc.pid)
+            if cpu is not None:
+                cpu_samples.append((now, cpu))
             if reached_at is None:
                 tasks = pool()
                 if first_at is None and tasks >= FIRST:
@@ -308,8 +317,26 @@ def measure(args: argparse.Namespace) -> None:
     print(f"client CPU: {client_cpu:.1f} s ({client_cpu / wall:.0%} of a core), "
           f"{client_cpu / max(accepted, 1) * 1000:.2f} ms per accepted task")  # fmt: skip
     print(f"simulated server CPU: {server_cpu:.1f} s ({server_cpu / wall:.0%} of a core)")
+    sent_at = None if watched.first_request is None else watched.first_request - start
+    saturated = _saturated(cpu_samples, samples, slots, sent_at or 0.0)
+    idle: list[tuple[str, float]] = []
+    if saturated is not None:
+        share, idle_then = saturated
+        print(
+            f"client CPU at {SATURATED:.0%}+ of a core (its event loop saturated): "
+            f"{share:.0%} of the run after the first request"
+        )
+    else:
+        idle_then = 0.0
+    if args.teacher != "rate-limited" and sent_at is not None:
+        idle = _idle(slots, wall, busy, sent_at, watched.last_answer - start, idle_then)
+        total = sum(seconds for _, seconds in idle)
+        print(
+            f"idle slot-seconds: {total:.0f} in all: "
+            + ", ".join(f"{name} {sec:.0f} ({sec / total:.0%})" for name, sec in idle)
+        )
     if utilisation < GOAL:
-        print("under 90%: " + _limited_by(client_cpu / wall, server_cpu / wall, window))
+        print("under 90%: " + _limited_by(client_cpu / wall, server_cpu / wall, window, idle))
     print(f"peak memory (bootstrap process RSS): {usage.ru_maxrss / 1024:.0f} MiB")
     rejected = state["rejections"]
     print(
@@ -369,8 +396,77 @@ def _ramp(
     )
 
 
-def _limited_by(client: float, server: float, window: bool) -> str:
-    """Name what holds the run back, from each process's share of a core and the window."""
+def _process_cpu(pid: int) -> float | None:
+    """Return a running process's CPU seconds so far (Linux /proc), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _saturated(
+    cpu: list[tuple[float, float]],
+    samples: list[tuple[float, int, int]],
+    slots: int,
+    after: float,
+) -> tuple[float, float] | None:
+    """Return the share of the run the client's CPU was saturated, and slots idle then.
+
+    Judged per CPU_SPAN from `after` (the first request: before it the process is starting
+    up, which is counted apart): a whole run's average hides the bursts (many answers
+    landing at once) in which the one event-loop thread is the bottleneck. None without
+    /proc.
+    """
+    cpu = [(t, seconds) for t, seconds in cpu if t >= after]
+    if len(cpu) < 2:
+        return None
+    spans = saturated = 0
+    idle = 0.0
+    start = 0
+    for end in range(1, len(cpu)):
+        if cpu[end][0] - cpu[start][0] < CPU_SPAN and end < len(cpu) - 1:
+            continue
+        seconds = cpu[end][0] - cpu[start][0]
+        spans += 1
+        if seconds > 0 and (cpu[end][1] - cpu[start][1]) / seconds >= SATURATED:
+            saturated += 1
+            load = [n for t, n, _ in samples if cpu[start][0] <= t < cpu[end][0]]
+            if load:
+                idle += (slots - sum(load) / len(load)) * seconds
+        start = end
+    return saturated / max(spans, 1), idle
+
+
+def _idle(
+    slots: int, wall: float, busy: float, first: float, last: float, cpu_bound: float
+) -> list[tuple[str, float]]:
+    """Split the idle slot-seconds (K x wall - busy) by where in the run they fell.
+
+    `first` and `last` are the first request's and the last answer's seconds since start;
+    `cpu_bound` the slot-seconds idle while the client's CPU was saturated.
+    """
+    total = max(slots * wall - busy, 0.0)
+    before = slots * first
+    after = slots * max(0.0, wall - last)
+    return [
+        ("before the first request", before),
+        ("with the client's CPU saturated", cpu_bound),
+        ("after the last answer", after),
+        (
+            "the rest (ramp, round structure, the last round trip's drain)",
+            max(0.0, total - before - after - cpu_bound),
+        ),
+    ]
+
+
+def _limited_by(client: float, server: float, window: bool, idle: list[tuple[str, float]]) -> str:
+    """Name what holds the run back, from each process's share of a core and the window.
+
+    With the idle slot-seconds split (`idle`), the largest share names the cause when it
+    is the start-up or the client's saturated CPU.
+    """
     cores = os.cpu_count() or 1
     # The client is one asyncio thread; the simulated server is Python threads under one
     # GIL: either saturates at about one core, and both together at the machine's cores.
@@ -382,6 +478,19 @@ def _limited_by(client: float, server: float, window: bool) -> str:
         return f"the machine's {cores} cores (client {client:.0%} + server {server:.0%})"
     if window:
         return "the lookahead window (the progress line said so): raise --prompts-per-round"
+    if idle:
+        name, seconds = max(idle, key=lambda part: part[1])
+        share = seconds / max(sum(s for _, s in idle), 1e-9)
+        if name == "before the first request":
+            return (
+                f"start-up: {share:.0%} of the idle slot-seconds fell before the first "
+                "request (interpreter, imports, run directory)"
+            )
+        if name == "with the client's CPU saturated":
+            return (
+                f"the client's CPU at times: {share:.0%} of the idle slot-seconds fell in "
+                "seconds its event loop was saturated"
+            )
     return (
         f"neither CPU (client {client:.0%}, server {server:.0%} of a core): start-up, the "
         "round structure or the limiter"
