@@ -243,7 +243,10 @@ class OpenAICompatBackend(Backend):
         limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
             max_connections=most, max_keepalive_connections=most
         )
-        hooks = {"response": [self._on_response]}
+        hooks: dict[str, list[Any]] = {
+            "request": [self._on_request],
+            "response": [self._on_response],
+        }
         self._endpoints = [_Endpoint(url, _client(url, key, config, limits, hooks)) for url in urls]
         self.limit = make_limit(config)
         self._gate = PriorityGate(lambda: self.limit.limit)
@@ -258,6 +261,14 @@ class OpenAICompatBackend(Backend):
         self._probe_fastest = float("inf")  # seconds: the quickest probe answer so far
         self._reach: float | None = None  # seconds: the preflight's quickest round trip
         self._watchers: list[Callable[[], None]] = []
+        # Generation requests posted, and handed to the HTTP transport (the client's request
+        # hook): a room probe waits until every request of its load has reached the server.
+        self._posted = 0
+        self._handed = 0
+        self._handed_at = float("-inf")
+        self._burst_at: float | None = (
+            None  # when the first request since the last probe was handed
+        )
         # What the limit learned is kept beside the run (operational, not identity), for the
         # same endpoints only: another server's capacity says nothing about these.
         self._limits_path = limits_path
@@ -315,6 +326,14 @@ class OpenAICompatBackend(Backend):
 
     # -- what the server says: rate-limit headers, acceptance, the learned limit -----------
 
+    async def _on_request(self, request: Any) -> None:
+        """Count a generation request handed to the transport (httpx event hook)."""
+        if request.method == "POST":
+            self._handed += 1
+            self._handed_at = self._clock()
+            if self._burst_at is None:
+                self._burst_at = self._handed_at
+
     async def _on_response(self, response: Any) -> None:
         """Read an answer's rate-limit headers (httpx event hook: every response passes)."""
         if "x-ratelimit-limit-requests" in response.headers or (
@@ -348,8 +367,25 @@ class OpenAICompatBackend(Backend):
         # The acceptance clock may have raised the limit since the send that bound it: no
         # reason to wait. Only an answer or a refusal since then makes the probe moot.
         wanted = self.limit.probe_after(max(out, self.limit.limit))
-        if self._probe_task is None and wanted is not None:
-            self._probe_task = asyncio.get_running_loop().create_task(self._probe(out))
+        if self._probe_task is not None or wanted is None:
+            return
+        # A probe answered at once proves room at the load the server had, which is the
+        # load counted here only once every request of it has reached the server and been
+        # read. At start-up the client may still be building requests (about a millisecond
+        # of CPU each), and the server reads a burst at its own pace, which on a shared
+        # machine may be no faster than the client sent it: a probe on a warm connection
+        # that overtook them proved room the server did not have (a queueing server of 256
+        # slots then got 526 requests, 271 of them queued, p50 latency 8-10 s against 6.3 s
+        # unloaded). So the probe goes once all are handed to the transport, and as long
+        # again as the client took to hand them (plus the acceptance delay) after the last.
+        burst = 0.0 if self._burst_at is None else self._handed_at - self._burst_at
+        settle = self.limit.accept_delay + max(0.0, burst)
+        since = self._clock() - self._handed_at
+        if self._handed < self._posted or since < settle:
+            wait = settle if self._handed < self._posted else settle - since
+            self._probe_timer = asyncio.get_running_loop().call_later(wait, self._start_probe)
+            return
+        self._probe_task = asyncio.get_running_loop().create_task(self._probe(out))
 
     async def _probe(self, in_flight: int) -> None:
         """Ask for one answer token with `in_flight` out; first back means the server had room.
@@ -376,6 +412,7 @@ class OpenAICompatBackend(Backend):
             endpoint = min(healthy, key=lambda e: e.outstanding)
             body = request_body(self._config, request, self._refused.fields)
             self.limit.on_probe(in_flight)
+            self._posted += 1
             data = await self._guarded(
                 endpoint.client.post(api_path(self._config.api), body=body, cast_to=object),
                 self._config.timeout,
@@ -411,6 +448,7 @@ class OpenAICompatBackend(Backend):
                 self.limit.on_full(in_flight)
             return
         if self.limit.on_room(in_flight):
+            self._burst_at = None  # the burst the next probe waits for starts now
             log.info(
                 "the teacher served a probe at once with %d requests in flight, before any "
                 "answer: up to %d in flight",
@@ -748,6 +786,7 @@ class OpenAICompatBackend(Backend):
         spent = Usage()  # answers paid for but sent again: counted with the one kept
         for _ in range(len(DROPPABLE) + 2):
             body = request_body(self._config, request, self._refused.fields)
+            self._posted += 1
             try:
                 data = await endpoint.client.post(
                     api_path(self._config.api), body=body, cast_to=object
