@@ -583,10 +583,7 @@ def test_gate_with_an_unbounded_lead_serves_a_group_before_lower_keys() -> None:
     async def go() -> None:
         gate = PriorityGate(lambda: 1)
         await gate.acquire()
-        waiters = [
-            asyncio.create_task(_hold(gate, key, group, order))
-            for key, group in ((2, 0), (8, 1), (3, 0), (7, 1))
-        ]
+        waiters = _waiters(gate, ((2, 0), (8, 1), (3, 0), (7, 1)), order)
         await asyncio.sleep(0)
         gate.lead(1, math.inf)
         gate.release()
@@ -606,21 +603,16 @@ def test_gate_lead_ranks_a_group_that_many_keys_early_now_and_later() -> None:
     async def go() -> None:
         gate = PriorityGate(lambda: 1)
         await gate.acquire()
-        waiters = [
-            asyncio.create_task(_hold(gate, key, group, order))
-            for key, group in ((5, 0), (9, 1), (2, 0), (3, 0))
-        ]
+        waiters = _waiters(gate, ((5, 0), (9, 1), (2, 0), (3, 0)), order)
         await asyncio.sleep(0)
         gate.lead(1, 5)
-        waiters.append(asyncio.create_task(_hold(gate, 7, 1, order)))
+        waiters += _waiters(gate, ((7, 1),), order)
         await asyncio.sleep(0)
         gate.release()
         await asyncio.gather(*waiters)
         order.append(-1)
         await gate.acquire()
-        later = [
-            asyncio.create_task(_hold(gate, key, group, order)) for key, group in ((6, 1), (4, 0))
-        ]
+        later = _waiters(gate, ((6, 1), (4, 0)), order)
         await asyncio.sleep(0)
         gate.lead(1, 0)
         gate.release()
@@ -640,9 +632,7 @@ def test_gate_holds_a_led_waiter_by_its_own_key() -> None:
         gate = PriorityGate(lambda: 2)
         gate.hold_above(6)
         gate.lead(1, 8)
-        waiters = [
-            asyncio.create_task(_hold(gate, key, group, order)) for key, group in ((9, 1), (5, 0))
-        ]
+        waiters = _waiters(gate, ((9, 1), (5, 0)), order)
         await asyncio.sleep(0.05)
         assert order == [5] and gate.waiting == 1 and gate.in_use == 0
         gate.hold_above(9)
@@ -667,6 +657,13 @@ def test_the_lead_is_the_rounds_committed_while_a_chain_reaches_its_last_stage()
     assert head_lead([t / 2 for t in times], stages) == math.ceil(LEAD_MARGIN * 4.0 * 3.0)
     # Not measured yet: no commits, one commit, or no answers.
     assert head_lead([], stages) == head_lead([10.0], stages) == head_lead(times, {}) == 0
+
+
+def _waiters(
+    gate: PriorityGate, pairs: tuple[tuple[int, int], ...], seen: list[int]
+) -> list[asyncio.Task[None]]:
+    """Start one waiter per (key, group); each notes its key in `seen` once let in."""
+    return [asyncio.create_task(_hold(gate, key, group, seen)) for key, group in pairs]
 
 
 async def _hold(gate: PriorityGate, key: int, group: int, seen: list[int]) -> None:
