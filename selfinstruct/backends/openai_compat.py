@@ -266,9 +266,7 @@ class OpenAICompatBackend(Backend):
         self._posted = 0
         self._handed = 0
         self._handed_at = float("-inf")
-        self._burst_at: float | None = (
-            None  # when the first request since the last probe was handed
-        )
+        self._burst_at: float | None = None  # the first handed since the limit last grew
         # What the limit learned is kept beside the run (operational, not identity), for the
         # same endpoints only: another server's capacity says nothing about these.
         self._limits_path = limits_path
