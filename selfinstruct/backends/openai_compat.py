@@ -42,6 +42,7 @@ from selfinstruct.backends.openai_wire import (
     served_model,
 )
 from selfinstruct.concurrency import (
+    ACCEPT_BURST,
     AdaptiveLimit,
     ConcurrencyLimit,
     PacerClosed,
@@ -376,10 +377,13 @@ class OpenAICompatBackend(Backend):
         # slots then got 526 requests, 271 of them queued, p50 latency 8-10 s against 6.3 s
         # unloaded). So the probe goes once all are handed to the transport, and as long
         # again as the client took to hand them (plus the acceptance delay) after the last.
+        # Not the first probe, at the acceptance clock's burst: a small, fast server must
+        # still be asked before its first answers, which the burst queued (see on_full).
         burst = 0.0 if self._burst_at is None else self._handed_at - self._burst_at
         settle = self.limit.accept_delay + max(0.0, burst)
         since = self._clock() - self._handed_at
-        if self._handed < self._posted or since < settle:
+        later = self.limit.limit > ACCEPT_BURST
+        if later and (self._handed < self._posted or since < settle):
             wait = settle if self._handed < self._posted else settle - since
             self._probe_timer = asyncio.get_running_loop().call_later(wait, self._start_probe)
             return
