@@ -826,6 +826,7 @@ class Bootstrap:
             for n, (seq, instruction, is_cls, instances) in enumerate(result.tasks)
         ]
         self.run.commit_round(round_number, tasks, result.rejections)
+        self._commit_times.append(time.monotonic())  # the commit rate, for head_lead
         self.pool.extend(tasks)
         self._pool_rounds.extend([round_number] * len(tasks))
 
@@ -976,7 +977,6 @@ class Bootstrap:
                             raise error
                 accepted_before = state.accepted
                 self._commit(next_commit, in_flight.pop(next_commit).result())
-                self._commit_times.append(time.monotonic())
                 gc.freeze()  # what the round added joins the frozen heap (_quiet_collector)
                 next_commit += 1
                 idle_rounds = 0 if state.accepted > accepted_before else idle_rounds + 1
@@ -1006,7 +1006,6 @@ class Bootstrap:
                 await self._drain(in_flight)
             while next_commit in in_flight and _succeeded(in_flight[next_commit]):
                 self._commit(next_commit, in_flight.pop(next_commit).result())
-                self._commit_times.append(time.monotonic())
                 next_commit += 1
             self.run.save_state()  # so `status` shows what was spent, committed or not
             progress = self._snapshot(start)

@@ -682,7 +682,7 @@ def test_gate_holds_keys_above_its_ceiling_with_slots_free_until_it_is_raised() 
     async def go() -> None:
         gate = PriorityGate(lambda: 4)
         gate.hold_above(5)
-        waiters = [asyncio.create_task(_hold(gate, key, order)) for key in (9, 2, 6)]
+        waiters = _waiters(gate, ((9, 0), (2, 0), (6, 0)), order)
         await asyncio.sleep(0.05)
         assert order == [2] and gate.waiting == 2 and gate.in_use == 0
         gate.hold_above(6)
@@ -690,11 +690,6 @@ def test_gate_holds_keys_above_its_ceiling_with_slots_free_until_it_is_raised() 
         assert order == [2, 6]
         gate.hold_above(math.inf)
         await asyncio.gather(*waiters)
-
-    async def _hold(gate: PriorityGate, key: int, seen: list[int]) -> None:
-        await gate.acquire(key)
-        seen.append(key)
-        gate.release()
 
     asyncio.run(go())
     assert order == [2, 6, 9]

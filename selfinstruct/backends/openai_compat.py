@@ -379,14 +379,15 @@ class OpenAICompatBackend(Backend):
         # again as the client took to hand them (plus the acceptance delay) after the last.
         # Not the first probe, at the acceptance clock's burst: a small, fast server must
         # still be asked before its first answers, which the burst queued (see on_full).
-        burst = 0.0 if self._burst_at is None else self._handed_at - self._burst_at
-        settle = self.limit.accept_delay + max(0.0, burst)
-        since = self._clock() - self._handed_at
-        later = self.limit.limit > ACCEPT_BURST
-        if later and (self._handed < self._posted or since < settle):
-            wait = settle if self._handed < self._posted else settle - since
-            self._probe_timer = asyncio.get_running_loop().call_later(wait, self._start_probe)
-            return
+        if self.limit.limit > ACCEPT_BURST:
+            burst = 0.0 if self._burst_at is None else self._handed_at - self._burst_at
+            settle = self.limit.accept_delay + max(0.0, burst)
+            since = self._clock() - self._handed_at
+            if self._handed < self._posted or since < settle:
+                wait = settle if self._handed < self._posted else settle - since
+                loop = asyncio.get_running_loop()
+                self._probe_timer = loop.call_later(wait, self._start_probe)
+                return
         self._probe_task = asyncio.get_running_loop().create_task(self._probe(out))
 
     async def _probe(self, in_flight: int) -> None:
