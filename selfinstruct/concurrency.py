@@ -391,11 +391,15 @@ class AdaptiveLimit(ConcurrencyLimit):
             stats.scale += BASE_WEIGHT * (scale - stats.scale)
             stats.inverse += BASE_WEIGHT * (1.0 / scale - stats.inverse)
             if stats.seen * BASE_WEIGHT < 1.0:
-                # Too few answers for a mean: the lower quartile so far. A server with fewer
-                # slots than the first burst answers the unqueued ones first; the quartile,
-                # unlike the minimum, is not set by one lucky answer.
+                # Too few answers for a mean: the median of the unqueued ones so far, those
+                # within QUEUE_TOLERANCE of the fastest. A server with fewer slots than the
+                # first burst answers them first and the rest a service time or more later
+                # (a quartile of all was a queued one below four slots per quarter of the
+                # answers); the median, unlike the minimum, is not one lucky answer.
                 stats.first.append(latency)
-                stats.base = sorted(stats.first)[len(stats.first) // 4]
+                fastest = min(stats.first)
+                near = sorted(x for x in stats.first if x <= QUEUE_TOLERANCE * fastest)
+                stats.base = near[len(near) // 2]
             else:
                 stats.base += DRIFT_WEIGHT / max(self._limit, 1.0) * (latency - stats.base)
                 stats.base = min(stats.base, stats.slow)
