@@ -97,6 +97,23 @@ _T = TypeVar("_T")
 
 
 @dataclass
+class _Wire:
+    """When the attempt made in this task was handed to the transport and answered."""
+
+    handed: float | None = None
+    answered: float | None = None
+
+
+# The wire times of the attempt being made in this task, noted by the HTTP hooks: the
+# latency the limit judges is theirs, without the SDK's building and parsing, which on a
+# busy client (a start-up burst of many requests) would make the first answers look slow
+# and the server's unloaded latency high.
+_WIRE: contextvars.ContextVar[_Wire | None] = contextvars.ContextVar(
+    "selfinstruct_wire", default=None
+)
+
+
+@dataclass
 class _Endpoint:
     url: str
     client: AsyncOpenAI
@@ -330,11 +347,15 @@ class OpenAICompatBackend(Backend):
         if request.method == "POST":
             self._handed += 1
             self._handed_at = self._clock()
+            if (wire := _WIRE.get()) is not None:
+                wire.handed, wire.answered = self._handed_at, None
             if self._burst_at is None:
                 self._burst_at = self._handed_at
 
     async def _on_response(self, response: Any) -> None:
-        """Read an answer's rate-limit headers (httpx event hook: every response passes)."""
+        """Note an answer's time and read its rate-limit headers (httpx event hook)."""
+        if (wire := _WIRE.get()) is not None:
+            wire.answered = self._clock()
         if "x-ratelimit-limit-requests" in response.headers or (
             "x-ratelimit-limit-tokens" in response.headers
         ):
@@ -707,6 +728,8 @@ class OpenAICompatBackend(Backend):
                 )
             if probe_after is not None:
                 self._probe_timer = loop.call_later(probe_after, self._start_probe)
+        wire = _Wire()
+        wire_mark = _WIRE.set(wire)
         try:
             completion = await self._call(endpoint, request)
         except BaseException as exc:
@@ -719,6 +742,7 @@ class OpenAICompatBackend(Backend):
                 failed.append(endpoint)
             raise
         finally:
+            _WIRE.reset(wire_mark)
             endpoint.outstanding -= 1
             self._out_tokens -= tokens
             if timer is not None:
@@ -726,7 +750,10 @@ class OpenAICompatBackend(Backend):
         self._answered(endpoint)
         self._refusals_in_row = 0
         outstanding = sum(e.outstanding for e in self._endpoints)
-        latency, tokens = self._clock() - sent_at, completion.usage.completion_tokens
+        latency = self._clock() - sent_at
+        if wire.handed is not None and wire.answered is not None:
+            latency = wire.answered - wire.handed  # the server's part (see _WIRE)
+        tokens = completion.usage.completion_tokens
         self.limit.on_success(request.stage, latency, in_flight, outstanding, tokens or None)
         self._save_limits()
         return completion
