@@ -219,7 +219,7 @@ class _Kind:
     seen: int = 1  # answers so far
     first: list[float] = field(default_factory=list)  # the first answers' latencies
     since_cut: int = 0  # answers sent after the last cut for queueing took hold
-    corrected: bool = False  # the base set by start-up answers was lowered once
+    corrected: bool = False  # the base set by start-up answers was lowered
     scale: float = 1.0  # mean of latency / per-token latency: seconds per normalised second
     inverse: float = 1.0  # mean of per-token latency / latency (of 1 / scale, answer by answer)
     share: float = 0.0  # recent share of all answers that are of this kind
@@ -409,12 +409,14 @@ class AdaptiveLimit(ConcurrencyLimit):
                 if stats.since_cut * RATIO_WEIGHT >= RELIEF_AFTER:  # the recent mean is new
                     if stats.ratio >= NO_RELIEF * stats.cut_at:
                         stats.base = stats.recent  # the cut did not help: not a queue
-                    elif stats.ratio < 1.0 and not stats.corrected:
+                    elif stats.ratio < (BACKOFF if stats.corrected else 1.0):
                         # Below the knee answers come faster than the unloaded latency
                         # said: the first answers, which set it, paid for start-up (new
-                        # connections, a cold server). Left high, it would hold a queue.
-                        # Once only: after every cut half the judgements fall below 1 by
-                        # chance, and taking each would ratchet the base down on noise.
+                        # connections, a cold server, a busy client). Left high, it would
+                        # hold a queue; a cut to the knee it puts too high brings answers to
+                        # only BACKOFF of it, so after the first correction that is the
+                        # mark: below 1, half the judgements after every cut would ratchet
+                        # the base down on noise.
                         stats.base, stats.corrected = stats.recent, True
                     stats.cut_at, stats.since_cut = 0.0, 0
             if stats.ratio > QUEUE_TOLERANCE:

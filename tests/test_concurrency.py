@@ -289,13 +289,19 @@ def test_a_queueing_server_is_held_at_its_knee(slots: int, noise: float) -> None
 
 
 def _fifo_server(
-    limit: AdaptiveLimit, clock: Clock, slots: int, answers: int, noise: float
+    limit: AdaptiveLimit,
+    clock: Clock,
+    slots: int,
+    answers: int,
+    noise: float,
+    start_up: tuple[int, float] = (0, 0.0),
 ) -> list[tuple[float, float]]:
     """Keep `limit` in flight on a FIFO server of `slots` (service 1 s +- `noise`).
 
     Unlike _queueing_rounds, requests are sent as answers free room, and each waits for
     the slot the requests before it leave: the first burst's answers come in waves a
-    service time apart. Returns (in flight when sent, latency) per answer.
+    service time apart. The first `start_up[0]` answers reach the limit `start_up[1]` s
+    late (a busy client in its first burst). Returns (in flight when sent, latency).
     """
     rng = random.Random(11)
     free = [0.0] * slots  # when each slot is next free
@@ -309,7 +315,8 @@ def _fifo_server(
             heapq.heappush(out, (done, clock.now, len(out)))
         done, sent, in_flight = heapq.heappop(out)
         clock.now = done
-        limit.on_success("instructions", done - sent, in_flight, len(out))
+        late = start_up[1] if len(history) < start_up[0] else 0.0
+        limit.on_success("instructions", done - sent + late, in_flight, len(out))
         history.append((float(in_flight), done - sent))
     return history
 
@@ -329,6 +336,18 @@ def test_a_small_server_behind_the_first_burst_is_read_from_its_unqueued_answers
     late = history[len(history) // 2 :]
     assert statistics.median(latency for _, latency in late) < 1.5, late[-20:]
     assert statistics.mean(n for n, _ in late) + 1 >= slots  # and the server kept full
+
+
+def test_an_unloaded_latency_set_high_by_start_up_comes_down_cut_by_cut() -> None:
+    # The first 60 answers of a server of 8 slots are read 0.4 s late: the unloaded latency
+    # is taken as 1.4 s, and each cut to the knee that implies leaves answers faster than
+    # it. The judgements after the cuts bring it down until the queue is gone.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=64, maximum=1024, clock=clock)
+    history = _fifo_server(limit, clock, 8, 1600, noise=0.1, start_up=(60, 0.4))
+    late = history[len(history) // 2 :]
+    assert statistics.median(latency for _, latency in late) < 1.5, late[-20:]
+    assert statistics.mean(n for n, _ in late) + 1 >= 8
 
 
 def test_a_queue_behind_a_mix_of_short_and_long_requests_is_read_as_the_wait() -> None:
