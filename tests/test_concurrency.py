@@ -613,8 +613,8 @@ def test_gate_follows_a_changing_capacity_and_serves_lowest_key_first() -> None:
 
     async def go() -> None:
         gate = PriorityGate(lambda: capacity[0])
-        await gate.acquire(0)
-        await gate.acquire(0)
+        await asyncio.wait_for(gate.acquire(0), 1)
+        await asyncio.wait_for(gate.acquire(0), 1)
         waiters = [asyncio.create_task(_hold(gate, key, order)) for key in (5, 3, 9, 1)]
         await asyncio.sleep(0)
         assert order == [] and gate.in_use == 2
@@ -626,7 +626,7 @@ def test_gate_follows_a_changing_capacity_and_serves_lowest_key_first() -> None:
         gate.release()
         await asyncio.sleep(0)
         assert order == [1, 3]
-        await asyncio.gather(*waiters)
+        await asyncio.wait_for(asyncio.gather(*waiters), 5)
 
     async def _hold(gate: PriorityGate, key: int, seen: list[int]) -> None:
         await gate.acquire(key)
@@ -645,12 +645,12 @@ def test_gate_with_an_unbounded_lead_serves_a_group_before_lower_keys() -> None:
 
     async def go() -> None:
         gate = PriorityGate(lambda: 1)
-        await gate.acquire()
+        await asyncio.wait_for(gate.acquire(), 1)
         waiters = _waiters(gate, ((2, 0), (8, 1), (3, 0), (7, 1)), order)
         await asyncio.sleep(0)
         gate.lead(1, math.inf)
         gate.release()
-        await asyncio.gather(*waiters)
+        await asyncio.wait_for(asyncio.gather(*waiters), 5)
 
     asyncio.run(go())
     assert order == [8, 7, 2, 3]  # led ones keep the order they came in
@@ -665,21 +665,21 @@ def test_gate_lead_ranks_a_group_that_many_keys_early_now_and_later() -> None:
 
     async def go() -> None:
         gate = PriorityGate(lambda: 1)
-        await gate.acquire()
+        await asyncio.wait_for(gate.acquire(), 1)
         waiters = _waiters(gate, ((5, 0), (9, 1), (2, 0), (3, 0)), order)
         await asyncio.sleep(0)
         gate.lead(1, 5)
         waiters += _waiters(gate, ((7, 1),), order)
         await asyncio.sleep(0)
         gate.release()
-        await asyncio.gather(*waiters)
+        await asyncio.wait_for(asyncio.gather(*waiters), 5)
         order.append(-1)
-        await gate.acquire()
+        await asyncio.wait_for(gate.acquire(), 1)
         later = _waiters(gate, ((6, 1), (4, 0)), order)
         await asyncio.sleep(0)
         gate.lead(1, 0)
         gate.release()
-        await asyncio.gather(*later)
+        await asyncio.wait_for(asyncio.gather(*later), 5)
 
     asyncio.run(go())
     assert order == [2, 7, 3, 9, 5, -1, 4, 6]
@@ -699,7 +699,7 @@ def test_gate_holds_a_led_waiter_by_its_own_key() -> None:
         await asyncio.sleep(0.05)
         assert order == [5] and gate.waiting == 1 and gate.in_use == 0
         gate.hold_above(9)
-        await asyncio.gather(*waiters)
+        await asyncio.wait_for(asyncio.gather(*waiters), 5)
 
     asyncio.run(go())
     assert order == [5, 9]
@@ -752,7 +752,7 @@ def test_gate_holds_keys_above_its_ceiling_with_slots_free_until_it_is_raised() 
         await asyncio.sleep(0.05)
         assert order == [2, 6]
         gate.hold_above(math.inf)
-        await asyncio.gather(*waiters)
+        await asyncio.wait_for(asyncio.gather(*waiters), 5)
 
     asyncio.run(go())
     assert order == [2, 6, 9]
@@ -761,12 +761,12 @@ def test_gate_holds_keys_above_its_ceiling_with_slots_free_until_it_is_raised() 
 def test_a_cancelled_waiter_passes_its_grant_on() -> None:
     async def go() -> int:
         gate = PriorityGate(lambda: 1)
-        await gate.acquire()
+        await asyncio.wait_for(gate.acquire(), 1)
         waiter = asyncio.create_task(gate.acquire())
         await asyncio.sleep(0)
         waiter.cancel()
         gate.release()
-        await asyncio.gather(waiter, return_exceptions=True)
+        await asyncio.wait_for(asyncio.gather(waiter, return_exceptions=True), 5)
         await asyncio.wait_for(gate.acquire(), 1)  # the slot was not lost
         return gate.in_use
 

@@ -160,7 +160,8 @@ def test_concurrent_callers_are_served_one_at_a_time_and_all_complete() -> None:
     async def go() -> list[list[Completion]]:
         backend = _Timed(TeacherConfig())
         try:
-            return await asyncio.gather(*(backend.complete([_request(p)]) for p in prompts))
+            calls = (backend.complete([_request(p)]) for p in prompts)
+            return await asyncio.wait_for(asyncio.gather(*calls), 300)
         finally:
             await backend.aclose()
 

@@ -381,7 +381,7 @@ def test_requests_are_recorded(server: OpenAITestServer, client: openai.OpenAI) 
 async def _many(base_url: str, n: int, max_retries: int = 0) -> list[object]:
     async with openai.AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=max_retries) as c:
         calls = [c.completions.create(model="t", prompt=f"p{i}") for i in range(n)]
-        return await asyncio.gather(*calls, return_exceptions=True)
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 120)
 
 
 def test_concurrent_async_requests_overlap() -> None:

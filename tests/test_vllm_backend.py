@@ -374,7 +374,7 @@ def test_backend_spreads_concurrent_requests_over_replicas(
             await backend.preflight()
             # As the pipeline calls it: one request per call, many calls at once.
             calls = [backend.complete([_request(f"p{i}", 1 + i % 4)]) for i in range(40)]
-            return list(await asyncio.gather(*calls))
+            return list(await asyncio.wait_for(asyncio.gather(*calls), 120))
         finally:
             await backend.aclose()
 
@@ -563,7 +563,7 @@ def _gpu_complete(teacher: TeacherConfig, requests: list[Request]) -> list[Compl
         try:
             await backend.preflight()
             calls = [backend.complete([r]) for r in requests]
-            return [c for (c,) in await asyncio.gather(*calls)]
+            return [c for (c,) in await asyncio.wait_for(asyncio.gather(*calls), 600)]
         finally:
             await backend.aclose()
 
