@@ -223,6 +223,7 @@ class _Kind:
     scale: float = 1.0  # mean of latency / per-token latency: seconds per normalised second
     inverse: float = 1.0  # mean of per-token latency / latency (of 1 / scale, answer by answer)
     share: float = 0.0  # recent share of all answers that are of this kind
+    unqueued_load: float = 0.0  # most in flight (its own included) an unqueued answer had
 
     @property
     def ratio(self) -> float:
@@ -381,6 +382,7 @@ class AdaptiveLimit(ConcurrencyLimit):
                 scale=scale,
                 inverse=1.0 / scale,
                 share=BASE_WEIGHT if self._kinds else 1.0,
+                unqueued_load=in_flight + 1.0,
             )
         elif sent <= self._settle_until:
             return  # sent before the last decrease took hold: it queued behind the old limit
@@ -419,13 +421,23 @@ class AdaptiveLimit(ConcurrencyLimit):
                         # the base down on noise.
                         stats.base, stats.corrected = stats.recent, True
                     stats.cut_at, stats.since_cut = 0.0, 0
+            if latency <= QUEUE_TOLERANCE * stats.base:
+                stats.unqueued_load = max(stats.unqueued_load, in_flight + 1.0)
             if stats.ratio > QUEUE_TOLERANCE:
                 # Little's law: sent with `flight` in flight, each waiting W in the queue,
                 # the server serves flight x S / (S + W) at once and queues the rest. That
                 # knee is the level to return to, not the overshoot above it.
                 ratio = stats.ratio
                 served = stats.flight / self._queue_factor(stats)
-                knee = min(self._limit, max(served, MIN_QUEUE_FACTOR * self._limit))
+                floor = MIN_QUEUE_FACTOR * self._limit
+                if self.slow_start:
+                    # Start-up's growth before the first answers can put many times a small
+                    # server's slots in flight, and `flight` (of the answers so far) lags
+                    # it: halving once per queued round trip took tens of service times to
+                    # drain. An unqueued answer sent with n in flight proves the server
+                    # serves n at once; the cut may go down to that, no further.
+                    floor = min(floor, stats.unqueued_load)
+                knee = min(self._limit, max(served, floor))
                 if self._decrease(knee, BACKOFF):
                     # Requests sent until the queue has drained still wait behind it.
                     self._settle_until = self._clock() + (self._round_trip or 0.0)

@@ -338,6 +338,19 @@ def test_a_small_server_behind_the_first_burst_is_read_from_its_unqueued_answers
     assert statistics.mean(n for n, _ in late) + 1 >= slots  # and the server kept full
 
 
+def test_start_up_s_queue_on_a_small_server_ends_in_one_cut() -> None:
+    # 64 in flight on a server of 4 slots: the first 64 answers drain in 16 service times
+    # whatever the limit does. The first cut goes to the most that came back unqueued
+    # (4), not to half of 64 and then half again once per queued round trip (each as
+    # long as that queue), which held 3.5 service times of latency until 40.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=64, maximum=1024, clock=clock)
+    history = _fifo_server(limit, clock, 4, 200, noise=0.1)
+    assert limit.decreases >= 1
+    after = history[100:]  # from about 25 service times on
+    assert statistics.median(latency for _, latency in after) < 1.5, after[:20]
+
+
 def test_an_unloaded_latency_set_high_by_start_up_comes_down_cut_by_cut() -> None:
     # The first 60 answers of a server of 8 slots are read 0.4 s late: the unloaded latency
     # is taken as 1.4 s, and each cut to the knee that implies leaves answers faster than
