@@ -410,7 +410,11 @@ class AdaptiveLimit(ConcurrencyLimit):
                 stats.since_cut += 1
                 if stats.since_cut * RATIO_WEIGHT >= RELIEF_AFTER:  # the recent mean is new
                     if stats.ratio >= NO_RELIEF * stats.cut_at:
-                        stats.base = stats.recent  # the cut did not help: not a queue
+                        # The cut did not help: not a queue. Unless the answers judged were
+                        # sent above the knee again (a few slots regrow within the answers
+                        # it takes to judge): then it says nothing.
+                        if stats.flight <= self._before_decrease:
+                            stats.base = stats.recent
                     elif stats.ratio < (BACKOFF if stats.corrected else 1.0):
                         # Below the knee answers come faster than the unloaded latency
                         # said: the first answers, which set it, paid for start-up (new
@@ -438,11 +442,20 @@ class AdaptiveLimit(ConcurrencyLimit):
                     # serves n at once; the cut may go down to that, no further.
                     floor = min(floor, stats.unqueued_load)
                 knee = min(self._limit, max(served, floor))
-                if self._decrease(knee, BACKOFF):
+                # The cut that ends start-up goes to half the knee until it is judged:
+                # below the server's capacity the answers show its unloaded latency, which
+                # start-up's own answers (a cold server, a busy client) may overstate; left
+                # high, it puts every later knee too high. BBR's ProbeRTT does this for
+                # the same reason (Cardwell et al., "BBR", ACM Queue 14(5), 2016).
+                start_up = self.slow_start
+                factor = MIN_QUEUE_FACTOR if start_up else BACKOFF
+                if self._decrease(knee, factor):
                     # Requests sent until the queue has drained still wait behind it.
                     self._settle_until = self._clock() + (self._round_trip or 0.0)
-                    # A cut held back by MIN_QUEUE_FACTOR cannot be judged by its relief.
-                    stats.cut_at = ratio if knee == served else 0.0
+                    # A cut held back by MIN_QUEUE_FACTOR cannot be judged by its relief,
+                    # unless it went below what the server was seen to serve unqueued.
+                    below = start_up and knee * factor <= stats.unqueued_load
+                    stats.cut_at = ratio if knee == served or below else 0.0
                     stats.recent = stats.base  # judge afresh
                 return
             if stats.ratio > QUEUE_EARLY:

@@ -351,6 +351,17 @@ def test_start_up_s_queue_on_a_small_server_ends_in_one_cut() -> None:
     assert statistics.median(latency for _, latency in after) < 1.5, after[:20]
 
 
+def test_the_cut_ending_start_up_goes_below_the_knee_to_read_the_unloaded_latency() -> None:
+    # 64 on a server of 8 slots: the cut that ends start-up goes to half of what came back
+    # unqueued (8), where answers show the unloaded latency, and then back to the knee.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=64, maximum=1024, clock=clock)
+    _fifo_server(limit, clock, 8, 24, noise=0.1)
+    assert limit.decreases == 1 and limit.limit == 4 and limit.ceiling == 8
+    later = _fifo_server(limit, clock, 8, 400, noise=0.1)[200:]
+    assert statistics.mean(n for n, _ in later) + 1 >= 8  # back at the knee
+
+
 def test_an_unloaded_latency_set_high_by_start_up_comes_down_cut_by_cut() -> None:
     # The first 60 answers of a server of 8 slots are read 0.4 s late: the unloaded latency
     # is taken as 1.4 s, and each cut to the knee that implies leaves answers faster than
