@@ -442,7 +442,7 @@ class AdaptiveLimit(ConcurrencyLimit):
                     # serves n at once; the cut may go down to that, no further.
                     floor = min(floor, stats.unqueued_load)
                 knee = min(self._limit, max(served, floor))
-                # The cut that ends start-up goes to half the knee until it is judged:
+                # The cut that ends start-up goes to half the knee (and back by RECOVERY):
                 # below the server's capacity the answers show its unloaded latency, which
                 # start-up's own answers (a cold server, a busy client) may overstate; left
                 # high, it puts every later knee too high. BBR's ProbeRTT does this for
