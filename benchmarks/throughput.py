@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--mode", default="self-instruct", choices=("self-instruct", "alpaca"))
     parser.add_argument("--concurrency", default="auto", help="auto (default) or a number")
     parser.add_argument("--prompts-per-round", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=None, help="the run's --timeout")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directory here")
     add_save_option(parser)
     args = parser.parse_args()
@@ -174,6 +176,8 @@ def measure(args: argparse.Namespace) -> None:
             command += ["--base-url", server.base_url]
         if args.prompts_per_round is not None:
             command += ["--prompts-per-round", str(args.prompts_per_round)]
+        if args.timeout is not None:
+            command += ["--timeout", str(args.timeout)]
         env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
         before = [s.stats() for s in servers]
         busy_before = [q.busy_seconds for q in queues]
@@ -264,6 +268,11 @@ def measure(args: argparse.Namespace) -> None:
         f"requests: {answered} answered, {refused} refused (429); "
         f"{watched.probes} of them room probes (one answer token)"
     )
+    if (logged := re.search(r"(\d+) requests", stdout)) is not None:
+        # Each request the run logged was answered once; any more answers were to requests
+        # it had cut off (--timeout) and sent again: paid twice.
+        again = answered - watched.probes - int(logged.group(1))
+        print(f"answers paid twice (cut off by the timeout, sent again): {max(0, again)}")
     first = None if watched.first_answer is None else watched.first_answer - start
     if watched.first_request is not None:
         # The client process's own overhead: interpreter, imports, run-directory set-up
@@ -301,7 +310,11 @@ def measure(args: argparse.Namespace) -> None:
         if total:
             p50, unloaded = total[len(total) // 2], service[len(service) // 2]
             peak = max(q.peak_waiting for q in queues)
-            print(f"latency p50: {p50:.2f} s against {unloaded:.2f} s unloaded; peak queue {peak}")
+            longest = max(s.wait for s in sojourns)
+            print(
+                f"latency p50: {p50:.2f} s against {unloaded:.2f} s unloaded; peak queue "
+                f"{peak}; longest wait in it {longest:.1f} s"
+            )
     load = [serving for _, serving, _ in samples]
     tenths = [load[len(load) * i // 10 : len(load) * (i + 1) // 10] for i in range(10)]
     print(

@@ -148,7 +148,9 @@ def bootstrap(
     max_new_tokens: Annotated[
         int | None, typer.Option(help="Completion token limit of an instruction request.")
     ] = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds per request.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds per request, from its turn at the server.")
+    ] = None,
     max_retries: Annotated[int | None, typer.Option(help="Retries per request.")] = None,
     prompts_per_round: Annotated[int | None, typer.Option(help="Requests per round.")] = None,
     backend: Annotated[

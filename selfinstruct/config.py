@@ -137,7 +137,11 @@ class TeacherConfig(_Strict):
     instances_temperature: float = Field(
         default=0.0, ge=0.0, le=2.0, description="Temperature for instances (0 = greedy)."
     )
-    timeout: float = Field(default=120.0, gt=0, description="Seconds before a request times out.")
+    timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds before a request times out, from its turn at the server.",
+    )
     max_retries: int = Field(
         default=8, ge=0, le=100, description="Retries per request on 429, 5xx, timeouts."
     )

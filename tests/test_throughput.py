@@ -261,6 +261,47 @@ def test_a_queueing_server_is_held_at_its_knee_with_no_timeouts() -> None:
     assert 6 <= backend.limit.limit <= 16
 
 
+@pytest.mark.parametrize("concurrency", ["16", "auto"])
+def test_a_long_queue_on_a_slow_server_times_nothing_out(concurrency: str) -> None:
+    # One slot, 0.3 s an answer: 16 sent at once wait up to ~5 s in its queue, five times
+    # the timeout. A request cut off there would be sent again and served twice. The
+    # timeout counts from a request's turn: the queue moves, so nothing is cut.
+    teacher = QueueingTeacher(_Timed(latency=0.3), slots=1)
+    with OpenAITestServer(teacher, history=0) as server:
+        try:
+            fixed = {} if concurrency == "auto" else {"concurrency": int(concurrency)}
+            completions, _ = _run(server, 16, timeout=1.0, max_retries=0, **fixed)
+        finally:
+            teacher.close()
+    assert len(completions) == 16  # max_retries=0: a single timeout would have failed it
+    assert len(teacher.sojourns) == 16  # each served once
+    assert max(s.wait for s in teacher.sojourns) > 3.0  # the queue was long
+
+
+def test_a_request_held_while_the_server_answers_others_is_cut_after_its_turn() -> None:
+    # Eight out at a time, 200 in all, each answered in 0.2 s, but the first sent is held
+    # for 30 s. Answers to the others are progress for it only until its turn (when the
+    # requests out a timeout after its send are answered): it is cut a timeout after that
+    # and sent again while the others still keep the server busy.
+    arrivals: list[float] = []
+
+    def handler(request: RecordedRequest) -> Reply:
+        if request.prompt == "Task 0.":
+            arrivals.append(time.monotonic())
+            if len(arrivals) == 1:
+                return Reply(text="late", delay=30.0)
+        return Reply(text="fine", delay=0.2)
+
+    with OpenAITestServer(handler, history=0) as server:
+        start = time.monotonic()
+        completions, _ = _run(server, 200, timeout=1.0, max_retries=1, concurrency=8)
+        end = time.monotonic()
+    assert [c.text for c in completions] == ["fine"] * 200
+    assert len(arrivals) == 2
+    assert arrivals[1] - start < 4.0  # its turn came within ~1.3 s: cut ~1 s later
+    assert end - arrivals[1] > 1.0  # the others went on: the turn cut it, not their end
+
+
 def test_a_rate_limited_api_is_paced_by_its_headers_not_by_refusals() -> None:
     # 80 requests per 2 s, stated in x-ratelimit-* headers on every answer; more than the
     # backend sends before its first answer (ACCEPT_BURST), however slowly that comes. It

@@ -7,13 +7,15 @@ import base64
 import contextlib
 import contextvars
 import dataclasses
+import heapq
+import itertools
 import json
 import logging
 import random
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -113,6 +115,23 @@ _WIRE: contextvars.ContextVar[_Wire | None] = contextvars.ContextVar(
 )
 
 
+class _Turn:
+    """When a request waiting at a queueing server had its turn (None: not yet, as known).
+
+    A queueing server (``vllm serve``, llama.cpp's) serves a request once those that
+    reached it first are answered. Each of those was sent before it reached the server,
+    which it surely has once it has been out a timeout: they were then answered since its
+    send or still out. So its turn comes, at the latest, when every request still out then
+    has been answered, counting those sent after it, which may have overtaken it.
+    """
+
+    __slots__ = ("at", "sent")
+
+    def __init__(self, sent: float) -> None:
+        self.at: float | None = None
+        self.sent = sent  # clock seconds
+
+
 @dataclass
 class _Endpoint:
     url: str
@@ -122,6 +141,17 @@ class _Endpoint:
     set_asides: int = 0  # times set aside since its last answer; lengthens the next pause
     down_until: float = 0.0  # monotonic time before which no request is sent to it
     last_error: str = ""
+    answers: int = 0  # answers it has given (completions and probes)
+    last_answer: float = float("-inf")  # when the latest came (clock seconds)
+    # Requests waiting for their turn (see _Turn): (answers that bring it, order, turn).
+    turns: list[tuple[int, int, _Turn]] = field(default_factory=list)
+
+    def answered(self, now: float) -> None:
+        """Note an answer at `now`: progress for the requests waiting behind it."""
+        self.answers += 1
+        self.last_answer = now
+        while self.turns and self.turns[0][0] <= self.answers:
+            heapq.heappop(self.turns)[2].at = now
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
@@ -211,7 +241,9 @@ def _client(
         api_key=key,
         base_url=base,
         max_retries=0,
-        timeout=config.timeout,
+        # No timeout per read: a request waiting in a queueing server's queue gets no byte
+        # until its turn. Every attempt is bounded by _guarded instead, from its turn.
+        timeout=None,
         http_client=_http_client(limits, hooks),
         default_query=query or None,
         default_headers=headers or None,
@@ -283,6 +315,7 @@ class OpenAICompatBackend(Backend):
         # hook): a room probe waits until every request of its load has reached the server.
         self._posted = 0
         self._handed = 0
+        self._turn_order = itertools.count()  # ties in _Endpoint.turns
         self._handed_at = float("-inf")
         self._burst_at: float | None = None  # the first handed since the limit last grew
         # What the limit learned is kept beside the run (operational, not identity), for the
@@ -440,7 +473,9 @@ class OpenAICompatBackend(Backend):
             data = await self._guarded(
                 endpoint.client.post(api_path(self._config.api), body=body, cast_to=object),
                 self._config.timeout,
+                endpoint,
             )
+            endpoint.answered(self._clock())
             answer = completion_from_json(data, chat=self._config.api == "chat", request=request)
         except Exception as exc:
             if _is_overload(exc):
@@ -748,6 +783,7 @@ class OpenAICompatBackend(Backend):
             if timer is not None:
                 timer.cancel()
         self._answered(endpoint)
+        endpoint.answered(self._clock())
         self._refusals_in_row = 0
         outstanding = sum(e.outstanding for e in self._endpoints)
         latency = self._clock() - sent_at
@@ -761,7 +797,9 @@ class OpenAICompatBackend(Backend):
     async def _call(self, endpoint: _Endpoint, request: Request) -> Completion:
         try:
             return await self._guarded(
-                self._call_unchecked(endpoint, request), self._config.timeout
+                self._call_unchecked(endpoint, request),
+                self._config.timeout,
+                endpoint,
             )
         except UnicodeDecodeError as exc:
             # JSON must be UTF-8 (RFC 8259 sec. 8.1), but a server that cut a character's
@@ -778,21 +816,34 @@ class OpenAICompatBackend(Backend):
         except ValueError as exc:  # the SDK lets a 200 with a non-JSON body escape as this
             raise BadResponse(f"the answer was not valid JSON ({redact(str(exc))})") from None
 
-    async def _guarded(self, call: Awaitable[_T], timeout: float) -> _T:
-        """Await `call` within `timeout` seconds in all, turning transport faults into ours.
+    async def _guarded(
+        self,
+        call: Awaitable[_T],
+        timeout: float,
+        queue: _Endpoint | None = None,
+    ) -> _T:
+        """Await `call` within `timeout` seconds, turning transport faults into ours.
 
         The SDK's timeout bounds each read, not the answer: a server trickling a byte a
         second would hold the request forever. A garbled answer raises the HTTP library's
         own exceptions past the SDK; they are faults of the teacher, retried like a drop.
+
+        With `queue` (the endpoint it went to) the seconds count from the request's turn
+        there (_Turn): a queueing server with few slots, or a long queue of slow answers,
+        answers the last of a burst minutes after its send, and a request cut off there
+        would be sent again and paid twice while the first is still being served.
         """
         try:
+            if queue is not None:
+                return await self._within_turn(call, timeout, queue)
             if sys.version_info >= (3, 11):
                 async with asyncio.timeout(timeout):  # no task per attempt, as wait_for makes
                     return await call
             return await asyncio.wait_for(call, timeout)
         except asyncio.TimeoutError:
+            waited = "" if queue is None else " of its turn at the server"
             raise AttemptTimeout(
-                f"request timed out (no complete answer within {timeout:g}s)"
+                f"request timed out (no complete answer within {timeout:g}s{waited})"
             ) from None
         except (openai.APIError, ValueError):
             raise
@@ -804,6 +855,58 @@ class OpenAICompatBackend(Backend):
             raise TransportFault(
                 f"malformed HTTP answer ({type(exc).__name__}: {redact(said)})"
             ) from None
+
+    async def _within_turn(self, call: Awaitable[_T], timeout: float, endpoint: _Endpoint) -> _T:
+        """Await `call`; raise TimeoutError `timeout` s after its turn at `endpoint` (_Turn).
+
+        Until its turn, each answer the endpoint gives is progress: the timeout counts from
+        the latest. A server that answers nothing for `timeout` s is still cut, as is one
+        that answers others but holds this one past its turn.
+        """
+        turn = _Turn(self._clock())
+        waiting = False
+
+        def left() -> float:
+            # First called when the request has been out `timeout` s: until its turn comes,
+            # answers to the requests out now are progress for it (answered() notes it).
+            nonlocal waiting
+            if not waiting:
+                waiting = True
+                due = endpoint.answers + endpoint.outstanding
+                heapq.heappush(endpoint.turns, (due, next(self._turn_order), turn))
+            start = max(turn.sent, endpoint.last_answer) if turn.at is None else turn.at
+            return start + timeout - self._clock()
+
+        if sys.version_info >= (3, 11):
+            loop = asyncio.get_running_loop()
+            # One timer per attempt, as asyncio.timeout alone would make: only an attempt
+            # out longer than the timeout is looked at again, so answers cost nothing more.
+            async with asyncio.timeout(None) as scope:
+
+                def check() -> None:
+                    nonlocal timer
+                    if (due := left()) > 0:
+                        timer = loop.call_later(due, check)
+                    else:
+                        scope.reschedule(loop.time())  # expire now
+
+                timer = loop.call_later(timeout, check)
+                try:
+                    return await call
+                finally:
+                    timer.cancel()
+        task = asyncio.ensure_future(call)
+        try:
+            due = timeout
+            while due > 0:
+                done, _ = await asyncio.wait({task}, timeout=due)
+                if done:
+                    return task.result()
+                due = left()
+            raise asyncio.TimeoutError
+        finally:
+            if not task.done():
+                task.cancel()
 
     async def _call_unchecked(self, endpoint: _Endpoint, request: Request) -> Completion:
         chat = self._config.api == "chat"
