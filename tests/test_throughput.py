@@ -378,7 +378,9 @@ def test_the_learned_limit_is_kept_and_a_new_session_starts_from_it(tmp_path: Pa
         _, first = _run(server, 150, limits_path=limits)
         data = json.loads(limits.read_text())
         assert data["base_urls"] == [server.base_url]
-        assert data["limit"] == first.limit.limit and data["ceiling"] >= 28
+        # The ceiling is what the server held when a refusal was read: 30, less the answers
+        # that came back meanwhile (on a loaded machine a few land before the 429 is read).
+        assert data["limit"] == first.limit.limit and 20 <= data["ceiling"] <= 30
         config = TeacherConfig(base_urls=[server.base_url], model="m")
         again = OpenAICompatBackend(config, "key", limits_path=limits)
         assert again.limit.limit == first.limit.limit and not again.limit.slow_start  # type: ignore[attr-defined]
