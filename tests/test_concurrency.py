@@ -374,6 +374,28 @@ def test_an_unloaded_latency_set_high_by_start_up_comes_down_cut_by_cut() -> Non
     assert statistics.mean(n for n, _ in late) + 1 >= 8
 
 
+def test_a_new_kind_s_first_answers_do_not_cut_below_a_load_answered_unqueued() -> None:
+    # Start-up ends with a cut; then a new kind of request comes back. Its first answers
+    # waited behind start-up's queue (1.5 s), later ones did not (0.4 s): they lower the
+    # median its unloaded latency is read from while its recent mean still holds the queued
+    # ones. Sent with 150 in flight, where the server answered the first kind unqueued
+    # with 250, they show no queue: the limit is not cut again.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=512, maximum=1024, clock=clock)
+    for _ in range(60):  # unqueued at 250 in flight
+        limit.on_success("short", 0.3, 249, outstanding=400)
+    clock.now = 1.0
+    for _ in range(20):  # queued at 500: the cut that ends start-up
+        limit.on_success("short", 0.6, 499, outstanding=400)
+    assert limit.decreases == 1 and not limit.slow_start
+    cut = limit.limit
+    clock.now = 5.0
+    for latency in [1.5] * 8 + [0.4] * 30:
+        limit.on_success("long", latency, 149, outstanding=150)
+    assert limit.decreases == 1, limit.limit
+    assert limit.limit >= cut
+
+
 def test_a_queue_behind_a_mix_of_short_and_long_requests_is_read_as_the_wait() -> None:
     # Three short answers (0.3 s) per long one (2.7 s), 300 in flight on a server of about
     # 257 slots: each request waits 0.15 s in the queue. That is half the short kind's
