@@ -431,13 +431,13 @@ class AdaptiveLimit(ConcurrencyLimit):
                 stats.ratio > QUEUE_TOLERANCE
                 and not self.slow_start
                 and stats.seen * BASE_WEIGHT < 1.0
-                and in_flight + 1.0 <= max(k.unqueued_load for k in self._kinds.values())
+                and in_flight + 1.0 <= self._proven_load(stats)
             ):
                 # This kind's unloaded latency is still the median of its first answers,
                 # which it lowers as unqueued ones come, while its recent mean still holds
-                # start-up's queued ones. Sent at a load the server has answered unqueued,
-                # this answer shows no queue: a cut here took a server of 256 slots to 153,
-                # back by one request per round trip for tens of round trips.
+                # start-up's queued ones. Sent at a load the server has answered another
+                # kind unqueued at, this answer shows no queue: a cut here took a server of
+                # 256 slots to 153, back by one request per round trip for tens of them.
                 return
             if stats.ratio > QUEUE_TOLERANCE:
                 # Little's law: sent with `flight` in flight, each waiting W in the queue,
@@ -504,6 +504,23 @@ class AdaptiveLimit(ConcurrencyLimit):
                 self._step, self._step_answers = min(2.0 * self._step, cap), 0.0
             step = self._step
         self._limit = min(float(self.maximum), self._limit + step / self._limit)
+
+    def _proven_load(self, stats: _Kind) -> float:
+        """Return the most in flight another kind was answered unqueued at (0: none).
+
+        The server serves that many at once. Only kinds with a mean of their own count: a
+        kind's first answers are read against the median of themselves, and an early one
+        sent late in a burst that reached the server first (new connections open at their
+        own pace) would claim a load far past a small server's slots.
+        """
+        return max(
+            (
+                k.unqueued_load
+                for k in self._kinds.values()
+                if k is not stats and k.seen * BASE_WEIGHT >= 1.0
+            ),
+            default=0.0,
+        )
 
     def _queue_factor(self, stats: _Kind) -> float:
         """Return (S + W) / S: how many in flight per request served, from `stats`'s queue.
