@@ -378,9 +378,11 @@ def test_the_learned_limit_is_kept_and_a_new_session_starts_from_it(tmp_path: Pa
         _, first = _run(server, 150, limits_path=limits)
         data = json.loads(limits.read_text())
         assert data["base_urls"] == [server.base_url]
-        # The ceiling is what the server held when a refusal was read: 30, less the answers
-        # that came back meanwhile (on a loaded machine a few land before the 429 is read).
-        assert data["limit"] == first.limit.limit and 20 <= data["ceiling"] <= 30
+        # What was learned is kept as it was. The ceiling is what the server held when a
+        # refusal was read: 30, less the answers that landed meanwhile (on a loaded machine
+        # many may land before the 429 is read: 18 was seen), so only its range is fixed.
+        assert data["limit"] == first.limit.limit and data["ceiling"] == first.limit.ceiling
+        assert 1 <= data["ceiling"] <= 30
         config = TeacherConfig(base_urls=[server.base_url], model="m")
         again = OpenAICompatBackend(config, "key", limits_path=limits)
         assert again.limit.limit == first.limit.limit and not again.limit.slow_start  # type: ignore[attr-defined]
