@@ -31,10 +31,11 @@ for answers to double the limit:
   averaged over the mix of requests answered. With one kind of request that is N / ratio;
   with a mix, the shortest kind's ratio would read a short queue as a long one.
 - After a decrease the limit closes half the gap to where trouble began each round trip
-  (TCP CUBIC's fast return to the last maximum). Above it, the step per round trip
-  doubles while answers stay unqueued, up to MAX_PROBE_SHARE of the limit (BIC-TCP's max
-  probing): a knee read low, or a server that gained capacity, is found again within a
-  few round trips, not one request per round trip.
+  (TCP CUBIC's fast return to the last maximum); after the cut that ends start-up, which
+  goes below the knee on purpose, the whole gap (as BBR leaves ProbeRTT at once). Above
+  it, the step per round trip doubles while answers stay unqueued, up to MAX_PROBE_SHARE
+  of the limit (BIC-TCP's max probing): a knee read low, or a server that gained
+  capacity, is found again within a few round trips, not one request per round trip.
 
 :class:`RatePacer` honours an API's requests- and tokens-per-minute limits as OpenAI
 states them in ``x-ratelimit-*`` headers and ``Retry-After``: it holds each send until
@@ -261,6 +262,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._probe_load = float("inf")  # the load a probe still out was sent above
         self._step = 1.0  # requests added per round trip above the last decrease
         self._step_answers = 0.0  # answers since the step last doubled
+        self._return_pending = False  # the cut that ended start-up is not yet made good
 
     @property
     def adaptive(self) -> bool:
@@ -454,7 +456,8 @@ class AdaptiveLimit(ConcurrencyLimit):
                     # serves n at once; the cut may go down to that, no further.
                     floor = min(floor, stats.unqueued_load)
                 knee = min(self._limit, max(served, floor))
-                # The cut that ends start-up goes to half the knee (and back by RECOVERY):
+                # The cut that ends start-up goes to half the knee (and back by the whole
+                # gap per round trip, not RECOVERY of it: the cut is not a knee read low):
                 # below the server's capacity the answers show its unloaded latency, which
                 # start-up's own answers (a cold server, a busy client) may overstate; left
                 # high, it puts every later knee too high. BBR's ProbeRTT does this for
@@ -464,6 +467,7 @@ class AdaptiveLimit(ConcurrencyLimit):
                 if self._decrease(knee, factor):
                     # Requests sent until the queue has drained still wait behind it.
                     self._settle_until = self._clock() + (self._round_trip or 0.0)
+                    self._return_pending = start_up
                     # A cut held back by MIN_QUEUE_FACTOR cannot be judged by its relief,
                     # unless it went below what the server was seen to serve unqueued.
                     below = start_up and knee * factor <= stats.unqueued_load
@@ -495,7 +499,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             return
         gap = self._before_decrease - self._limit
         if gap > 0:
-            step = max(1.0, RECOVERY * gap)
+            step = max(1.0, (1.0 if self._return_pending else RECOVERY) * gap)
         else:
             # Max probing: the step doubles each round trip (a limit's worth of answers).
             self._step_answers += 1.0
@@ -581,6 +585,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             return False
         self._last_decrease = self._settle_until = now
         self._step, self._step_answers = 1.0, 0.0
+        self._return_pending = False
         self.slow_start = False
         self.decreases += 1
         self._before_decrease = base

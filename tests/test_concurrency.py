@@ -362,6 +362,28 @@ def test_the_cut_ending_start_up_goes_below_the_knee_to_read_the_unloaded_latenc
     assert statistics.mean(n for n, _ in later) + 1 >= 8  # back at the knee
 
 
+def test_the_cut_ending_start_up_is_made_good_within_two_round_trips() -> None:
+    # A server of ~250 slots: start-up's queue ends in a cut to half the knee, where the
+    # answers show the unloaded latency. That cut is on purpose, not a knee read low: the
+    # limit closes the whole gap per round trip (a limit's worth of unqueued answers), not
+    # half of it, which held a server of 256 slots at ~180 for seconds.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=512, maximum=1024, clock=clock)
+    for _ in range(60):  # unqueued at 250 in flight
+        limit.on_success("short", 0.3, 249, outstanding=400)
+    clock.now = 1.0
+    for _ in range(20):  # queued at 500: the cut that ends start-up
+        limit.on_success("short", 0.6, 499, outstanding=400)
+    assert limit.decreases == 1 and limit.limit <= limit.ceiling // 2 + 1
+    knee = limit.ceiling
+    clock.now = 5.0  # the queue has drained
+    for _ in range(2):
+        for _ in range(limit.limit):
+            limit.on_success("short", 0.3, limit.limit - 1, outstanding=limit.limit)
+    assert limit.decreases == 1
+    assert 0.85 * knee <= limit.limit <= knee, (limit.limit, knee)
+
+
 def test_an_unloaded_latency_set_high_by_start_up_comes_down_cut_by_cut() -> None:
     # The first 60 answers of a server of 8 slots are read 0.4 s late: the unloaded latency
     # is taken as 1.4 s, and each cut to the knee that implies leaves answers faster than
