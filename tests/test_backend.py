@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import time
 
@@ -322,3 +323,32 @@ def test_a_poison_request_is_refused_after_its_retries(reply: Reply, attempts: i
             _complete(server, [_request()], max_retries=2)
         assert len(server.requests) == attempts
     assert server.base_url in info.value.message
+
+
+def test_an_answered_request_leaves_no_reference_cycle() -> None:
+    # The engine freezes the heap after each commit (engine._quiet_collector): a cycle a
+    # request made is moved out of the cyclic collector's reach and kept for good. So an
+    # answered request must be freed by reference counting alone (a timer closure that
+    # referred to itself kept ~7 KB per request: 350 MiB more at 52,000 tasks).
+
+    def cycles_after(server: OpenAITestServer, n: int) -> int:
+        config = TeacherConfig(base_urls=[server.base_url], model="test-model")
+
+        async def go() -> int:
+            backend = OpenAICompatBackend(config, "test-key")
+            try:
+                await backend.complete([_request("warm up")])
+                gc.collect()
+                gc.disable()
+                for i in range(n):
+                    await backend.complete([_request(f"prompt {i}")])
+                return gc.collect()
+            finally:
+                gc.enable()
+                await backend.aclose()
+
+        return asyncio.run(go())
+
+    with OpenAITestServer(lambda r: Reply(text="one two")) as server:
+        few, many = cycles_after(server, 10), cycles_after(server, 110)
+    assert many - few < 100, (few, many)  # under one object per request
