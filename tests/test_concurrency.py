@@ -362,18 +362,24 @@ def test_the_cut_ending_start_up_goes_below_the_knee_to_read_the_unloaded_latenc
     assert statistics.mean(n for n, _ in later) + 1 >= 8  # back at the knee
 
 
+def _start_up_cut_after_unqueued_at_250() -> tuple[Clock, AdaptiveLimit]:
+    """Answer 60 unqueued at 250 in flight, then 20 queued at 500: start-up's cut."""
+    clock = Clock()
+    limit = AdaptiveLimit(initial=512, maximum=1024, clock=clock)
+    for _ in range(60):
+        limit.on_success("short", 0.3, 249, outstanding=400)
+    clock.now = 1.0
+    for _ in range(20):
+        limit.on_success("short", 0.6, 499, outstanding=400)
+    return clock, limit
+
+
 def test_the_cut_ending_start_up_is_made_good_within_two_round_trips() -> None:
     # A server of ~250 slots: start-up's queue ends in a cut to half the knee, where the
     # answers show the unloaded latency. That cut is on purpose, not a knee read low: the
     # limit closes the whole gap per round trip (a limit's worth of unqueued answers), not
     # half of it, which held a server of 256 slots at ~180 for seconds.
-    clock = Clock()
-    limit = AdaptiveLimit(initial=512, maximum=1024, clock=clock)
-    for _ in range(60):  # unqueued at 250 in flight
-        limit.on_success("short", 0.3, 249, outstanding=400)
-    clock.now = 1.0
-    for _ in range(20):  # queued at 500: the cut that ends start-up
-        limit.on_success("short", 0.6, 499, outstanding=400)
+    clock, limit = _start_up_cut_after_unqueued_at_250()
     assert limit.decreases == 1 and limit.limit <= limit.ceiling // 2 + 1
     knee = limit.ceiling
     clock.now = 5.0  # the queue has drained
@@ -402,13 +408,7 @@ def test_a_new_kind_s_first_answers_do_not_cut_below_a_load_answered_unqueued() 
     # median its unloaded latency is read from while its recent mean still holds the queued
     # ones. Sent with 150 in flight, where the server answered the first kind unqueued
     # with 250, they show no queue: the limit is not cut again.
-    clock = Clock()
-    limit = AdaptiveLimit(initial=512, maximum=1024, clock=clock)
-    for _ in range(60):  # unqueued at 250 in flight
-        limit.on_success("short", 0.3, 249, outstanding=400)
-    clock.now = 1.0
-    for _ in range(20):  # queued at 500: the cut that ends start-up
-        limit.on_success("short", 0.6, 499, outstanding=400)
+    clock, limit = _start_up_cut_after_unqueued_at_250()
     assert limit.decreases == 1 and not limit.slow_start
     cut = limit.limit
     clock.now = 5.0
