@@ -57,11 +57,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-# Multiplicative decrease on a 429 when only the in-flight count at sending is known, and
-# below a queueing server's knee. TCP Reno halves; a server that says where its capacity
-# is (429 beyond K requests) needs far less, and a small step keeps the average close to
-# the capacity (the sawtooth averages ~ (1 + BACKOFF) / 2 of it). When the backend says
-# how many others are out as the refusal is read, the limit goes to that instead.
+# Multiplicative decrease on a 429 when only the in-flight count at sending is known. TCP
+# Reno halves; a server that says where its capacity is (429 beyond K requests) needs far
+# less, and a small step keeps the average close to the capacity (the sawtooth averages
+# ~ (1 + BACKOFF) / 2 of it). When the backend says how many others are out as the refusal
+# is read, the limit goes to that instead.
 BACKOFF = 0.95
 # Growth per round trip in start-up, while answers are as fast as unloaded ones. TCP's
 # slow start doubles; four reaches 1,024 from 16 in three round trips, and a queueing
@@ -252,6 +252,9 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._kinds: dict[str, _Kind] = {}
         self._last_decrease = float("-inf")
         self._settle_until = float("-inf")  # answers to requests sent before this are old news
+        # ... and those sent before this above _settle_load in flight (see on_success)
+        self._drain_until = float("-inf")
+        self._settle_load = float("inf")
         self._round_trip: float | None = None  # seconds, from the answers
         self._before_decrease = 0.0  # where the last decrease came down from
         self._refusal_latency = 0.0  # the slowest 429 seen
@@ -386,8 +389,14 @@ class AdaptiveLimit(ConcurrencyLimit):
                 share=BASE_WEIGHT if self._kinds else 1.0,
                 unqueued_load=in_flight + 1.0,
             )
-        elif sent <= self._settle_until:
-            return  # sent before the last decrease took hold: it queued behind the old limit
+        elif sent <= self._settle_until or (
+            sent <= self._drain_until and in_flight + 1.0 > self._settle_load
+        ):
+            # Sent before the last decrease took hold: it queued behind the old limit. (An
+            # answer's send time is read back from its latency, a little late on a busy
+            # client, so the old limit's last requests may seem sent after the cut; their
+            # load says they were not.)
+            return
         else:
             stats.recent += RATIO_WEIGHT * (latency - stats.recent)
             stats.slow += BASE_WEIGHT * (latency - stats.slow)
@@ -462,11 +471,20 @@ class AdaptiveLimit(ConcurrencyLimit):
                 # start-up's own answers (a cold server, a busy client) may overstate; left
                 # high, it puts every later knee too high. BBR's ProbeRTT does this for
                 # the same reason (Cardwell et al., "BBR", ACM Queue 14(5), 2016).
+                # A later cut goes to the knee itself, not BACKOFF below it: at the knee no
+                # request waits, and TCP Vegas, too, aims at a few queued, never an idle
+                # link (Brakmo and Peterson, IEEE JSAC 13(8), 1995). The knee read on a busy
+                # client errs low (its own delays read as queue: 244-248 for 256 slots), and
+                # BACKOFF below that idled 5% more slots until max probing found them.
                 start_up = self.slow_start
-                factor = MIN_QUEUE_FACTOR if start_up else BACKOFF
+                factor = MIN_QUEUE_FACTOR if start_up else 1.0
                 if self._decrease(knee, factor):
-                    # Requests sent until the queue has drained still wait behind it.
-                    self._settle_until = self._clock() + (self._round_trip or 0.0)
+                    # Nothing is sent until fewer than the new limit are out: requests sent
+                    # within it after the cut find the queue drained, and their answers count
+                    # at once. Waiting a round trip for them too held start-up's cut to half
+                    # the knee a round trip longer (BBR leaves ProbeRTT as soon as it can).
+                    self._drain_until = self._clock() + (self._round_trip or 0.0)
+                    self._settle_load = self._limit
                     self._return_pending = start_up
                     # A cut held back by MIN_QUEUE_FACTOR cannot be judged by its relief,
                     # unless it went below what the server was seen to serve unqueued.

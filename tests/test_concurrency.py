@@ -390,6 +390,47 @@ def test_the_cut_ending_start_up_is_made_good_within_two_round_trips() -> None:
     assert 0.85 * knee <= limit.limit <= knee, (limit.limit, knee)
 
 
+def test_answers_sent_within_the_cut_count_at_once_and_the_old_limit_s_do_not() -> None:
+    # After a cut nothing is sent until fewer than the new limit are out, so a request sent
+    # within it finds the queue drained: its answer is evidence as soon as it comes. Those
+    # answers were ignored for a round trip after the cut, which held start-up's cut to
+    # half the knee that much longer. A straggler of the old limit is still old news, even
+    # when its send time, read back from its latency, seems to fall after the cut.
+    clock, limit = _start_up_cut_after_unqueued_at_250()
+    cut_at, cut = clock.now, limit.limit
+    round_trip = limit.round_trip
+    assert round_trip is not None and limit.decreases == 1
+    clock.now = cut_at + 0.25  # within a round trip of the cut
+    limit.on_success("short", 0.2, 499, outstanding=cut)  # sent at the old load
+    assert limit.limit == cut
+    for _ in range(2):  # two rounds sent after the cut, within the limit, unqueued
+        for _ in range(limit.limit):
+            limit.on_success("short", 0.2, cut - 1, outstanding=limit.limit)
+    assert clock.now - 0.2 < cut_at + round_trip
+    assert limit.limit >= 0.85 * limit.ceiling, (limit.limit, limit.ceiling)
+    assert limit.decreases == 1
+
+
+def test_a_cut_for_queueing_after_start_up_goes_to_the_knee_not_below_it() -> None:
+    # At the knee no request waits; below it slots idle. The knee read on a busy client
+    # errs low (its own delays read as queue), so the cut goes to the knee itself: one
+    # BACKOFF below it idled 5% more of a 256-slot server until max probing found them.
+    clock, limit = _start_up_cut_after_unqueued_at_250()
+    clock.now = 5.0
+    for _ in range(3):  # back at the knee, then max probing above it
+        for _ in range(limit.limit):
+            limit.on_success("short", 0.3, limit.limit - 1, outstanding=limit.limit)
+    clock.now = 10.0
+    decreases = limit.decreases
+    for _ in range(30):  # answers sent with 299 others out wait 0.3 s in a queue
+        limit.on_success("short", 0.6, 299, outstanding=300)
+    assert limit.decreases == decreases + 1
+    # Little's law: 300 in flight, each 0.3 s served and ~0.3 s queued: ~150 served at once
+    # (the recent mean still holds some unqueued answers, so a little more).
+    assert 150 <= limit.ceiling <= 200, limit.ceiling
+    assert limit.limit == limit.ceiling
+
+
 def test_an_unloaded_latency_set_high_by_start_up_comes_down_cut_by_cut() -> None:
     # The first 60 answers of a server of 8 slots are read 0.4 s late: the unloaded latency
     # is taken as 1.4 s, and each cut to the knee that implies leaves answers faster than
