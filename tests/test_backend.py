@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from selfinstruct import backends
 from selfinstruct.backends.openai_compat import OpenAICompatBackend
 from selfinstruct.config import TeacherConfig
 from selfinstruct.errors import AuthError, TeacherError
@@ -352,3 +353,24 @@ def test_an_answered_request_leaves_no_reference_cycle() -> None:
     with OpenAITestServer(lambda r: Reply(text="one two")) as server:
         few, many = cycles_after(server, 10), cycles_after(server, 110)
     assert many - few < 100, (few, many)  # under one object per request
+
+
+def test_importing_a_backend_leaves_the_collector_as_it_found_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The collector is paused while a backend's SDK is imported (it only builds objects
+    # that live as long as the process); it must be back on afterwards, even when the
+    # import fails, and left off when the caller had it off.
+    assert gc.isenabled()
+    assert backends.backend_class("openai") is OpenAICompatBackend
+    assert gc.isenabled()
+    monkeypatch.setitem(backends.BACKENDS, "broken", "selfinstruct.no_such_module:Backend")
+    with pytest.raises(ModuleNotFoundError):
+        backends.backend_class("broken")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        backends.backend_class("openai")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
