@@ -13,6 +13,7 @@ import json
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -104,11 +105,15 @@ class _Decoding(_Timed):
     def __init__(self, latency: float) -> None:
         super().__init__(latency)
         self.probes = 0
+        self.serving: Callable[[], int] | None = None  # a queueing server's slots in use
+        self.serving_at_probe: list[int] = []  # ... as each probe reached it
 
     def __call__(self, request: RecordedRequest) -> Reply:
         if request.body.get("max_tokens") == 1:
             with self.lock:
                 self.probes += 1
+                if self.serving is not None:
+                    self.serving_at_probe.append(self.serving())
             return Reply(text="ready", delay=0.02)
         return super().__call__(request)
 
@@ -214,14 +219,24 @@ def test_a_first_probe_that_waited_for_a_slot_holds_start_up_at_the_slots() -> N
     # of start-up's fourfold growth queueing the rest of the 300.
     handler = _Decoding(latency=2.0)
     teacher = QueueingTeacher(handler, slots=64)
+    handler.serving = lambda: teacher.serving
     with OpenAITestServer(teacher, history=0) as server:
         try:
             completions, backend = _run(server, 300, preflight=True, timeout=20.0, max_retries=0)
         finally:
             teacher.close()
     assert len(completions) == 300
-    assert backend.probes == 1
-    assert teacher.peak_waiting < 64, teacher.peak_waiting
+    first = handler.serving_at_probe[0]
+    if first < 64:
+        # The first probe reached the server before the whole burst had (the server, a
+        # thread of this process, reads it late when the cores are busy): it found room,
+        # rightly, and the limit doubled. Then the next probe waits and holds start-up
+        # at about two bursts, still far from fourfold growth (~230 queued).
+        assert backend.probes == 2, (backend.probes, handler.serving_at_probe)
+        assert teacher.peak_waiting < 2 * 64, teacher.peak_waiting
+    else:
+        assert backend.probes == 1, (backend.probes, handler.serving_at_probe)
+        assert teacher.peak_waiting < 64, teacher.peak_waiting
 
 
 def test_probes_before_the_first_answer_do_not_flood_a_queueing_server() -> None:

@@ -77,6 +77,12 @@ class QueueingTeacher:
             return self._waiting
 
     @property
+    def serving(self) -> int:
+        """Return how many requests hold a slot now."""
+        with self._cond:
+            return self._busy
+
+    @property
     def busy_seconds(self) -> float:
         """Return busy slot-seconds so far: the integral of slots serving over time."""
         with self._cond:
