@@ -252,9 +252,9 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._kinds: dict[str, _Kind] = {}
         self._last_decrease = float("-inf")
         self._settle_until = float("-inf")  # answers to requests sent before this are old news
-        # ... and those sent before this above _settle_load in flight (see on_success)
+        # ... and those sent before this with more than this in flight (see on_success)
         self._drain_until = float("-inf")
-        self._settle_load = float("inf")
+        self._drain_load = float("inf")
         self._round_trip: float | None = None  # seconds, from the answers
         self._before_decrease = 0.0  # where the last decrease came down from
         self._refusal_latency = 0.0  # the slowest 429 seen
@@ -390,7 +390,7 @@ class AdaptiveLimit(ConcurrencyLimit):
                 unqueued_load=in_flight + 1.0,
             )
         elif sent <= self._settle_until or (
-            sent <= self._drain_until and in_flight + 1.0 > self._settle_load
+            sent <= self._drain_until and in_flight + 1.0 > self._drain_load
         ):
             # Sent before the last decrease took hold: it queued behind the old limit. (An
             # answer's send time is read back from its latency, a little late on a busy
@@ -484,7 +484,7 @@ class AdaptiveLimit(ConcurrencyLimit):
                     # at once. Waiting a round trip for them too held start-up's cut to half
                     # the knee a round trip longer (BBR leaves ProbeRTT as soon as it can).
                     self._drain_until = self._clock() + (self._round_trip or 0.0)
-                    self._settle_load = self._limit
+                    self._drain_load = self._limit
                     self._return_pending = start_up
                     # A cut held back by MIN_QUEUE_FACTOR cannot be judged by its relief,
                     # unless it went below what the server was seen to serve unqueued.
