@@ -48,6 +48,8 @@ the tests; the clock is passed in for the same reason.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import heapq
 import itertools
 import math
@@ -678,6 +680,35 @@ def parse_duration(text: str) -> float | None:
     return total if pos == len(text) and pos else None
 
 
+def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Return the seconds a refusal's headers ask to wait before the next try; None if none.
+
+    ``retry-after-ms`` (milliseconds: Azure OpenAI sends it, and OpenAI's SDK reads it
+    first), else ``Retry-After`` as seconds or, as RFC 9110 sec. 10.2.3 also allows, an
+    HTTP date (read against `now`, wall-clock seconds; default the current time).
+    """
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value):
+            return max(0.0, value / 1000.0)
+    text = headers.get("retry-after")
+    if text is None:
+        return None
+    if (seconds := parse_duration(text)) is not None:
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)  # RFC 9110: HTTP dates are GMT
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
 @dataclass
 class _Allowance:
     limit: int
@@ -773,7 +804,7 @@ class RatePacer:
                 # believe more than what the known picture has refilled to since.
                 level = min(level, known.available(now))
             self._allowances[resource] = _Allowance(limit, level, now, rate)
-        after = parse_duration(headers.get("retry-after") or "")
+        after = retry_after(headers)
         if after is not None:
             self._hold_until = max(self._hold_until, now + min(after, MAX_RATE_WAIT))
             seen = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import gc
 import socket
 import time
@@ -79,6 +80,27 @@ def test_retry_after_is_honoured_then_succeeds() -> None:
     assert len(times) == 3
     assert times[1] - times[0] >= 0.38 and times[2] - times[1] >= 0.28
     assert elapsed < 5
+
+
+def test_retry_after_as_an_http_date_or_in_milliseconds_is_honoured() -> None:
+    # RFC 9110 lets Retry-After be an HTTP date; Azure OpenAI also sends retry-after-ms,
+    # which OpenAI's SDK reads first. Either was dropped for the client's own backoff
+    # (at most 1 s after a first refusal): too soon for a server that asked for more.
+    refusal = "Rate limit reached (test server)."
+    when = email.utils.formatdate(time.time() + 3.0, usegmt=True)  # ~2-3 s: whole seconds
+    dated = Reply(text=refusal, status=429, headers={"Retry-After": when})
+    millis = Reply(text=refusal, status=429, headers={"retry-after-ms": "400", "Retry-After": "9"})
+    with OpenAITestServer(lambda r: Reply(text="fine")) as server:
+        server.push_faults(dated, millis)
+        start = time.monotonic()
+        (completion,) = _complete(server, [_request()])
+        elapsed = time.monotonic() - start
+        times = [r.time for r in server.requests]
+    assert completion.text == "fine"
+    assert len(times) == 3
+    assert times[1] - times[0] >= 1.9
+    assert 0.38 <= times[2] - times[1] < 5  # the milliseconds, not the 9 s beside them
+    assert elapsed < 10
 
 
 @pytest.mark.parametrize(

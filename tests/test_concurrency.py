@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import heapq
 import math
 import random
 import statistics
+import time
 
 import pytest
 
@@ -23,6 +25,7 @@ from selfinstruct.concurrency import (
     PriorityGate,
     RatePacer,
     parse_duration,
+    retry_after,
 )
 from selfinstruct.engine import LEAD_MARGIN, head_lead
 
@@ -585,6 +588,24 @@ def test_pacer_counts_tokens_and_honours_retry_after() -> None:
     pacer3 = RatePacer(clock)
     pacer3.observe({"x-ratelimit-limit-tokens": "-1", "x-ratelimit-remaining-tokens": "-1"})
     assert not pacer3.active  # Azure's "no limit"
+
+
+def test_retry_after_reads_seconds_milliseconds_and_http_dates() -> None:
+    now = 1_800_000_000.0
+    date = email.utils.formatdate(now + 30.0, usegmt=True)
+    assert retry_after({"retry-after": "2.5"}) == 2.5
+    assert retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert retry_after({"retry-after-ms": "soon", "retry-after": "9"}) == 9.0
+    assert retry_after({"retry-after": date}, now=now) == 30.0
+    assert retry_after({"retry-after": date}, now=now + 60.0) == 0.0  # already past
+    assert retry_after({"retry-after": "-3"}) == 0.0
+    for unreadable in ("soon", "", "inf", "Wed, 99 Foo 2026 07:28:00 GMT"):
+        assert retry_after({"retry-after": unreadable}) is None, unreadable
+    assert retry_after({}) is None
+    # The pacer holds every send until then, read against the wall clock.
+    pacer = RatePacer(Clock())
+    pacer.observe({"retry-after": email.utils.formatdate(time.time() + 20.0, usegmt=True)})
+    assert 18.0 <= pacer.delay(1) <= 20.0
 
 
 def test_pacer_keeps_in_flight_to_what_two_round_trips_refill() -> None:

@@ -51,6 +51,7 @@ from selfinstruct.concurrency import (
     PriorityGate,
     RatePacer,
     SendMark,
+    retry_after,
 )
 from selfinstruct.config import RunConfig, TeacherConfig
 from selfinstruct.errors import AuthError, ConfigError, TeacherError
@@ -184,13 +185,8 @@ class _Endpoint:
 def _retry_after(exc: BaseException | None) -> float | None:
     if not isinstance(exc, openai.APIStatusError):
         return None
-    value = exc.response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, min(float(value), MAX_RETRY_AFTER))
-    except ValueError:
-        return None  # an HTTP date: rare from these servers; fall back to backoff
+    after = retry_after(exc.response.headers)
+    return None if after is None else min(after, MAX_RETRY_AFTER)
 
 
 def _backoff(exc: BaseException | None, attempt: int) -> float:
