@@ -432,10 +432,10 @@ class AdaptiveLimit(ConcurrencyLimit):
                         # Below the knee answers come faster than the unloaded latency
                         # said: the first answers, which set it, paid for start-up (new
                         # connections, a cold server, a busy client). Left high, it would
-                        # hold a queue; a cut to the knee it puts too high brings answers to
-                        # only BACKOFF of it, so after the first correction that is the
-                        # mark: below 1, half the judgements after every cut would ratchet
-                        # the base down on noise.
+                        # hold a queue. After the first correction only a clear drop (below
+                        # BACKOFF of it) corrects again: at the knee answers come at about
+                        # the unloaded latency, so a mark of 1 would lower the base on half
+                        # the judgements, ratcheting it down on noise.
                         stats.base, stats.corrected = stats.recent, True
                     stats.cut_at, stats.since_cut = 0.0, 0
             if latency <= QUEUE_TOLERANCE * stats.base:
