@@ -702,11 +702,12 @@ def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> floa
         return seconds if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)  # RFC 9110: HTTP dates are GMT
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)  # RFC 9110: HTTP dates are GMT
+        at = when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None  # not a date, or one no clock reaches (a year of 11 digits overflows)
+    return max(0.0, at - (time.time() if now is None else now))
 
 
 @dataclass

@@ -599,7 +599,8 @@ def test_retry_after_reads_seconds_milliseconds_and_http_dates() -> None:
     assert retry_after({"retry-after": date}, now=now) == 30.0
     assert retry_after({"retry-after": date}, now=now + 60.0) == 0.0  # already past
     assert retry_after({"retry-after": "-3"}) == 0.0
-    for unreadable in ("soon", "", "inf", "Wed, 99 Foo 2026 07:28:00 GMT"):
+    hostile = ("\x00\ud800", "9" * 100_000, "Wed, 21 Oct 99999999999 07:28:00 GMT")
+    for unreadable in ("soon", "", "inf", "Wed, 99 Foo 2026 07:28:00 GMT", *hostile):
         assert retry_after({"retry-after": unreadable}) is None, unreadable
     assert retry_after({}) is None
     # The pacer holds every send until then, read against the wall clock.
