@@ -28,22 +28,22 @@ floating-point formula, so the pruning never changes an answer.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import math
 import re
 import sys
 import unicodedata
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Final, Literal, TypeAlias, get_args
 
 from rapidfuzz import process
 from rapidfuzz.distance import Indel, LCSseq
+
+from selfinstruct import collector
 
 __all__ = [
     "ROUGE_THRESHOLD",
@@ -148,19 +148,6 @@ def _bucket_range(bucket: int) -> tuple[int, int]:
         return bucket, bucket
     bits = bucket - _EXACT_BUCKETS + 8
     return max(_EXACT_BUCKETS, 1 << (bits - 1)), (1 << bits) - 1
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Suspend the cyclic garbage collector inside the block if it is enabled."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _rouge_tokens(text: str) -> list[str]:
@@ -429,7 +416,7 @@ class NoveltyIndex:
         batch = list(texts)
         # Building creates ~2 containers per text and no reference cycles; with
         # the cyclic GC running, its full passes over them double the build time.
-        with _gc_paused():
+        with collector.paused():
             self._add_batch(batch)
 
     def learn_vocabulary(self, texts: Iterable[str]) -> None:
@@ -440,7 +427,7 @@ class NoveltyIndex:
         ``add`` alone hands them out in order of first appearance.  Call this with
         everything known ahead of a sequential run (a file to deduplicate, say).
         """
-        with _gc_paused():
+        with collector.paused():
             self._assign_ids(list(map(self._tokenize, texts)))
 
     def _assign_ids(self, token_lists: list[list[str]]) -> None:

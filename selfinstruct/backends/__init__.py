@@ -7,10 +7,10 @@ the tests all go through `selfinstruct.runner`). Backends are named in a table o
 
 from __future__ import annotations
 
-import gc
 import importlib
 from typing import TYPE_CHECKING
 
+from selfinstruct import collector
 from selfinstruct.backends.base import Backend, Notify
 
 if TYPE_CHECKING:
@@ -41,14 +41,8 @@ def backend_class(name: str) -> type[Backend]:
     # Importing a backend's SDK builds thousands of objects (the openai package's models),
     # none of them garbage: the cyclic collector walked the growing heap again and again
     # meanwhile, ~0.06 s of the ~0.43 s `import openai` takes before the first request.
-    collecting = gc.isenabled()
-    if collecting:
-        gc.disable()
-    try:
+    with collector.paused():
         cls: type[Backend] = getattr(importlib.import_module(module), attr)
-    finally:
-        if collecting:
-            gc.enable()
     return cls
 
 
