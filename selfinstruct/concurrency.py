@@ -17,8 +17,10 @@ for answers to double the limit:
   the burst) go to ROOM_GAIN times it: a queueing server of K slots holds at most that
   many times K before its first answer. A probe that comes back after an
   answer, and many times slower than a probe served at once, waited for a slot: start-up's
-  answers sent within that load prove no more than it. A refusal of a probe marks the
-  capacity as any refusal does.
+  answers sent within that load prove no more than it. On a server that serves its queue
+  in order, the answers that came before it got its slot count the queue ahead of it,
+  and so the slots: start-up ends there. A refusal of a probe marks the capacity as any
+  refusal does.
 - After the first answers, start-up multiplies the limit by STARTUP_GAIN per round trip
   (16, 64, 256, 1024: two round trips of the first answer reach a thousand) while answers
   come back as fast as unloaded ones.
@@ -197,7 +199,7 @@ class ConcurrencyLimit:
     def on_probe(self, in_flight: int | None) -> None:
         """Learn that a room probe went out with `in_flight` out (None: it is back)."""
 
-    def on_full(self, in_flight: int) -> None:
+    def on_full(self, in_flight: int, service: float | None = None) -> None:
         """Learn that a request sent with `in_flight` out waited for a slot to free."""
 
     def snapshot(self) -> dict[str, Any]:
@@ -219,6 +221,7 @@ class _Kind:
     slow: float  # mean latency over more answers, which sets the unloaded one
     flight: float  # recent mean of how many were in flight when these requests were sent
     cut_at: float = 0.0  # the ratio that made the last cut for queueing (0: none pending)
+    # ... inf: judge only whether the unloaded latency was set high
     seen: int = 1  # answers so far
     first: list[float] = field(default_factory=list)  # the first answers' latencies
     since_cut: int = 0  # answers sent after the last cut for queueing took hold
@@ -265,6 +268,8 @@ class AdaptiveLimit(ConcurrencyLimit):
         self.burst = float(ACCEPT_BURST)  # the most sent before the first answer; probes raise it
         self._served_at_most = float("inf")  # the load above which a probe waited for a slot
         self._probe_load = float("inf")  # the load a probe still out was sent above
+        self._probe_answers: list[float] = []  # when answers came while that probe was out
+        self._room_load = 0.0  # the most in flight (the probe included) a probe found room at
         self._step = 1.0  # requests added per round trip above the last decrease
         self._step_answers = 0.0  # answers since the step last doubled
         self._return_pending = False  # the cut that ended start-up is not yet made good
@@ -346,6 +351,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         """
         if not self.slow_start or self.answered:
             return False  # an answer or a refusal came first: the probe is old news
+        self._room_load = max(self._room_load, in_flight + 1.0)
         grown = min(float(self.maximum), ROOM_GAIN * (in_flight + 1.0))
         self.burst = max(self.burst, grown)
         if grown <= self._limit:
@@ -369,6 +375,8 @@ class AdaptiveLimit(ConcurrencyLimit):
         queue, so latency is judged per token (plus TOKEN_OVERHEAD for the fixed part).
         """
         self.answered += 1
+        if self._probe_load != float("inf"):
+            self._probe_answers.append(self._clock())
         if self._round_trip is None:
             self._round_trip = latency
         self._round_trip += RATIO_WEIGHT * (latency - self._round_trip)
@@ -619,19 +627,50 @@ class AdaptiveLimit(ConcurrencyLimit):
         that load prove no more than it: the first answers of a full server come back
         just before the probe that waited behind them.
         """
-        self._probe_load = float("inf") if in_flight is None else float(max(1, in_flight))
+        if in_flight is None:
+            self._probe_load = float("inf")
+            return
+        self._probe_load = float(max(1, in_flight))
+        self._probe_answers = []
 
-    def on_full(self, in_flight: int) -> None:
+    def on_full(self, in_flight: int, service: float | None = None) -> None:
         """Learn that a room probe sent with `in_flight` out waited for a slot to free.
 
         The server serves at most `in_flight` at once: start-up's answers sent within
         that load prove no more (a queueing server would otherwise get STARTUP_GAIN times
         its slots, all in its queue, from the first unqueued answers).
+
+        `service`, when known, is how long the probe takes once it has a slot (a probe
+        served at once took that long). A server that serves its queue in order (``vllm
+        serve``, llama.cpp's server) gave the probe a slot when the (in_flight + 1 - K)th
+        request ahead of it was answered, K being its slots: the answers that came before
+        then count the queue ahead of it, and so K. Start-up ends there, K in flight.
         """
+        now = self._clock()
         self._served_at_most = min(self._served_at_most, float(max(1, in_flight)))
         # Requests sent until now may wait behind the queue start-up left (the probe did):
         # their answers are start-up's overshoot, not the load the limit now keeps.
-        self._settle_until = max(self._settle_until, self._clock())
+        self._settle_until = max(self._settle_until, now)
+        answers, self._probe_answers = self._probe_answers, []
+        if service is None or not self.slow_start:
+            return
+        freed = sum(1 for t in answers if t <= now - service)
+        if not freed:
+            return
+        # A probe's answer read late by a busy client counts some answers during its own
+        # service as before its slot: the count errs low, where no request waits, but no
+        # lower than the load a probe found room at.
+        slots = min(float(in_flight), max(self._room_load, in_flight + 1.0 - freed))
+        if slots >= self._limit or not self._decrease(slots, 1.0):
+            return
+        for stats in self._kinds.values():
+            # The unloaded latency is judged again at this load: start-up's first answers,
+            # which set it, may have paid for a cold server or a busy client (the reason
+            # the cut that ends start-up goes below the knee). Only lowered, though (no
+            # ratio reads as no relief): a count that erred high leaves a short queue,
+            # which must not be taken for the unloaded latency.
+            stats.cut_at, stats.since_cut = float("inf"), 0
+            stats.recent = stats.base
 
     def snapshot(self) -> dict[str, Any]:
         """Return the limit and the ceiling learned so far (for limits.json)."""

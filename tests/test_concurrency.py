@@ -138,6 +138,88 @@ def test_a_probe_that_waited_for_a_slot_caps_what_start_up_answers_prove() -> No
     assert limit.limit > 34
 
 
+def _probe_behind_a_queue(
+    limit: AdaptiveLimit, clock: Clock, in_flight: int, ahead: int, answers: int
+) -> None:
+    """Send a probe with `in_flight` out to an in-order server that frees a slot every 10 ms.
+
+    The probe gets a slot with the `ahead`th answer and is back 0.3 s later (its service,
+    as long as a probe served at once took), after `answers` answers in all.
+    """
+    limit.on_probe(in_flight)
+    for i in range(answers):
+        clock.now = 6.0 + 0.01 * i
+        limit.on_success("instructions", 7.0, 100, tokens=250)
+    clock.now = 6.0 + 0.01 * (ahead - 1) + 0.3
+    limit.on_probe(None)
+    limit.on_full(in_flight, 0.3)
+
+
+def test_a_waited_probe_counts_the_queue_ahead_and_start_up_ends_at_the_slots() -> None:
+    # A server of 200 slots serving its queue in order. Probes found room at 64 and 130;
+    # the next, sent with 262 out, was the 263rd in line: it got a slot when the 63rd
+    # answer freed one. The answers before then say the server serves 263 - 63 at once.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
+    assert limit.on_room(64) and limit.on_room(130) and limit.limit == 262
+    _probe_behind_a_queue(limit, clock, 262, ahead=63, answers=93)
+    assert limit.limit == 200 and limit.ceiling == 200
+    assert not limit.slow_start and limit.decreases == 1
+    # Answers to requests sent before then waited behind start-up's queue: no evidence.
+    limit.on_success("instructions", 11.0, 200, tokens=250)
+    assert limit.limit == 200 and limit.decreases == 1
+    # The unloaded latency is read again at the slots' load: the first answers, which set
+    # it, paid for a cold start (7 s for 250 tokens); 5 s, not a queue, is the server's.
+    clock.now = 20.0
+    for _ in range(30):
+        limit.on_success("instructions", 5.0, 199, tokens=250)
+    assert limit.decreases == 1 and limit.limit >= 200
+    # Against that, 7.5 s is a queue (1.5 times it); against the first answers' 7 s, even
+    # as the mean of later answers draws it down, it was not, and the queue would stand.
+    clock.now = 30.0
+    for _ in range(30):
+        limit.on_success("instructions", 7.5, 199, tokens=250)
+    assert limit.decreases == 2 and limit.limit < 200
+
+
+def test_a_queue_left_by_a_count_read_high_is_not_taken_for_the_unloaded_latency() -> None:
+    # The probe had fewer ahead of it than the client counted (sends it overtook): start-up
+    # ends at 220 on a server of 200, and the answers at that load carry a short queue.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
+    assert limit.on_room(64) and limit.on_room(130)
+    _probe_behind_a_queue(limit, clock, 262, ahead=43, answers=73)
+    assert limit.limit == 220 and not limit.slow_start
+    base = limit._kinds["instructions"].base
+    clock.now = 20.0
+    for _ in range(40):
+        limit.on_success("instructions", 7.7, 219, tokens=250)  # 1.1 times start-up's
+    assert limit._kinds["instructions"].base == pytest.approx(base, rel=0.01)
+
+
+def test_a_waited_probe_s_count_never_goes_below_the_room_a_probe_found() -> None:
+    # Answers read in a burst just before the probe would count more slots freed than its
+    # place in line needs: the estimate stops at the load a probe was served at once.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
+    assert limit.on_room(64) and limit.on_room(130)
+    _probe_behind_a_queue(limit, clock, 262, ahead=200, answers=200)
+    assert limit.limit == 131 and not limit.slow_start
+
+
+def test_a_waited_probe_without_a_probe_served_at_once_only_caps_start_up() -> None:
+    # The first probe waited: no probe has shown how long one takes with a slot, so the
+    # answers while it was out are not counted; its load caps what start-up proves.
+    clock = Clock()
+    limit = AdaptiveLimit(initial=64, maximum=1024, clock=clock)
+    limit.on_probe(64)
+    for _ in range(20):
+        limit.on_success("instructions", 2.0, 60)
+    limit.on_probe(None)
+    limit.on_full(64)
+    assert limit.limit == 64 and limit.slow_start and limit.decreases == 0
+
+
 def test_a_burst_refused_out_of_order_lands_at_what_the_server_took() -> None:
     # Start-up sent 364 requests to a server that takes K = 256; its sends reached the
     # server out of order, so some refused ones were sent with few in flight. Read one by

@@ -519,7 +519,8 @@ class OpenAICompatBackend(Backend):
         except OSError as exc:
             # The run's own next write meets the same fault and stops it with its message.
             log.warning("could not log a room probe's answer: %s", exc)
-        fastest, self._probe_fastest = self._probe_fastest, min(self._probe_fastest, latency)
+        before, self._probe_fastest = self._probe_fastest, min(self._probe_fastest, latency)
+        fastest = before
         if self._reach is not None:
             # The first probe has no other to be compared with; the preflight's round trip
             # (no model work: at least PROBE_FLOOR for one) is the quickest any answer can
@@ -527,7 +528,9 @@ class OpenAICompatBackend(Backend):
             fastest = min(fastest, max(self._reach, PROBE_FLOOR))
         if isinstance(self.limit, AdaptiveLimit) and self.limit.answered:
             if latency > PROBE_WAITED * fastest:
-                self.limit.on_full(in_flight)
+                # The quickest probe before it took as long as its service once it had a
+                # slot: the answers until then count the queue ahead of it (see on_full).
+                self.limit.on_full(in_flight, before if before < latency else None)
             return
         if self.limit.on_room(in_flight):
             self._burst_at = None  # the burst the next probe waits for starts now
