@@ -138,6 +138,14 @@ def test_a_probe_that_waited_for_a_slot_caps_what_start_up_answers_prove() -> No
     assert limit.limit > 34
 
 
+def _two_rooms() -> tuple[Clock, AdaptiveLimit]:
+    """Return a limit whose probes found room at 64 and at 130 in flight (now 262)."""
+    clock = Clock()
+    limit = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
+    assert limit.on_room(64) and limit.on_room(130) and limit.limit == 262
+    return clock, limit
+
+
 def _probe_behind_a_queue(
     limit: AdaptiveLimit, clock: Clock, in_flight: int, ahead: int, answers: int
 ) -> None:
@@ -159,9 +167,7 @@ def test_a_waited_probe_counts_the_queue_ahead_and_start_up_ends_at_the_slots() 
     # A server of 200 slots serving its queue in order. Probes found room at 64 and 130;
     # the next, sent with 262 out, was the 263rd in line: it got a slot when the 63rd
     # answer freed one. The answers before then say the server serves 263 - 63 at once.
-    clock = Clock()
-    limit = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
-    assert limit.on_room(64) and limit.on_room(130) and limit.limit == 262
+    clock, limit = _two_rooms()
     _probe_behind_a_queue(limit, clock, 262, ahead=63, answers=93)
     assert limit.limit == 200 and limit.ceiling == 200
     assert not limit.slow_start and limit.decreases == 1
@@ -185,9 +191,7 @@ def test_a_waited_probe_counts_the_queue_ahead_and_start_up_ends_at_the_slots() 
 def test_a_queue_left_by_a_count_read_high_is_not_taken_for_the_unloaded_latency() -> None:
     # The probe had fewer ahead of it than the client counted (sends it overtook): start-up
     # ends at 220 on a server of 200, and the answers at that load carry a short queue.
-    clock = Clock()
-    limit = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
-    assert limit.on_room(64) and limit.on_room(130)
+    clock, limit = _two_rooms()
     _probe_behind_a_queue(limit, clock, 262, ahead=43, answers=73)
     assert limit.limit == 220 and not limit.slow_start
     base = limit._kinds["instructions"].base
@@ -200,9 +204,7 @@ def test_a_queue_left_by_a_count_read_high_is_not_taken_for_the_unloaded_latency
 def test_a_waited_probe_s_count_never_goes_below_the_room_a_probe_found() -> None:
     # Answers read in a burst just before the probe would count more slots freed than its
     # place in line needs: the estimate stops at the load a probe was served at once.
-    clock = Clock()
-    limit = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
-    assert limit.on_room(64) and limit.on_room(130)
+    clock, limit = _two_rooms()
     _probe_behind_a_queue(limit, clock, 262, ahead=200, answers=200)
     assert limit.limit == 131 and not limit.slow_start
 
