@@ -678,6 +678,10 @@ class AdaptiveLimit(ConcurrencyLimit):
             "limit": self.limit,
             "ceiling": self.ceiling,
             "slow_start": self.slow_start,
+            # Start-up's cut below the knee is on purpose: a session stopped before the
+            # limit made it good makes it good at the same pace, not as if the knee were
+            # read low (RECOVERY).
+            "return_pending": self._return_pending and self._limit < self._before_decrease,
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -688,6 +692,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._limit = float(min(limit, self.maximum))
         self._before_decrease = float(min(max(ceiling, 0), self.maximum))
         self.slow_start = bool(data.get("slow_start", False))
+        self._return_pending = data.get("return_pending") is True
 
     def describe(self) -> str:
         """Say that the limit is found by probing, and where it stands."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import heapq
+import json
 import math
 import random
 import statistics
@@ -477,6 +478,20 @@ def test_the_cut_ending_start_up_is_made_good_within_two_round_trips() -> None:
     assert 0.85 * knee <= limit.limit <= knee, (limit.limit, knee)
 
 
+def test_a_session_stopped_before_start_up_s_cut_was_made_good_makes_it_good_as_fast() -> None:
+    clock, limit = _start_up_cut_after_unqueued_at_250()
+    data = limit.snapshot()
+    assert data["return_pending"] is True
+    again = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
+    again.restore(json.loads(json.dumps(data)))  # as limits.json keeps it
+    knee = again.ceiling
+    assert again.limit <= knee // 2 + 1
+    for _ in range(2):
+        for _ in range(again.limit):
+            again.on_success("short", 0.3, again.limit - 1, outstanding=again.limit)
+    assert 0.85 * knee <= again.limit <= knee, (again.limit, knee)
+
+
 def test_answers_sent_within_the_cut_count_at_once_and_the_old_limit_s_do_not() -> None:
     # After a cut nothing is sent until fewer than the new limit are out, so a request sent
     # within it finds the queue drained: its answer is evidence as soon as it comes. Those
@@ -608,6 +623,7 @@ def test_learned_state_survives_a_snapshot() -> None:
     limit = AdaptiveLimit(initial=300, maximum=1024, clock=clock)
     limit.on_overload(sent_at=0.0, in_flight=260)
     data = limit.snapshot()
+    assert data["return_pending"] is False  # a refusal's cut reads the capacity itself
     again = AdaptiveLimit(initial=16, maximum=1024, clock=clock)
     again.restore(data)
     assert (again.limit, again.ceiling, again.slow_start) == (247, 260, False)
