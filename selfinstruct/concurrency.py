@@ -931,6 +931,10 @@ class RatePacer:
         """Let no waiting send through any more: each raises PacerClosed within CLOSE_CHECK."""
         self.closed = True
 
+    def reopen(self) -> None:
+        """Let sends through again (a later run on the same backend)."""
+        self.closed = False
+
 
 def _int(value: str | None) -> int | None:
     if value is None:

@@ -403,6 +403,30 @@ def test_held_sends_waiting_for_a_refill_or_a_retry_are_never_sent() -> None:
     assert len(held) == 20
 
 
+def test_a_backend_held_by_one_run_waits_for_a_refill_again_in_the_next() -> None:
+    # A run that reached its target holds sends; a later run on the same backend (a longer
+    # --target in one process) releases them, and a send that must wait for the API's
+    # refill waits for it rather than finding the pacer still closed.
+    teacher = RateLimitedTeacher(_Timed(latency=0.01), requests=2, tokens=10**9, period=1.0)
+    with OpenAITestServer(teacher, history=0) as server:
+        config = TeacherConfig(base_urls=[server.base_url], model="m")
+
+        async def go() -> list[list[Completion]]:
+            backend = OpenAICompatBackend(config, "key")
+            try:
+                first = [await backend.complete([r]) for r in _requests(2)]
+                backend.hold()
+                backend.hold(False)
+                # The second's two requests are spent: these two wait for its refill.
+                later = [backend.complete([r]) for r in _requests(2)]
+                return first + await asyncio.wait_for(asyncio.gather(*later), DEADLINE)
+            finally:
+                await backend.aclose()
+
+        answers = asyncio.run(go())
+    assert len(answers) == teacher.admitted == 4
+
+
 def test_reset_durations_are_written_as_openai_does() -> None:
     assert [format_duration(s) for s in (0.02, 1.0, 1.5, 360.0, 3723.0)] == [
         "20ms",

@@ -376,7 +376,7 @@ class OpenAICompatBackend(Backend):
         """Send nothing more: requests waiting for a slot, a refill or a retry raise SendsHeld."""
         if not held:
             self._held.clear()
-            self.pacer.closed = False
+            self.pacer.reopen()
             return
         self._held.set()
         self.pacer.close()
