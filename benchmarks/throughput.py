@@ -18,7 +18,8 @@ seconds / (K x wall), start-up included), the ramp (when the first answer came a
 round trips later the teacher was first 90% busy), busy slots by tenth of the run, the
 limit the run ended with, client and server CPU seconds (and, under 90% utilisation, which of them
 limits the run), where the idle slot-seconds went (before the first request, while the
-client's CPU was saturated, after the last answer, the rest), peak memory, rejections.
+client's CPU was saturated, the ramp, after the run's last request, after the last answer,
+the rest), peak memory, rejections.
 
     python benchmarks/throughput.py --mode alpaca --capacity 64 --target 1000
     python benchmarks/throughput.py --capacity 256 --target 5000 --teacher queueing
@@ -32,6 +33,7 @@ after the command line, the commit and the load average (how busy the machine wa
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import re
@@ -46,6 +48,7 @@ from pathlib import Path
 
 from evidence import add_save_option, saved_output
 
+import selfinstruct
 from selfinstruct.testing.server import OpenAITestServer, RecordedRequest, Reply
 from selfinstruct.testing.simulated import QueueingTeacher, RateLimitedTeacher, refusing_server
 from selfinstruct.testing.teacher import SyntheticTeacher
@@ -101,6 +104,7 @@ class _Watched:
         self.probes = 0
         self.first_answer: float | None = None  # time.monotonic()
         self.first_request: float | None = None
+        self.last_request = 0.0  # when the run's last request (not a probe) came
         self.last_answer = 0.0  # when the last answer was due
 
     def __call__(self, request: RecordedRequest) -> Reply:
@@ -112,6 +116,7 @@ class _Watched:
             if request.body.get("max_tokens") == 1:
                 self.probes += 1
             else:
+                self.last_request = now
                 due = time.monotonic() + reply.delay
                 self.first_answer = min(due, self.first_answer or due)
         return reply
@@ -139,6 +144,10 @@ class _Counter:
 
 def measure(args: argparse.Namespace) -> None:
     """Start the teachers, run the bootstrap to the target, print the figures."""
+    # Start-up is timed as a user's: pip compiles an installed package's modules, and an
+    # editable install's first run writes them. With PYTHONDONTWRITEBYTECODE set where the
+    # benchmark runs, every run would compile the CLI's modules again (~0.15 s on 2 cores).
+    compileall.compile_dir(Path(selfinstruct.__file__).parent, quiet=2)
     latency, rate = (0.0, 0.0) if args.instant else (args.latency, args.decode_rate)
     synthetic = SyntheticTeacher(
         latency=latency,
@@ -278,7 +287,8 @@ def measure(args: argparse.Namespace) -> None:
         # The client process's own overhead: interpreter, imports, run-directory set-up
         # before the first request; the last write and exit after the last answer.
         print(
-            f"process: first request at {watched.first_request - start:.2f} s; "
+            f"process: first request at {watched.first_request - start:.2f} s, the last "
+            f"(probes aside) at {watched.last_request - start:.2f} s; "
             f"exit {wall - (watched.last_answer - start):.2f} s after the last answer"
         )
     print("ramp: " + _ramp(args, samples, busy / max(answered, 1), limiters, first))
@@ -342,7 +352,8 @@ def measure(args: argparse.Namespace) -> None:
     else:
         idle_then = 0.0
     if args.teacher != "rate-limited" and sent_at is not None:
-        idle = _idle(slots, wall, busy, sent_at, watched.last_answer - start, idle_then)
+        span = (sent_at, watched.last_request - start, watched.last_answer - start)
+        idle = _idle(slots, wall, busy, span, samples, idle_then)
         total = sum(seconds for _, seconds in idle)
         print(
             f"idle slot-seconds: {total:.0f} in all: "
@@ -453,24 +464,43 @@ def _saturated(
 
 
 def _idle(
-    slots: int, wall: float, busy: float, first: float, last: float, cpu_bound: float
+    slots: int,
+    wall: float,
+    busy: float,
+    span: tuple[float, float, float],
+    samples: list[tuple[float, int, int]],
+    cpu_bound: float,
 ) -> list[tuple[str, float]]:
     """Split the idle slot-seconds (K x wall - busy) by where in the run they fell.
 
-    `first` and `last` are the first request's and the last answer's seconds since start;
-    `cpu_bound` the slot-seconds idle while the client's CPU was saturated.
+    `span` holds the first request's, the last request's (probes aside) and the last
+    answer's seconds since start; `samples` the sampled load; `cpu_bound` the slot-seconds
+    idle while the client's CPU was saturated. The ramp runs from the first request until
+    90% of the slots first served; the last round trip from the run's last request to the
+    last answer: no work came then, only answers left. Both are sampled (every SAMPLE s).
     """
+    first, last_sent, last = span
     total = max(slots * wall - busy, 0.0)
     before = slots * first
     after = slots * max(0.0, wall - last)
+    full_at = next((t for t, serving, _ in samples if serving >= GOAL * slots), last)
+
+    def sampled(start: float, end: float) -> float:
+        return sum((slots - n) * SAMPLE for t, n, _ in samples if start <= t < end)
+
+    ramp = sampled(first, min(full_at, last_sent))
+    tail = sampled(max(last_sent, full_at), last)
+    rest = total - before - after - cpu_bound
+    # Sampled parts may overshoot the exact remainder by a sample's worth: keep the sum.
+    ramp = min(ramp, max(rest, 0.0))
+    tail = min(tail, max(rest - ramp, 0.0))
     return [
         ("before the first request", before),
         ("with the client's CPU saturated", cpu_bound),
+        ("the ramp (until 90% of the slots served)", ramp),
+        ("after the run's last request (its last round trip)", tail),
         ("after the last answer", after),
-        (
-            "the rest (ramp, round structure, the last round trip's drain)",
-            max(0.0, total - before - after - cpu_bound),
-        ),
+        ("the rest (round structure, the limiter)", max(0.0, rest - ramp - tail)),
     ]
 
 
@@ -503,6 +533,12 @@ def _limited_by(client: float, server: float, window: bool, idle: list[tuple[str
             return (
                 f"the client's CPU at times: {share:.0%} of the idle slot-seconds fell in "
                 "seconds its event loop was saturated"
+            )
+        if name.startswith("after the run's last request"):
+            return (
+                f"the last round trip: {share:.0%} of the idle slot-seconds fell after the "
+                "run's last request, with fewer requests left than slots (a longer run "
+                "spreads it thinner)"
             )
     return (
         f"neither CPU (client {client:.0%}, server {server:.0%} of a core): start-up, the "
