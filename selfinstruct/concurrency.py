@@ -959,10 +959,18 @@ class PriorityGate:
     instruction requests, which start chains of requests, go that many rounds early.
     """
 
-    def __init__(self, capacity: Callable[[], int]) -> None:
+    def __init__(
+        self, capacity: Callable[[], int], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._capacity = capacity
+        self._clock = clock
         self._in_use = 0
         self._ceiling = math.inf  # waiters with a higher key wait (hold_above)
+        # Waiters with a key above `_needed` (and not above the ceiling) are spares: they go
+        # only within `_spare_for` seconds of the last waiter at or below it (hold_spares).
+        self._needed = math.inf
+        self._spare_for = math.inf
+        self._needed_at = -math.inf  # when a waiter at or below `_needed` last went in
         self._leads: dict[int, float] = {}  # group -> rounds its waiters go early (lead)
         # A heap, and those held above the ceiling, set aside until it is raised.
         self._waiters: list[_Waiter] = []
@@ -981,7 +989,7 @@ class PriorityGate:
 
     async def acquire(self, key: int = 0, group: int = 0) -> None:
         """Wait for a slot; lower keys (less the group's lead) are served first."""
-        if not self._waiters and self._in_use < self._capacity() and key <= self._ceiling:
+        if not self._waiters and self._in_use < self._capacity() and self._admits(key):
             self._in_use += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -1008,11 +1016,20 @@ class PriorityGate:
             future = waiter[2]
             if future.done():
                 continue  # cancelled while it waited
-            if waiter[4] > self._ceiling:
+            if not self._admits(waiter[4]):
                 self._held.append(waiter)  # a lead ranks it early, but it is not wanted yet
                 continue
             self._in_use += 1
             future.set_result(None)
+
+    def _admits(self, key: int) -> bool:
+        """Say whether a waiter with `key` may go in now (a slot free); note a needed one."""
+        if key > self._ceiling:
+            return False
+        if key <= self._needed:
+            self._needed_at = self._clock()
+            return True
+        return self._clock() - self._needed_at <= self._spare_for
 
     def hold_above(self, key: float) -> None:
         """Let in no waiter whose key is above `key` until it is raised (math.inf: none).
@@ -1024,12 +1041,30 @@ class PriorityGate:
         raised = key > self._ceiling
         self._ceiling = key
         if raised:
-            back = [waiter for waiter in self._held if waiter[4] <= key]
-            if back:
-                self._held = [waiter for waiter in self._held if waiter[4] > key]
-                for waiter in back:
-                    heapq.heappush(self._waiters, waiter)
-            self.poke()
+            self._unhold()
+
+    def hold_spares(self, needed: float, seconds: float) -> None:
+        """Let waiters with keys above `needed` go only within `seconds` of a needed one.
+
+        Below the ceiling (hold_above) such a waiter is a spare: in the engine, a round that
+        the estimate wants only as a margin against a short yield. Sent with the rounds it
+        backs, it costs a paid round if they reach the target. Sent once they are all out, it
+        costs the run a wait too: the run lets what is on the wire land, about a round trip
+        after the rounds it backs have committed. math.inf for `needed`: no spares.
+        """
+        raised = needed > self._needed or seconds > self._spare_for
+        self._needed, self._spare_for = needed, seconds
+        if raised:
+            self._unhold()
+
+    def _unhold(self) -> None:
+        """Queue again the held waiters that may now go in, and let in what fits."""
+        back = [waiter for waiter in self._held if waiter[4] <= self._ceiling]
+        if back:
+            self._held = [waiter for waiter in self._held if waiter[4] > self._ceiling]
+            for waiter in back:
+                heapq.heappush(self._waiters, waiter)
+        self.poke()
 
     def lead(self, group: int, rounds: float) -> None:
         """Rank the waiters of `group`, now and later, as if their keys were `rounds` lower.

@@ -102,6 +102,16 @@ WINDOW_SHARE_WEIGHT = 0.2
 # to add to the pool (the synthetic teacher's rounds add about 0.7; a weaker teacher less).
 # Too high only costs a short run another round trip; too low, rounds it does not need.
 FIRST_ROUND_YIELD = 0.5
+# A round the estimate wants only as a margin against a short yield (the 25% headroom of
+# _rounds_wanted) goes out only this share of an instruction request's round trip after the
+# last request of the rounds expected to reach the target; later, it would most likely
+# only make the run wait for it to land (PriorityGate.hold_spares). With p the chance it is
+# needed, sending it t after them gains (1 - t) round trips with chance p and loses t with
+# chance 1 - p: worth it while t < p; a margin round is needed in a minority of runs.
+SPARE_SHARE = 0.25
+# The latest estimate of a round's yield counts at most this many of the last rounds: as
+# the pool grows, more candidates are near duplicates and rounds add fewer tasks.
+RECENT_ROUNDS = 8
 # The gate group of the requests that start a round's chain (instructions), which go ahead
 # of older rounds' later stages by a lead (PriorityGate.lead, head_lead).
 CHAIN_HEADS = 1
@@ -866,6 +876,27 @@ class Bootstrap:
         """
         return next_commit + max(1, self._rounds_wanted()) - 1
 
+    def _last_needed_round(self, next_commit: int) -> float:
+        """Return the last round the target needs by the latest yield, with no margin.
+
+        The rounds after it, up to _last_wanted_round, are the margin: spares at the gate.
+        The latest yield is the lower of the whole run's and the last RECENT_ROUNDS rounds'.
+        """
+        per_round = self._per_round()
+        committed = self.run.state.rounds_committed
+        if per_round is not None and committed >= RECENT_ROUNDS:
+            since = bisect_left(self._pool_rounds, committed - RECENT_ROUNDS)
+            per_round = min(per_round, (len(self._pool_rounds) - since) / RECENT_ROUNDS)
+        if per_round is None or per_round <= 0:
+            return math.inf
+        remaining = self.config.target - self.run.state.accepted
+        return next_commit + max(1, math.ceil(remaining / per_round)) - 1
+
+    def _spare_seconds(self) -> float:
+        """Return how long after the needed rounds' last request a spare round may go."""
+        seconds = self._stage_seconds.get("instructions")
+        return math.inf if seconds is None else SPARE_SHARE * seconds
+
     def _note_latency(self, stage: str, seconds: float) -> None:
         """Fold one answer's latency into its stage's running mean (for head_lead)."""
         mean = self._stage_seconds.setdefault(stage, seconds)
@@ -941,6 +972,9 @@ class Bootstrap:
                     raise _Stop
                 if self._gate is not None:
                     self._gate.hold_above(self._last_wanted_round(next_commit))
+                    self._gate.hold_spares(
+                        self._last_needed_round(next_commit), self._spare_seconds()
+                    )
                 while next_start <= next_commit + self.config.window[1] and (
                     not in_flight or self._want_more_rounds(len(in_flight))
                 ):
@@ -1083,6 +1117,7 @@ class Bootstrap:
         if held and self._gate is not None:
             # Rounds held back for want of need now meet the stop (or the finish) and end.
             self._gate.hold_above(math.inf)
+            self._gate.hold_spares(math.inf, math.inf)
         self.backend.hold(held)
         if self.judge_backend is not self.backend:
             self.judge_backend.hold(held)

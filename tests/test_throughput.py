@@ -496,6 +496,23 @@ def test_a_short_run_starts_only_the_rounds_it_needs(
     assert stages.count("instructions") == 4  # one round of the default 4 prompts
 
 
+def test_a_margin_round_does_not_go_out_once_the_rounds_it_backs_are_all_out(
+    tmp_path: Path,
+) -> None:
+    # Alpaca mode, 32 slots: two rounds of 16 prompts per round trip, each round ~97 tasks.
+    # 350 tasks need four rounds; the 25% margin wants a fifth. When slots free for it, the
+    # four are all on the wire: sent then, it would only make the run wait for it to land.
+    out = tmp_path / "run"
+    with OpenAITestServer(SyntheticTeacher(latency=1.0, tokens_per_second=1000)) as teacher:
+        args = bootstrap_args(teacher, out, "--mode", "alpaca", "--concurrency", "32")
+        result = run_cli(*args, "--target", "350", timeout=120)
+    assert result.returncode == 0, result.stderr
+    state = json.loads((out / "state.json").read_text())
+    log = [json.loads(line)["stage"] for line in (out / "responses.jsonl").read_text().splitlines()]
+    assert state["rounds_committed"] == 4, state
+    assert log.count("instructions") == 4 * 16
+
+
 @pytest.mark.parametrize("mode", ["self-instruct", "alpaca"])
 def test_the_default_window_leaves_room_above_256_in_flight(mode: str) -> None:
     from selfinstruct.config import RunConfig
