@@ -989,7 +989,7 @@ class PriorityGate:
 
     async def acquire(self, key: int = 0, group: int = 0) -> None:
         """Wait for a slot; lower keys (less the group's lead) are served first."""
-        if not self._waiters and self._in_use < self._capacity() and self._admits(key):
+        if not self._waiters and self._in_use < self._capacity() and self._admits(key, False):
             self._in_use += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -1016,20 +1016,24 @@ class PriorityGate:
             future = waiter[2]
             if future.done():
                 continue  # cancelled while it waited
-            if not self._admits(waiter[4]):
+            if not self._admits(waiter[4], True):
                 self._held.append(waiter)  # a lead ranks it early, but it is not wanted yet
                 continue
             self._in_use += 1
             future.set_result(None)
 
-    def _admits(self, key: int) -> bool:
-        """Say whether a waiter with `key` may go in now (a slot free); note a needed one."""
+    def _admits(self, key: int, waited: bool) -> bool:
+        """Say whether a waiter with `key` may go in now (a slot free); note a needed one.
+
+        A spare that finds a slot free goes at once, as the rounds before it did: only one
+        that `waited` for a slot can come a round trip after them (see hold_spares).
+        """
         if key > self._ceiling:
             return False
         if key <= self._needed:
             self._needed_at = self._clock()
             return True
-        return self._clock() - self._needed_at <= self._spare_for
+        return not waited or self._clock() - self._needed_at <= self._spare_for
 
     def hold_above(self, key: float) -> None:
         """Let in no waiter whose key is above `key` until it is raised (math.inf: none).
@@ -1044,13 +1048,16 @@ class PriorityGate:
             self._unhold()
 
     def hold_spares(self, needed: float, seconds: float) -> None:
-        """Let waiters with keys above `needed` go only within `seconds` of a needed one.
+        """Let waiters with keys above `needed` that wait for a slot go only with needed ones.
 
         Below the ceiling (hold_above) such a waiter is a spare: in the engine, a round that
         the estimate wants only as a margin against a short yield. Sent with the rounds it
-        backs, it costs a paid round if they reach the target. Sent once they are all out, it
-        costs the run a wait too: the run lets what is on the wire land, about a round trip
-        after the rounds it backs have committed. math.inf for `needed`: no spares.
+        backs, it costs a paid round if they reach the target. Given a slot only as their
+        answers free them, once they are all out, it costs the run a wait too: the run lets
+        what is on the wire land, about a round trip after the rounds it backs committed.
+        So a spare that waited goes only within `seconds` of the last needed waiter; one
+        that finds a slot free goes at once (a rate limit, not the slots, may be what holds
+        the sends back). math.inf for `needed`: no spares.
         """
         raised = needed > self._needed or seconds > self._spare_for
         self._needed, self._spare_for = needed, seconds

@@ -989,11 +989,11 @@ def test_gate_holds_keys_above_its_ceiling_with_slots_free_until_it_is_raised() 
     assert order == [2, 6, 9]
 
 
-def test_gate_lets_a_spare_round_go_only_with_the_rounds_it_backs() -> None:
+def test_gate_lets_a_spare_that_waited_for_a_slot_go_only_with_the_rounds_it_backs() -> None:
     # Rounds up to 4 are needed, 5 is a spare (a margin), 6 is past the ceiling. Two slots.
-    # The spare goes with the needed rounds while one of them went in within a second;
-    # once they are all out and three seconds have passed, it waits with a slot free, and
-    # goes when the estimate needs it, or when the ceiling and the spares are lifted.
+    # A spare that waits for a slot goes when one frees within a second of a needed round
+    # going in; freed at 3 s, the slot stays free. A spare that finds a slot free goes at
+    # once. A held one goes when the estimate needs it, or when the finish lifts the rules.
     order: list[int] = []
     clock = Clock()
 
@@ -1001,26 +1001,34 @@ def test_gate_lets_a_spare_round_go_only_with_the_rounds_it_backs() -> None:
         gate = PriorityGate(lambda: 2, clock=clock)
         gate.hold_above(5)
         gate.hold_spares(4, 1.0)
-        await asyncio.wait_for(gate.acquire(3), 1)  # a needed round goes in at 0 s
-        clock.now = 0.5
-        await asyncio.wait_for(gate.acquire(5), 1)  # the spare, half a second after it
-        gate.release()
-        gate.release()
+        await asyncio.wait_for(gate.acquire(3), 1)  # needed rounds fill both slots at 0 s
         await asyncio.wait_for(gate.acquire(4), 1)
-        clock.now = 3.0
-        waiters = _waiters(gate, ((5, 0), (6, 0)), order)
+        first = _waiters(gate, ((5, 0),), order)
         await asyncio.sleep(0.05)
-        assert order == [] and gate.waiting == 2 and gate.in_use == 1
+        assert order == []
+        clock.now = 0.5
+        gate.release()  # half a second after the needed ones went in: the spare goes
+        await asyncio.wait_for(asyncio.gather(*first), 5)
+        assert order == [5]
+        await asyncio.wait_for(gate.acquire(3), 1)  # needed, at 0.5 s: slots full again
+        clock.now = 3.0
+        later = _waiters(gate, ((5, 0), (6, 0)), order)
+        await asyncio.sleep(0.05)
+        gate.release()  # at 3 s: the spare that waited is held, the slot stays free
+        await asyncio.sleep(0.05)
+        assert order == [5] and gate.waiting == 2 and gate.in_use == 1
+        await asyncio.wait_for(gate.acquire(5), 1)  # a spare that finds a slot free
+        gate.release()
         gate.hold_spares(5, 1.0)  # a newer estimate needs round 5
         await asyncio.sleep(0.05)
-        assert order == [5]
+        assert order == [5, 5]
         gate.hold_above(math.inf)
         gate.hold_spares(math.inf, math.inf)  # the run's finish lets everything meet it
-        await asyncio.wait_for(asyncio.gather(*waiters), 5)
+        await asyncio.wait_for(asyncio.gather(*later), 5)
         gate.release()
 
     asyncio.run(go())
-    assert order == [5, 6]
+    assert order == [5, 5, 6]
 
 
 def test_a_cancelled_waiter_passes_its_grant_on() -> None:
