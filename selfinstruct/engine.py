@@ -856,12 +856,15 @@ class Bootstrap:
 
     def _rounds_wanted(self) -> float:
         """Return how many rounds in flight the target needs by the latest estimate."""
-        per_round = self._per_round()
+        # 25% headroom: a round short of the target costs a full round-trip of latency.
+        return self._rounds_to_target(self._per_round(), 0.8)
+
+    def _rounds_to_target(self, per_round: float | None, counted: float = 1.0) -> float:
+        """Return the rounds the rest of the target takes if each adds `counted` x `per_round`."""
         if per_round is None or per_round <= 0:
             return math.inf
         remaining = self.config.target - self.run.state.accepted
-        # 25% headroom: a round short of the target costs a full round-trip of latency.
-        return math.ceil(remaining / (per_round * 0.8))
+        return math.ceil(remaining / (per_round * counted))
 
     def _want_more_rounds(self, in_flight: int) -> bool:
         """Avoid paying for rounds that the target will not need (they stay logged anyway)."""
@@ -887,10 +890,7 @@ class Bootstrap:
         if per_round is not None and committed >= RECENT_ROUNDS:
             since = bisect_left(self._pool_rounds, committed - RECENT_ROUNDS)
             per_round = min(per_round, (len(self._pool_rounds) - since) / RECENT_ROUNDS)
-        if per_round is None or per_round <= 0:
-            return math.inf
-        remaining = self.config.target - self.run.state.accepted
-        return next_commit + max(1, math.ceil(remaining / per_round)) - 1
+        return next_commit + max(1, self._rounds_to_target(per_round)) - 1
 
     def _spare_seconds(self) -> float:
         """Return how long after the needed rounds' last request a spare round may go."""
