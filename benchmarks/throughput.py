@@ -405,7 +405,7 @@ def _ramp(
         peak = f"at most {level / rate:.0%} of it"
     else:
         slots = args.capacity * args.servers
-        full_at = next((t for t, serving, _ in samples if serving >= GOAL * slots), None)
+        full_at = _full_at(samples, slots)
         what = f"{GOAL:.0%} of the {slots} slots serving"
         peak = f"at most {max(serving for _, serving, _ in samples)} serving"
     head = f"first answer at {first:.1f} s; {what}"
@@ -418,6 +418,11 @@ def _ramp(
         f"{head} at {full_at:.1f} s, {trips:.1f} round trips (mean service "
         f"{round_trip:.2f} s) after the first answer"
     )
+
+
+def _full_at(samples: list[tuple[float, int, int]], slots: int) -> float | None:
+    """Return when GOAL of the slots first served (seconds since start); None if never."""
+    return next((t for t, serving, _ in samples if serving >= GOAL * slots), None)
 
 
 def _process_cpu(pid: int) -> float | None:
@@ -483,7 +488,9 @@ def _idle(
     total = max(slots * wall - busy, 0.0)
     before = slots * first
     after = slots * max(0.0, wall - last)
-    full_at = next((t for t, serving, _ in samples if serving >= GOAL * slots), last)
+    full_at = _full_at(samples, slots)
+    if full_at is None:
+        full_at = last
 
     def sampled(start: float, end: float) -> float:
         return sum((slots - n) * SAMPLE for t, n, _ in samples if start <= t < end)
